@@ -1,0 +1,1 @@
+//! Apply engine, checkpoints and PITR (see issue: applier). Not yet implemented.

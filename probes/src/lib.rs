@@ -1,0 +1,1 @@
+//! eBPF probes and loader (see issue: capture). Not yet implemented.

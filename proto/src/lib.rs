@@ -1,0 +1,11 @@
+//! Foxing's shared vocabulary: the record model, the frame codec and (later) the wire messages.
+//!
+//! Pure logic only: no file or network I/O, no async, deterministic. Everything that crosses a
+//! process boundary is specified byte by byte in docs/journal-format.md and docs/wire-protocol.md.
+
+pub mod frame;
+pub mod record;
+pub mod time;
+
+pub use frame::{decode_frame, encode_frame, FrameError, FrameHeader};
+pub use record::{EntryKind, EntryMeta, Event, GapReason, Op, Record, RelPath, SyncKind, Writer, Xattr};

@@ -1,0 +1,1 @@
+//! QUIC shipper with mutual TLS (see issue: transport). Not yet implemented.
