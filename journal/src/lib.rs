@@ -1,1 +1,85 @@
-pub fn x(){}
+//! Foxing's write-ahead change journal: append-only segment files of checksummed frames, indexed
+//! by redb. One writer process ([`Journal`]), any number of readers ([`JournalReader`]).
+//! The format is specified in docs/journal-format.md.
+
+pub mod error;
+pub mod index;
+pub mod prune;
+pub mod reader;
+pub mod replicas;
+pub mod segment;
+pub mod show;
+pub mod verify;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{JournalError, Result};
+pub use reader::{JournalReader, RawFrame};
+pub use writer::{Journal, JournalOptions};
+
+use error::{DbContext, IoContext};
+use redb::ReadableDatabase;
+
+/// Where each file of a journal lives.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub dir: PathBuf,
+    pub segments: PathBuf,
+    pub index: PathBuf,
+    pub lock: PathBuf,
+    pub replicas: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: &Path) -> Layout {
+        Layout {
+            dir: dir.to_path_buf(),
+            segments: dir.join("segments"),
+            index: dir.join("index.redb"),
+            lock: dir.join("LOCK"),
+            replicas: dir.join("replicas.redb"),
+        }
+    }
+}
+
+/// The index's META values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub format_version: u64,
+    pub durable_seq: u64,
+    pub durable_time_ns: u64,
+    pub first_seq: u64,
+    pub hw_time_ns: u64,
+}
+
+pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<Meta> {
+    let r = db.begin_read().db(path)?;
+    let t = r.open_table(index::META).db(path)?;
+    let get = |k: &str| -> Result<u64> { Ok(t.get(k).db(path)?.map(|v| v.value()).unwrap_or(0)) };
+    Ok(Meta {
+        format_version: get(index::META_FORMAT_VERSION)?,
+        durable_seq: get(index::META_DURABLE_SEQ)?,
+        durable_time_ns: get(index::META_DURABLE_TIME)?,
+        first_seq: get(index::META_FIRST_SEQ)?.max(1),
+        hw_time_ns: get(index::META_HW_TIME)?,
+    })
+}
+
+/// Segment files in the journal, sorted by first seq. Files that are not segments are ignored.
+pub fn list_segments(layout: &Layout) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(&layout.segments) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).ctx("list", &layout.segments),
+    };
+    for ent in rd {
+        let ent = ent.ctx("list", &layout.segments)?;
+        if let Some(seq) = ent.file_name().to_str().and_then(segment::parse_segment_file_name) {
+            out.push((seq, ent.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

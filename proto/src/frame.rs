@@ -45,7 +45,7 @@ const KNOWN_FLAGS: u16 = FLAG_SYNC | FLAG_BASE_BEGIN | FLAG_BASE_END | FLAG_GAP 
 /// Zstd level used unless told otherwise: level 1 keeps up with the disk on one core.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("frame is incomplete: have {have} bytes, need {need}")]
     Incomplete { have: usize, need: usize },

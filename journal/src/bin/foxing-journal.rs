@@ -1,1 +1,330 @@
-fn main(){}
+//! `foxing-journal`: inspect and maintain a Foxing journal.
+//!
+//! Exit codes: 0 ok, 1 damage found or the command failed, 2 usage error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use foxing_journal::index::{gap_reason_name, sync_kind_name};
+use foxing_journal::reader::JournalReader;
+use foxing_journal::{prune, replicas, show, verify, Journal, JournalOptions};
+use foxing_proto::time::{fmt_time_ns, now_ns, parse_duration, Point};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "foxing-journal", version, about = "Inspect and maintain a Foxing change journal")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print records, one a line (JSON lines with --json).
+    Dump {
+        #[arg(long)]
+        journal: PathBuf,
+        /// First seq to print.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Stop after this point: RFC 3339, unix seconds, or seq:N.
+        #[arg(long)]
+        until: Option<Point>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Summarize the journal: seqs, times, sizes, bases, sync points, gaps, replicas.
+    Stat {
+        #[arg(long)]
+        journal: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every crc, seq continuity and the index; exit 1 on damage.
+    Verify {
+        #[arg(long)]
+        journal: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete whole segments older than a horizon, keeping the newest complete base before it.
+    Prune {
+        #[arg(long)]
+        journal: PathBuf,
+        /// Keep this much history (e.g. 7d, 36h).
+        #[arg(long, conflicts_with = "before", required_unless_present = "before")]
+        keep: Option<String>,
+        /// Horizon as a point in time: RFC 3339 or unix seconds.
+        #[arg(long)]
+        before: Option<Point>,
+        /// Also delete what registered replicas have not acknowledged.
+        #[arg(long)]
+        force: bool,
+        /// Print the plan without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("foxing-journal: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Dump { journal, from, until, json } => dump(&journal, from, until, json),
+        Cmd::Stat { journal, json } => stat(&journal, json),
+        Cmd::Verify { journal, json } => verify_cmd(&journal, json),
+        Cmd::Prune { journal, keep, before, force, dry_run, json } => {
+            let horizon = match (keep, before) {
+                (Some(k), _) => {
+                    let d = parse_duration(&k).map_err(anyhow::Error::msg)?;
+                    now_ns().saturating_sub(d.as_nanos() as u64)
+                }
+                (None, Some(Point::TimeNs(t))) => t,
+                (None, Some(Point::Seq(_))) => bail!("--before takes a time (RFC 3339 or unix seconds), not a seq"),
+                (None, None) => bail!("give --keep DURATION or --before TIME"),
+            };
+            prune_cmd(&journal, horizon, force, dry_run, json)
+        }
+    }
+}
+
+fn open_reader(journal: &Path) -> anyhow::Result<JournalReader> {
+    if !journal.is_dir() {
+        bail!("journal directory {} does not exist", journal.display());
+    }
+    JournalReader::open(journal).with_context(|| format!("cannot open journal {}", journal.display()))
+}
+
+fn dump(journal: &Path, from: Option<u64>, until: Option<Point>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let r = open_reader(journal)?;
+    let meta = r.meta()?;
+    let from = from.unwrap_or(meta.first_seq).max(meta.first_seq);
+    let (until_seq, until_time) = match until {
+        Some(Point::Seq(s)) => (s.min(meta.durable_seq), u64::MAX),
+        Some(Point::TimeNs(t)) => {
+            let bound = r.first_seq_after_time(t)?.unwrap_or(meta.durable_seq);
+            (bound.min(meta.durable_seq), t)
+        }
+        None => (meta.durable_seq, u64::MAX),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for rec in r.records(from, until_seq)? {
+        let rec = rec?;
+        if rec.time_ns > until_time {
+            // Records are in seq order; the first one past the time ends the prefix.
+            break;
+        }
+        let line = if as_json { show::record_json(&rec).to_string() } else { show::record_line(&rec) };
+        if writeln!(out, "{line}").is_err() {
+            return Ok(ExitCode::SUCCESS); // reader went away (e.g. `| head`)
+        }
+    }
+    out.flush().ok();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stat(journal: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let r = open_reader(journal)?;
+    let meta = r.meta()?;
+    let fl = r.first_last_frames()?;
+    let segments = r.segments()?;
+    let mut seg_bytes = 0u64;
+    for (s, _) in &segments {
+        let p = r.layout().segments.join(foxing_journal::segment::segment_file_name(*s));
+        seg_bytes += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+    }
+    let index_bytes = std::fs::metadata(&r.layout().index).map(|m| m.len()).unwrap_or(0);
+    let bases = r.bases()?;
+    let gaps = r.gaps()?;
+    let syncs = r.sync_point_count()?;
+    let last_sync = r.last_sync_point()?;
+    let acks = replicas::list_acks(journal)?;
+    // First record time: the first frame's min time needs a decode; the max time is indexed.
+    let first_time = match &fl {
+        Some((f, _)) => r.frames(f.first_seq, f.first_seq)?.first().map(|fr| fr.header.min_time_ns),
+        None => None,
+    };
+    let last_time = fl.as_ref().map(|(_, l)| l.max_time_ns);
+    let records = fl.as_ref().map(|(f, l)| l.last_seq() - f.first_seq + 1).unwrap_or(0);
+    let unhealed = gaps.iter().filter(|g| g.healed_seq.is_none()).count();
+    let lost: u64 = gaps.iter().map(|g| g.lost).sum();
+    if as_json {
+        let v = json!({
+            "journal": journal.display().to_string(),
+            "first_seq": fl.as_ref().map(|(f, _)| f.first_seq),
+            "last_seq": fl.as_ref().map(|(_, l)| l.last_seq()),
+            "durable_seq": meta.durable_seq,
+            "durable_time_ns": meta.durable_time_ns,
+            "first_time_ns": first_time,
+            "last_time_ns": last_time,
+            "records": records,
+            "segments": segments.len(),
+            "segment_bytes": seg_bytes,
+            "index_bytes": index_bytes,
+            "sync_points": syncs,
+            "last_sync_point": last_sync.map(|s| json!({"seq": s.seq, "time_ns": s.time_ns, "kind": sync_kind_name(s.kind)})),
+            "bases": bases.iter().map(|b| json!({"id": b.id, "begin_seq": b.begin_seq, "end_seq": b.end_seq,
+                "begin_time_ns": b.begin_time_ns, "end_time_ns": b.end_time_ns, "complete": b.end_seq.is_some()})).collect::<Vec<_>>(),
+            "gaps": gaps.iter().map(|g| json!({"seq": g.seq, "lost": g.lost, "reason": gap_reason_name(g.reason),
+                "healed_seq": g.healed_seq, "time_ns": g.time_ns})).collect::<Vec<_>>(),
+            "lost_records": lost,
+            "unhealed_gaps": unhealed,
+            "replicas": acks.iter().map(|a| json!({"name": a.name, "acked_seq": a.acked_seq, "ack_time_ns": a.time_ns,
+                "lag_records": meta.durable_seq.saturating_sub(a.acked_seq)})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let t = |x: Option<u64>| x.map(fmt_time_ns).unwrap_or_else(|| "-".into());
+    println!("journal      {}", journal.display());
+    match &fl {
+        Some((f, l)) => println!("seqs         {}..={} ({} records), durable up to {}", f.first_seq, l.last_seq(), records, meta.durable_seq),
+        None => println!("seqs         (empty)"),
+    }
+    println!("times        {} .. {}", t(first_time), t(last_time));
+    println!("size         {} segments, {} bytes; index {} bytes", segments.len(), seg_bytes, index_bytes);
+    match last_sync {
+        Some(s) => println!("sync points  {} (last: seq {} at {}, {})", syncs, s.seq, fmt_time_ns(s.time_ns), sync_kind_name(s.kind)),
+        None => println!("sync points  0"),
+    }
+    println!("bases        {}", bases.len());
+    for b in &bases {
+        match (b.end_seq, b.end_time_ns) {
+            (Some(e), Some(et)) => println!("  base {} seq {}..={} ({} .. {})", b.id, b.begin_seq, e, fmt_time_ns(b.begin_time_ns), fmt_time_ns(et)),
+            _ => println!("  base {} seq {}.. (incomplete, started {})", b.id, b.begin_seq, fmt_time_ns(b.begin_time_ns)),
+        }
+    }
+    println!("gaps         {} ({} records lost, {} not yet healed)", gaps.len(), lost, unhealed);
+    for g in &gaps {
+        println!(
+            "  gap at seq {}: {} lost ({}), {}",
+            g.seq,
+            g.lost,
+            gap_reason_name(g.reason),
+            g.healed_seq.map(|h| format!("healed at seq {h}")).unwrap_or_else(|| "NOT HEALED".into())
+        );
+    }
+    println!("replicas     {}", acks.len());
+    for a in &acks {
+        println!(
+            "  {} acked seq {} at {} (lag {} records)",
+            a.name,
+            a.acked_seq,
+            fmt_time_ns(a.time_ns),
+            meta.durable_seq.saturating_sub(a.acked_seq)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_cmd(journal: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    if !journal.is_dir() {
+        bail!("journal directory {} does not exist", journal.display());
+    }
+    let rep = verify::verify(journal)?;
+    if as_json {
+        let v = json!({
+            "ok": rep.ok(),
+            "segments": rep.segments, "frames": rep.frames, "records": rep.records, "bytes": rep.bytes,
+            "first_seq": rep.first_seq, "last_seq": rep.last_seq, "durable_seq": rep.durable_seq,
+            "index_present": rep.index_present,
+            "damage": rep.damage.iter().map(|d| json!({"segment": d.segment.display().to_string(), "offset": d.offset, "what": d.what})).collect::<Vec<_>>(),
+            "notes": rep.notes,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{} segments, {} frames, {} records, {} bytes; seqs {}..={}; durable up to {}",
+            rep.segments,
+            rep.frames,
+            rep.records,
+            rep.bytes,
+            rep.first_seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            rep.last_seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            rep.durable_seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        );
+        for n in &rep.notes {
+            println!("note: {n}");
+        }
+        for d in &rep.damage {
+            println!("DAMAGE: segment {} offset {}: {}", d.segment.display(), d.offset, d.what);
+        }
+        if rep.ok() {
+            println!("ok");
+        } else {
+            println!(
+                "journal is damaged ({} problems). Replicas hold their own archive; restore from one, or cut the journal before the first damaged offset.",
+                rep.damage.len()
+            );
+        }
+    }
+    Ok(if rep.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn prune_cmd(journal: &Path, horizon_ns: u64, force: bool, dry_run: bool, as_json: bool) -> anyhow::Result<ExitCode> {
+    let (meta, bases) = {
+        let r = open_reader(journal)?;
+        (r.meta()?, r.bases()?)
+    };
+    let acks = replicas::list_acks(journal)?;
+    let plan = prune::plan(meta.first_seq, &bases, &acks, horizon_ns, force);
+    let removed = if dry_run || plan.nothing_because.is_some() {
+        Vec::new()
+    } else {
+        let mut j = Journal::open(journal, JournalOptions::default()).with_context(|| {
+            format!("cannot open journal {} for pruning (a running recorder holds it: stop it or prune through it)", journal.display())
+        })?;
+        j.prune_before(plan.keep_from_seq)?
+    };
+    if as_json {
+        let v = json!({
+            "horizon_ns": horizon_ns,
+            "keep_from_seq": plan.keep_from_seq,
+            "base": plan.base.map(|b| json!({"id": b.id, "begin_seq": b.begin_seq, "end_seq": b.end_seq})),
+            "held_back_by": plan.held_back_by.iter().map(|(n, s)| json!({"replica": n, "acked_seq": s})).collect::<Vec<_>>(),
+            "nothing_because": plan.nothing_because,
+            "dry_run": dry_run,
+            "segments_removed": removed,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("horizon {}", fmt_time_ns(horizon_ns));
+    if let Some(why) = &plan.nothing_because {
+        println!("nothing to prune: {why}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(b) = plan.base {
+        println!("keeping base {} (seq {}) and everything after it", b.id, b.begin_seq);
+    }
+    for (name, seq) in &plan.held_back_by {
+        println!("held back by replica {name}: acknowledged only up to seq {seq} (use --force to prune anyway)");
+    }
+    if dry_run {
+        println!("dry run: would keep seq {} onwards", plan.keep_from_seq);
+    } else {
+        println!("removed {} segments; the journal now starts at the segment holding seq {}", removed.len(), plan.keep_from_seq);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,556 @@
+//! The journal writer: appends frames to the current segment, group-commits (fsync of the segment,
+//! then one redb commit) per fsync window, rotates segments by size, and recovers on open.
+//!
+//! Exactly one writer process per journal (`JDIR/LOCK`, and redb's SingleWriter mode); any
+//! number of readers (see [`crate::reader`]) run beside it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use foxing_proto::frame::{check_frame, decode_body, encode_frame, FrameHeader, FRAME_HEADER_LEN};
+use foxing_proto::time::now_ns;
+use foxing_proto::{Event, Op};
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::error::{DbContext, IoContext, JournalError, Result};
+use crate::index::{self, FrameFacts};
+use crate::segment::{scan_frames, segment_file_name, ScanEnd, SegmentHeader, SEGMENT_HEADER_LEN};
+use crate::{list_segments, Layout};
+
+/// Default fsync window: group commit every 5 ms while records keep coming.
+pub const DEFAULT_FSYNC_WINDOW_MS: u64 = 5;
+/// Default segment size before rotation.
+pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 << 20;
+/// Default upper bound on the postcard bytes of one frame (a batch is split above it).
+pub const DEFAULT_FRAME_RAW_BYTES: usize = 4 << 20;
+/// Per-record overhead estimate used to split batches into frames (bytes).
+const RECORD_OVERHEAD_ESTIMATE_BYTES: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    /// Appends within this window share one fsync. Zero: fsync on every append.
+    pub fsync_window: Duration,
+    /// Rotate to a new segment once the current one exceeds this size.
+    pub segment_size_bytes: u64,
+    /// zstd level for new frames; 0 stores them uncompressed.
+    pub zstd_level: i32,
+    /// Split batches so that one frame carries at most about this many postcard bytes.
+    pub frame_raw_bytes: usize,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            fsync_window: Duration::from_millis(DEFAULT_FSYNC_WINDOW_MS),
+            segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
+            zstd_level: foxing_proto::frame::DEFAULT_ZSTD_LEVEL,
+            frame_raw_bytes: DEFAULT_FRAME_RAW_BYTES,
+        }
+    }
+}
+
+/// What recovery found and did when the journal was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Frames found in the segments that the index did not hold yet.
+    pub frames_reindexed: u64,
+    /// Bytes cut from a torn tail, and where.
+    pub cut_bytes: u64,
+    pub cut_at: Option<(PathBuf, u64)>,
+    /// Segment files removed (a prune interrupted by a crash, an empty torn new segment).
+    pub segments_removed: u64,
+}
+
+struct Pending {
+    segment: u64,
+    offset: u64,
+    header: FrameHeader,
+    facts: FrameFacts,
+}
+
+pub struct Journal {
+    layout: Layout,
+    _lock: File,
+    db: Database,
+    seg: File,
+    seg_path: PathBuf,
+    seg_first_seq: u64,
+    seg_len: u64,
+    new_segments: Vec<(u64, u64)>,
+    next_seq: u64,
+    durable_seq: u64,
+    pending: Vec<Pending>,
+    unsynced_since: Option<Instant>,
+    opts: JournalOptions,
+    recovery: Recovery,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` for writing, recovering from a crash:
+    /// frames past the index are re-indexed, a torn tail is cut, and the result is made durable.
+    pub fn open(dir: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
+        let layout = Layout::new(dir.as_ref());
+        std::fs::create_dir_all(&layout.segments).ctx("create directory", &layout.segments)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&layout.lock)
+            .ctx("open lock file", &layout.lock)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked { dir: layout.dir.clone(), lock: layout.lock.clone() })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).ctx("lock", &layout.lock),
+        }
+        let db = redb::Builder::new()
+            .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+            .create(&layout.index)
+            .db(&layout.index)?;
+        let txn = db.begin_write().db(&layout.index)?;
+        index::create_tables(&txn).db(&layout.index)?;
+        txn.commit().db(&layout.index)?;
+        let meta = crate::read_meta(&db, &layout.index)?;
+        if meta.format_version != index::INDEX_FORMAT_VERSION {
+            return Err(JournalError::IndexVersion {
+                found: meta.format_version,
+                supported: index::INDEX_FORMAT_VERSION,
+            });
+        }
+
+        let mut recovery = Recovery::default();
+        let mut segments = list_segments(&layout)?;
+        // A prune commits the new first_seq before unlinking files: finish one a crash cut short.
+        while segments.len() > 1 && segments[1].0 <= meta.first_seq {
+            let (_, p) = segments.remove(0);
+            std::fs::remove_file(&p).ctx("remove pruned segment", &p)?;
+            recovery.segments_removed += 1;
+        }
+
+        let last_indexed = {
+            let r = db.begin_read().db(&layout.index)?;
+            let t = r.open_table(index::FRAMES).db(&layout.index)?;
+            let last = t.last().db(&layout.index)?;
+            last.map(|(k, v)| (k.value(), v.value()))
+        };
+
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut new_segments = Vec::new();
+        let indexed_upto = last_indexed.map(|(first, v)| first + v.3 as u64 - 1).unwrap_or(0);
+        let (mut next_seq, start_seg_idx, mut start_offset) = match last_indexed {
+            Some((first, (seg, ..))) => {
+                let idx = segments.iter().position(|(s, _)| *s == seg).ok_or_else(|| {
+                    JournalError::Inconsistent(format!(
+                        "the index places seq {first} in segment {}, which is missing",
+                        segment_file_name(seg)
+                    ))
+                })?;
+                // Rescan the whole segment holding the last indexed frame: its frames are
+                // checked again (the promise the index made), then anything after them is new.
+                (segments[idx].0, idx, SEGMENT_HEADER_LEN as u64)
+            }
+            None => {
+                if segments.is_empty() {
+                    let first = meta.durable_seq + 1;
+                    let p = create_segment(&layout, first)?;
+                    segments.push((first, p));
+                    new_segments.push((first, now_ns()));
+                }
+                (segments[0].0, 0, SEGMENT_HEADER_LEN as u64)
+            }
+        };
+
+        let mut end_offset = start_offset;
+        let n = segments.len();
+        for i in start_seg_idx..n {
+            let (seg_seq, ref path) = segments[i];
+            let is_last = i + 1 == n;
+            let data = std::fs::read(path).ctx("read segment", path)?;
+            let header = match SegmentHeader::parse(&data) {
+                Ok(h) => h,
+                Err(e) => {
+                    if is_last && i > start_seg_idx && seg_seq > meta.durable_seq {
+                        // A new segment whose creation was torn by the crash: nothing in it.
+                        tracing::warn!(segment = %path.display(), error = %e, "removing a torn new segment");
+                        std::fs::remove_file(path).ctx("remove torn segment", path)?;
+                        recovery.segments_removed += 1;
+                        segments.pop();
+                        break;
+                    }
+                    return Err(JournalError::SegmentHeader { path: path.clone(), source: e });
+                }
+            };
+            if header.first_seq != seg_seq || (i > start_seg_idx && header.first_seq != next_seq) {
+                return Err(JournalError::Inconsistent(format!(
+                    "segment {} starts at seq {} but seq {next_seq} was expected",
+                    path.display(),
+                    header.first_seq
+                )));
+            }
+            if i > start_seg_idx {
+                start_offset = SEGMENT_HEADER_LEN as u64;
+            }
+            let from = (start_offset as usize).min(data.len());
+            let scan = scan_frames(&data[from..], start_offset, next_seq);
+            for loc in &scan.frames {
+                if loc.header.last_seq() <= indexed_upto {
+                    continue; // already indexed
+                }
+                let facts = if index::needs_facts(&loc.header) {
+                    let s = loc.offset as usize + FRAME_HEADER_LEN;
+                    let body = &data[s..s + loc.header.body_len as usize];
+                    let recs = decode_body(&loc.header, body).map_err(|e| JournalError::Damaged {
+                        path: path.clone(),
+                        offset: loc.offset,
+                        error: e.into(),
+                    })?;
+                    index::frame_facts(&recs)
+                } else {
+                    FrameFacts::default()
+                };
+                pending.push(Pending { segment: seg_seq, offset: loc.offset, header: loc.header, facts });
+            }
+            recovery.frames_reindexed += scan.frames.iter().filter(|l| l.header.last_seq() > indexed_upto).count() as u64;
+            let stopped_in_durable = scan.next_seq <= meta.durable_seq.max(indexed_upto);
+            match scan.end {
+                // The scan stopped inside what was reported durable: damage, not a torn tail.
+                ScanEnd::Invalid { offset, error } if stopped_in_durable => {
+                    return Err(JournalError::Damaged { path: path.clone(), offset, error })
+                }
+                ScanEnd::Incomplete { offset } if stopped_in_durable => {
+                    return Err(JournalError::Damaged {
+                        path: path.clone(),
+                        offset,
+                        error: crate::segment::ScanError::Frame(foxing_proto::FrameError::Incomplete {
+                            have: data.len() - offset as usize,
+                            need: FRAME_HEADER_LEN,
+                        }),
+                    })
+                }
+                _ => {}
+            }
+            next_seq = scan.next_seq;
+            end_offset = scan.valid_end;
+            match scan.end {
+                ScanEnd::Clean => {}
+                ScanEnd::Incomplete { offset } | ScanEnd::Invalid { offset, .. } if is_last => {
+                    let cut = data.len() as u64 - offset;
+                    tracing::warn!(segment = %path.display(), offset, bytes = cut, reason = ?scan.end,
+                        "cutting the torn tail left by a crash");
+                    let f = OpenOptions::new().write(true).open(path).ctx("open segment", path)?;
+                    f.set_len(offset).ctx("truncate torn tail of", path)?;
+                    f.sync_all().ctx("fsync", path)?;
+                    recovery.cut_bytes = cut;
+                    recovery.cut_at = Some((path.clone(), offset));
+                }
+                ScanEnd::Incomplete { offset } => {
+                    return Err(JournalError::Damaged {
+                        path: path.clone(),
+                        offset,
+                        error: crate::segment::ScanError::Frame(foxing_proto::FrameError::Incomplete {
+                            have: data.len() - offset as usize,
+                            need: FRAME_HEADER_LEN,
+                        }),
+                    })
+                }
+                ScanEnd::Invalid { offset, error } => {
+                    return Err(JournalError::Damaged { path: path.clone(), offset, error })
+                }
+            }
+        }
+        if next_seq <= meta.durable_seq {
+            return Err(JournalError::Inconsistent(format!(
+                "records up to seq {} were reported durable, but the segments end at seq {}",
+                meta.durable_seq,
+                next_seq - 1
+            )));
+        }
+
+        let (seg_first_seq, seg_path) = segments.last().cloned().ok_or_else(|| {
+            JournalError::Inconsistent("no segment left after recovery".into())
+        })?;
+        let seg = OpenOptions::new().read(true).write(true).open(&seg_path).ctx("open segment", &seg_path)?;
+        let seg_len = seg.metadata().ctx("stat", &seg_path)?.len();
+        debug_assert_eq!(seg_len, end_offset.max(SEGMENT_HEADER_LEN as u64));
+        // Make whatever survived in the page cache durable before promising it.
+        seg.sync_all().ctx("fsync", &seg_path)?;
+        {
+            let known: Vec<u64> = {
+                let r = db.begin_read().db(&layout.index)?;
+                let t = r.open_table(index::SEGMENTS).db(&layout.index)?;
+                let mut v = Vec::new();
+                for e in t.iter().db(&layout.index)? {
+                    v.push(e.db(&layout.index)?.0.value());
+                }
+                v
+            };
+            for (s, p) in &segments {
+                if !known.contains(s) && !new_segments.iter().any(|(n, _)| n == s) {
+                    let created = std::fs::read(p)
+                        .ok()
+                        .and_then(|d| SegmentHeader::parse(&d).ok())
+                        .map(|h| h.created_time_ns)
+                        .unwrap_or(0);
+                    new_segments.push((*s, created));
+                }
+            }
+        }
+        if last_indexed.is_none() {
+            // A new or rebuilt index: it starts where the oldest segment does.
+            let txn = db.begin_write().db(&layout.index)?;
+            txn.open_table(index::META)
+                .db(&layout.index)?
+                .insert(index::META_FIRST_SEQ, segments[0].0)
+                .db(&layout.index)?;
+            txn.commit().db(&layout.index)?;
+        }
+        let mut j = Journal {
+            layout,
+            _lock: lock,
+            db,
+            seg,
+            seg_path,
+            seg_first_seq,
+            seg_len,
+            new_segments,
+            next_seq,
+            durable_seq: meta.durable_seq,
+            pending,
+            unsynced_since: None,
+            opts,
+            recovery,
+        };
+        j.commit_index()?;
+        if j.recovery != Recovery::default() {
+            tracing::info!(recovery = ?j.recovery, "journal recovered");
+        }
+        Ok(j)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.layout.dir
+    }
+
+    /// What recovery did on open.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The seq the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Every record up to this seq is on stable storage and indexed.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// Appends events, giving them consecutive seqs; returns the seqs given. The records are
+    /// written to the segment at once and become durable at the next group commit (see
+    /// [`Journal::maybe_sync`], [`Journal::sync`]).
+    pub fn append(&mut self, events: Vec<Event>) -> Result<std::ops::Range<u64>> {
+        let first = self.next_seq;
+        let mut batch = Vec::new();
+        let mut est = 0usize;
+        let mut seq = self.next_seq;
+        for ev in events {
+            let size = ev.op.payload_len() + RECORD_OVERHEAD_ESTIMATE_BYTES;
+            if !batch.is_empty() && est + size > self.opts.frame_raw_bytes {
+                self.write_records(&std::mem::take(&mut batch))?;
+                est = 0;
+            }
+            est += size;
+            batch.push(ev.with_seq(seq));
+            seq += 1;
+        }
+        if !batch.is_empty() {
+            self.write_records(&batch)?;
+        }
+        self.maybe_sync()?;
+        Ok(first..self.next_seq)
+    }
+
+    fn write_records(&mut self, records: &[foxing_proto::Record]) -> Result<()> {
+        let bytes = encode_frame(records, self.opts.zstd_level)
+            .map_err(|source| JournalError::Frame { seq: records[0].seq, source })?;
+        let h = check_frame(&bytes).map_err(|source| JournalError::Frame { seq: records[0].seq, source })?;
+        let facts = if index::needs_facts(&h) { index::frame_facts(records) } else { FrameFacts::default() };
+        self.write_frame_bytes(&bytes, h, facts)
+    }
+
+    /// Appends a frame received as bytes (a replica archiving what the shipper sent). The frame
+    /// is fully validated (crc, decode, seqs) and must continue the journal exactly.
+    pub fn append_frame(&mut self, bytes: &[u8]) -> Result<FrameHeader> {
+        let h = check_frame(bytes).map_err(|source| JournalError::Frame { seq: self.next_seq, source })?;
+        if h.frame_len() != bytes.len() {
+            return Err(JournalError::Frame {
+                seq: h.first_seq,
+                source: foxing_proto::FrameError::Decode(format!(
+                    "{} bytes after the frame",
+                    bytes.len() - h.frame_len()
+                )),
+            });
+        }
+        if h.first_seq != self.next_seq {
+            return Err(JournalError::OutOfOrder { got: h.first_seq, expected: self.next_seq });
+        }
+        let recs = decode_body(&h, &bytes[FRAME_HEADER_LEN..])
+            .map_err(|source| JournalError::Frame { seq: h.first_seq, source })?;
+        let facts = index::frame_facts(&recs);
+        self.write_frame_bytes(bytes, h, facts)?;
+        self.maybe_sync()?;
+        Ok(h)
+    }
+
+    fn write_frame_bytes(&mut self, bytes: &[u8], h: FrameHeader, facts: FrameFacts) -> Result<()> {
+        assert_eq!(h.first_seq, self.next_seq, "frame out of order: journal would be corrupt");
+        if self.seg_len > SEGMENT_HEADER_LEN as u64
+            && self.seg_len + bytes.len() as u64 > self.opts.segment_size_bytes
+        {
+            self.rotate()?;
+        }
+        if let Err(e) = self.seg.write_all_at(bytes, self.seg_len) {
+            // Leave no partial frame behind: the journal stays appendable after ENOSPC.
+            let _ = self.seg.set_len(self.seg_len);
+            return Err(e).ctx("append to segment", &self.seg_path);
+        }
+        self.pending.push(Pending { segment: self.seg_first_seq, offset: self.seg_len, header: h, facts });
+        self.seg_len += bytes.len() as u64;
+        self.next_seq = h.last_seq() + 1;
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        self.sync()?;
+        let first = self.next_seq;
+        let path = create_segment(&self.layout, first)?;
+        self.seg = OpenOptions::new().read(true).write(true).open(&path).ctx("open segment", &path)?;
+        self.seg_path = path;
+        self.seg_first_seq = first;
+        self.seg_len = SEGMENT_HEADER_LEN as u64;
+        self.new_segments.push((first, now_ns()));
+        Ok(())
+    }
+
+    /// Group commit if the oldest unsynced append is at least one fsync window old.
+    pub fn maybe_sync(&mut self) -> Result<bool> {
+        match self.unsynced_since {
+            Some(t) if t.elapsed() >= self.opts.fsync_window => self.sync().map(|_| true),
+            _ => Ok(false),
+        }
+    }
+
+    /// When the next group commit is due, if anything is waiting for one.
+    pub fn sync_deadline(&self) -> Option<Instant> {
+        self.unsynced_since.map(|t| t + self.opts.fsync_window)
+    }
+
+    /// fsyncs the segment and commits the index: everything appended so far becomes durable.
+    pub fn sync(&mut self) -> Result<u64> {
+        if self.unsynced_since.is_none() && self.pending.is_empty() && self.new_segments.is_empty() {
+            return Ok(self.durable_seq);
+        }
+        self.seg.sync_data().ctx("fsync", &self.seg_path)?;
+        self.commit_index()?;
+        self.unsynced_since = None;
+        Ok(self.durable_seq)
+    }
+
+    fn commit_index(&mut self) -> Result<()> {
+        let p = &self.layout.index;
+        let txn = self.db.begin_write().db(p)?;
+        for pf in &self.pending {
+            index::insert_frame(&txn, pf.segment, pf.offset, &pf.header, &pf.facts).db(p)?;
+        }
+        {
+            let mut segs = txn.open_table(index::SEGMENTS).db(p)?;
+            for &(s, created) in &self.new_segments {
+                segs.insert(s, created).db(p)?;
+            }
+            let mut meta = txn.open_table(index::META).db(p)?;
+            meta.insert(index::META_DURABLE_SEQ, self.next_seq - 1).db(p)?;
+            meta.insert(index::META_DURABLE_TIME, now_ns()).db(p)?;
+        }
+        txn.commit().db(p)?;
+        self.pending.clear();
+        self.new_segments.clear();
+        self.durable_seq = self.next_seq - 1;
+        Ok(())
+    }
+
+    /// Deletes whole segments that hold only records before `keep_from_seq`. The newest segment
+    /// is never deleted. Returns the segments removed (first seqs). Crash-safe: the index moves
+    /// first, files go after; a crash in between is finished on the next open.
+    pub fn prune_before(&mut self, keep_from_seq: u64) -> Result<Vec<u64>> {
+        self.sync()?;
+        let segments = list_segments(&self.layout)?;
+        let mut doomed = Vec::new();
+        for w in segments.windows(2) {
+            // Segment w[0] holds seqs w[0].0 ..= w[1].0 - 1.
+            if w[1].0 <= keep_from_seq {
+                doomed.push(w[0].clone());
+            }
+        }
+        let Some(new_first) = segments.get(doomed.len()).map(|s| s.0) else {
+            return Ok(Vec::new());
+        };
+        if doomed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = &self.layout.index;
+        let txn = self.db.begin_write().db(p)?;
+        {
+            txn.open_table(index::FRAMES).db(p)?.retain(|k, _| k >= new_first).db(p)?;
+            txn.open_table(index::SEGMENTS).db(p)?.retain(|k, _| k >= new_first).db(p)?;
+            txn.open_table(index::TIMES).db(p)?.retain(|_, seq| seq >= new_first).db(p)?;
+            txn.open_table(index::SYNCS).db(p)?.retain(|k, _| k >= new_first).db(p)?;
+            txn.open_table(index::GAPS).db(p)?.retain(|k, _| k >= new_first).db(p)?;
+            txn.open_table(index::BASES).db(p)?.retain(|_, (b, _, _, _)| b >= new_first).db(p)?;
+            txn.open_table(index::META).db(p)?.insert(index::META_FIRST_SEQ, new_first).db(p)?;
+        }
+        txn.commit().db(p)?;
+        for (_, path) in &doomed {
+            std::fs::remove_file(path).ctx("remove pruned segment", path)?;
+        }
+        fsync_dir(&self.layout.segments)?;
+        Ok(doomed.into_iter().map(|d| d.0).collect())
+    }
+
+    /// Records that are sync points, bases and gaps are indexed; this is a convenience for
+    /// callers that build events.
+    pub fn is_indexed_op(op: &Op) -> bool {
+        matches!(op, Op::Sync { .. } | Op::BaseBegin { .. } | Op::BaseEnd { .. } | Op::Gap { .. } | Op::GapHealed { .. })
+    }
+
+    /// The index database (read access for stat and prune planning in this process).
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::error!(journal = %self.layout.dir.display(), error = %e, "final journal sync failed");
+        }
+    }
+}
+
+fn create_segment(layout: &Layout, first_seq: u64) -> Result<PathBuf> {
+    let path = layout.segments.join(segment_file_name(first_seq));
+    let f = OpenOptions::new().write(true).create_new(true).open(&path).ctx("create segment", &path)?;
+    let h = SegmentHeader { first_seq, created_time_ns: now_ns() };
+    f.write_all_at(&h.encode(), 0).ctx("write segment header", &path)?;
+    f.sync_all().ctx("fsync", &path)?;
+    fsync_dir(&layout.segments)?;
+    Ok(path)
+}
+
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).ctx("fsync directory", dir)
+}

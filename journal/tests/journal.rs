@@ -1,0 +1,252 @@
+//! Journal behaviour on a real filesystem: append/read, rotation, recovery, corruption, prune,
+//! follow.
+
+use std::path::Path;
+use std::time::Duration;
+
+use foxing_journal::reader::JournalReader;
+use foxing_journal::verify::verify;
+use foxing_journal::{list_segments, Journal, JournalError, JournalOptions, Layout};
+use foxing_proto::{Event, Op, Record, RelPath, SyncKind, Writer};
+
+fn ev(i: u64) -> Event {
+    let op = match i % 5 {
+        0 => Op::Write { path: RelPath::new(format!("f{}", i % 7)), offset: i * 3, data: vec![i as u8; (i % 300) as usize] },
+        1 => Op::Truncate { path: RelPath::new("t"), size: i },
+        2 => Op::Chmod { path: RelPath::new("d/x"), mode: 0o644 },
+        3 => Op::Sync { path: Some(RelPath::new("f1")), kind: SyncKind::Fsync },
+        _ => Op::Rename { from: RelPath::new("a"), to: RelPath::new(format!("b{i}")), flags: 0 },
+    };
+    Event { time_ns: 1_000_000_000 + i * 1000, writer: Writer { pid: 7, ..Default::default() }, op }
+}
+
+fn opts() -> JournalOptions {
+    JournalOptions { fsync_window: Duration::ZERO, segment_size_bytes: 2 << 10, ..Default::default() }
+}
+
+fn all_records(dir: &Path) -> Vec<Record> {
+    let r = JournalReader::open(dir).unwrap();
+    let m = r.meta().unwrap();
+    r.records(m.first_seq, m.durable_seq).unwrap().map(|r| r.unwrap()).collect()
+}
+
+fn expected(from: u64, to: u64) -> Vec<Record> {
+    (from..=to).map(|s| ev(s).with_seq(s)).collect()
+}
+
+#[test]
+fn appended_records_read_back_across_segments_and_reopens() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let mut j = Journal::open(d.path(), opts()).unwrap();
+        for chunk in (1..=600u64).collect::<Vec<_>>().chunks(7) {
+            let r = j.append(chunk.iter().map(|&i| ev(i)).collect()).unwrap();
+            assert_eq!(r.start, chunk[0]);
+        }
+        assert_eq!(j.durable_seq(), 600);
+    }
+    assert!(list_segments(&Layout::new(d.path())).unwrap().len() > 3, "rotation by size");
+    assert_eq!(all_records(d.path()), expected(1, 600));
+    let rep = verify(d.path()).unwrap();
+    assert!(rep.ok(), "{:?}", rep.damage);
+    assert_eq!(rep.records, 600);
+    let mut j = Journal::open(d.path(), opts()).unwrap();
+    assert_eq!(j.next_seq(), 601);
+    j.append(vec![ev(601)]).unwrap();
+    drop(j);
+    assert_eq!(all_records(d.path()), expected(1, 601));
+    let r = JournalReader::open(d.path()).unwrap();
+    let mid: Vec<u64> = r.records(250, 260).unwrap().map(|r| r.unwrap().seq).collect();
+    assert_eq!(mid, (250..=260).collect::<Vec<_>>());
+    assert_eq!(r.sync_points(1, 601).unwrap().len(), 120);
+}
+
+#[test]
+fn a_second_writer_is_refused_while_readers_are_welcome() {
+    let d = tempfile::tempdir().unwrap();
+    let mut j = Journal::open(d.path(), opts()).unwrap();
+    j.append((1..=10).map(ev).collect()).unwrap();
+    assert!(matches!(Journal::open(d.path(), opts()), Err(JournalError::Locked { .. })));
+    let r = JournalReader::open(d.path()).unwrap();
+    assert_eq!(r.meta().unwrap().durable_seq, 10);
+    j.append((11..=20).map(ev).collect()).unwrap();
+    assert_eq!(r.meta().unwrap().durable_seq, 20, "a reader follows the writer's commits");
+}
+
+#[test]
+fn follower_sees_new_durable_frames() {
+    let d = tempfile::tempdir().unwrap();
+    let mut j = Journal::open(d.path(), opts()).unwrap();
+    j.append((1..=5).map(ev).collect()).unwrap();
+    let r = JournalReader::open(d.path()).unwrap();
+    let mut f = r.follow(3);
+    let got = f.next_frames(Duration::from_millis(10)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(f.next_frames(Duration::from_millis(5)).unwrap().is_empty());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            j.append((6..=9).map(ev).collect()).unwrap();
+        });
+        let got = f.next_frames(Duration::from_secs(5)).unwrap();
+        assert_eq!(got[0].header.first_seq, 6);
+        assert_eq!(got[0].records().unwrap(), expected(6, 9));
+    });
+}
+
+/// Copies a journal directory as a crash would leave it: the segment bytes that were written,
+/// the index as last committed.
+fn snapshot(from: &Path, to: &Path) {
+    for sub in ["", "segments"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for e in std::fs::read_dir(from.join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), to.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn recovery_reindexes_unsynced_frames_and_cuts_a_torn_tail() {
+    let d = tempfile::tempdir().unwrap();
+    let crash = tempfile::tempdir().unwrap();
+    {
+        let mut j = Journal::open(d.path(), JournalOptions { fsync_window: Duration::from_secs(3600), ..opts() }).unwrap();
+        j.append((1..=50).map(ev).collect()).unwrap();
+        j.sync().unwrap();
+        j.append((51..=80).map(ev).collect()).unwrap(); // written, not committed
+        snapshot(d.path(), crash.path());
+    }
+    // Tear the last frame: drop its final 5 bytes.
+    let segs = list_segments(&Layout::new(crash.path())).unwrap();
+    let last = &segs.last().unwrap().1;
+    let len = std::fs::metadata(last).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(last).unwrap().set_len(len - 5).unwrap();
+    let before = verify(crash.path()).unwrap();
+    assert!(before.ok(), "an unsynced torn tail is not damage: {:?}", before.damage);
+    assert!(!before.notes.is_empty());
+
+    let j = Journal::open(crash.path(), opts()).unwrap();
+    let rec = j.recovery().clone();
+    assert!(rec.cut_bytes > 0);
+    let n = j.next_seq() - 1;
+    assert!((50..80).contains(&n), "kept the durable prefix and the intact unsynced frames, cut the torn one: {n}");
+    drop(j);
+    assert_eq!(all_records(crash.path()), expected(1, n));
+    assert!(verify(crash.path()).unwrap().ok());
+}
+
+#[test]
+fn a_lost_index_is_rebuilt_from_the_segments() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let mut j = Journal::open(d.path(), opts()).unwrap();
+        j.append((1..=300).map(ev).collect()).unwrap();
+    }
+    std::fs::remove_file(Layout::new(d.path()).index).unwrap();
+    let j = Journal::open(d.path(), opts()).unwrap();
+    assert_eq!(j.durable_seq(), 300);
+    drop(j);
+    assert_eq!(all_records(d.path()), expected(1, 300));
+    assert_eq!(JournalReader::open(d.path()).unwrap().sync_points(0, u64::MAX).unwrap().len(), 60);
+}
+
+#[test]
+fn flipping_any_byte_of_a_segment_is_detected_by_verify_and_never_yields_bad_records() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let mut j = Journal::open(d.path(), JournalOptions { segment_size_bytes: 1 << 20, ..opts() }).unwrap();
+        for i in 1..=6u64 {
+            j.append(((i - 1) * 4 + 1..=i * 4).map(ev).collect()).unwrap();
+        }
+    }
+    let layout = Layout::new(d.path());
+    let segs = list_segments(&layout).unwrap();
+    assert_eq!(segs.len(), 1);
+    let seg = segs[0].1.clone();
+    let good = std::fs::read(&seg).unwrap();
+    let truth = expected(1, 24);
+    let work = tempfile::tempdir().unwrap();
+    for pos in 0..good.len() {
+        let _ = std::fs::remove_dir_all(work.path().join("j"));
+        let jd = work.path().join("j");
+        snapshot(d.path(), &jd);
+        let wseg = Layout::new(&jd).segments.join(seg.file_name().unwrap());
+        let mut bad = good.clone();
+        bad[pos] ^= 0x5a;
+        std::fs::write(&wseg, &bad).unwrap();
+
+        let rep = verify(&jd).unwrap();
+        assert!(!rep.ok(), "flip at byte {pos} went unnoticed");
+        let dmg = &rep.damage[0];
+        assert_eq!(dmg.segment, wseg, "names the segment");
+        assert!(dmg.offset <= pos as u64, "flip at {pos}, reported offset {}", dmg.offset);
+
+        // Readers never return a damaged record: each one read is exactly what was written.
+        if let Ok(r) = JournalReader::open(&jd) {
+            let m = r.meta().unwrap();
+            if let Ok(it) = r.records(m.first_seq, m.durable_seq) {
+                for rec in it.flatten() {
+                    assert_eq!(rec, truth[rec.seq as usize - 1], "flip at {pos}");
+                }
+            }
+        }
+        // The writer refuses to open over damage to durable records instead of cutting them.
+        match Journal::open(&jd, opts()) {
+            Err(_) => {}
+            Ok(j) => panic!("flip at {pos}: writer opened a damaged journal, next_seq {}", j.next_seq()),
+        }
+    }
+}
+
+#[test]
+fn prune_drops_whole_segments_before_the_newest_complete_base() {
+    let d = tempfile::tempdir().unwrap();
+    let mut j = Journal::open(d.path(), opts()).unwrap();
+    let w = Writer::default();
+    j.append(vec![Event { time_ns: 10, writer: w.clone(), op: Op::BaseBegin { base_id: 1 } }]).unwrap();
+    j.append((2..=400).map(ev).collect()).unwrap();
+    let b = j.append(vec![Event { time_ns: 2_000_000_000, writer: w.clone(), op: Op::BaseBegin { base_id: 2 } }]).unwrap();
+    j.append(vec![Event { time_ns: 2_000_000_001, writer: w.clone(), op: Op::BaseEnd { base_id: 2 } }]).unwrap();
+    j.append((403..=500).map(ev).collect()).unwrap();
+    let before = list_segments(&Layout::new(d.path())).unwrap().len();
+    let removed = j.prune_before(b.start).unwrap();
+    assert!(!removed.is_empty());
+    assert_eq!(list_segments(&Layout::new(d.path())).unwrap().len(), before - removed.len());
+    drop(j);
+    let r = JournalReader::open(d.path()).unwrap();
+    let m = r.meta().unwrap();
+    assert!(m.first_seq <= b.start && m.first_seq > 1);
+    let recs: Vec<Record> = r.records(m.first_seq, m.durable_seq).unwrap().map(|x| x.unwrap()).collect();
+    assert_eq!(recs.first().unwrap().seq, m.first_seq);
+    assert_eq!(recs.last().unwrap().seq, 500);
+    assert!(r.records(m.first_seq, m.durable_seq).unwrap().any(|x| x.unwrap().seq == b.start));
+    assert!(verify(d.path()).unwrap().ok());
+    assert!(Journal::open(d.path(), opts()).is_ok());
+}
+
+#[test]
+fn append_frame_accepts_only_the_next_valid_frame() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    {
+        let mut j = Journal::open(src.path(), opts()).unwrap();
+        j.append((1..=40).map(ev).collect()).unwrap();
+        j.append((41..=60).map(ev).collect()).unwrap();
+    }
+    let r = JournalReader::open(src.path()).unwrap();
+    let frames = r.frames(1, 60).unwrap();
+    let mut a = Journal::open(dst.path(), opts()).unwrap();
+    assert!(matches!(a.append_frame(&frames[1].bytes), Err(JournalError::OutOfOrder { got: 41, expected: 1 })));
+    let mut bad = frames[0].bytes.clone();
+    bad[60] ^= 1;
+    assert!(a.append_frame(&bad).is_err());
+    for f in &frames {
+        a.append_frame(&f.bytes).unwrap();
+    }
+    assert!(a.append_frame(&frames[0].bytes).is_err(), "a duplicate frame is refused");
+    drop(a);
+    assert_eq!(all_records(dst.path()), expected(1, 60));
+}
