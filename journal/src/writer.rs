@@ -344,6 +344,12 @@ impl Journal {
         self.next_seq
     }
 
+    /// The current segment (its first seq) and its length in bytes. Right after
+    /// [`Journal::sync`], everything before this position is durable.
+    pub fn position(&self) -> (u64, u64) {
+        (self.seg_first_seq, self.seg_len)
+    }
+
     /// Every record up to this seq is on stable storage and indexed.
     pub fn durable_seq(&self) -> u64 {
         self.durable_seq
