@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests: deterministic workloads and child processes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use foxing_proto::{Event, Op, RelPath, SyncKind, Writer};
 
@@ -28,13 +28,6 @@ pub fn synth_event(seq: u64) -> Event {
     let mut comm = [0u8; 16];
     comm[..4].copy_from_slice(b"test");
     Event { time_ns: 1_790_000_000_000_000_000 + seq * 1_000, writer: Writer { pid: 42, tgid: 42, comm, ..Default::default() }, op }
-}
-
-/// Path of a binary built from this workspace (the test binaries sit in target/*/deps).
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    dir.join(name)
 }
 
 /// Where the durable part of a crashed journal ends, as its index last committed it: (segment

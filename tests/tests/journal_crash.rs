@@ -12,7 +12,7 @@ use std::time::Duration;
 use foxing_journal::reader::JournalReader;
 use foxing_journal::verify::verify;
 use foxing_journal::{Journal, JournalOptions, Layout};
-use foxing_tests::{synth_event, workspace_bin};
+use foxing_tests::synth_event;
 
 const KILLS: usize = 100;
 
@@ -20,14 +20,13 @@ const KILLS: usize = 100;
 fn journal_survives_100_sigkills_with_group_commit() {
     let dir = tempfile::tempdir().unwrap();
     let jdir = dir.path().join("journal");
-    let bin = workspace_bin("crash-writer");
-    assert!(bin.exists(), "{} not built", bin.display());
+    let bin = env!("CARGO_BIN_EXE_crash-writer");
     let mut rng = fastrand::Rng::with_seed(0xf0c5);
     let mut last_checked = 0u64;
     let mut tears = 0;
     for round in 0..KILLS {
         let window_ms = [0u64, 1, 2, 5][round % 4];
-        let mut child = Command::new(&bin)
+        let mut child = Command::new(bin)
             .arg(&jdir)
             .arg(window_ms.to_string())
             .arg(round.to_string())

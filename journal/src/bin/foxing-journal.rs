@@ -50,6 +50,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run crash recovery now (repair the index, cut a torn tail), as the next writer would.
+    Recover {
+        #[arg(long)]
+        journal: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete whole segments older than a horizon, keeping the newest complete base before it.
     Prune {
         #[arg(long)]
@@ -93,6 +100,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Dump { journal, from, until, json } => dump(&journal, from, until, json),
         Cmd::Stat { journal, json } => stat(&journal, json),
         Cmd::Verify { journal, json } => verify_cmd(&journal, json),
+        Cmd::Recover { journal, json } => {
+            if !journal.is_dir() {
+                bail!("journal directory {} does not exist", journal.display());
+            }
+            let j = Journal::open(&journal, JournalOptions::default())
+                .with_context(|| format!("recovery of journal {} failed", journal.display()))?;
+            let rec = j.recovery().clone();
+            if json {
+                let v = json!({
+                    "durable_seq": j.durable_seq(),
+                    "frames_reindexed": rec.frames_reindexed,
+                    "cut_bytes": rec.cut_bytes,
+                    "cut_at": rec.cut_at.as_ref().map(|(p, o)| json!({"segment": p.display().to_string(), "offset": o})),
+                    "segments_removed": rec.segments_removed,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "recovered: durable up to seq {}; {} frames re-indexed, {} bytes of torn tail cut{}, {} segments removed",
+                    j.durable_seq(),
+                    rec.frames_reindexed,
+                    rec.cut_bytes,
+                    rec.cut_at.as_ref().map(|(p, o)| format!(" at {} offset {o}", p.display())).unwrap_or_default(),
+                    rec.segments_removed
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Prune { journal, keep, before, force, dry_run, json } => {
             let horizon = match (keep, before) {
                 (Some(k), _) => {
