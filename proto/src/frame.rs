@@ -234,13 +234,14 @@ pub fn encode_frame(records: &[Record], zstd_level: i32) -> Result<Vec<u8>, Fram
     }
     let raw = postcard::to_stdvec(records).map_err(|e| FrameError::Encode(e.to_string()))?;
     limit("raw_len", raw.len() as u64, MAX_FRAME_RAW_BYTES as u64)?;
-    let (codec, body) = if zstd_level != 0 {
+    let raw_len = raw.len() as u32;
+    let (codec, body) = if zstd_level != 0 && worth_compressing(&raw, zstd_level) {
         match zstd::bulk::compress(&raw, zstd_level) {
             Ok(c) if c.len() < raw.len() - raw.len() / 16 => (CODEC_ZSTD, c),
-            _ => (CODEC_RAW, raw.clone()),
+            _ => (CODEC_RAW, raw),
         }
     } else {
-        (CODEC_RAW, raw.clone())
+        (CODEC_RAW, raw)
     };
     let min_time_ns = records.iter().map(|r| r.time_ns).min().unwrap_or(0);
     let max_time_ns = records.iter().map(|r| r.time_ns).max().unwrap_or(0);
@@ -248,7 +249,7 @@ pub fn encode_frame(records: &[Record], zstd_level: i32) -> Result<Vec<u8>, Fram
         codec,
         flags: summary_flags(records),
         body_len: body.len() as u32,
-        raw_len: raw.len() as u32,
+        raw_len,
         first_seq: first.seq,
         record_count: count,
         min_time_ns,
@@ -261,6 +262,29 @@ pub fn encode_frame(records: &[Record], zstd_level: i32) -> Result<Vec<u8>, Fram
     h.write(&mut out[..FRAME_HEADER_LEN]);
     out[FRAME_HEADER_LEN..].copy_from_slice(&body);
     Ok(out)
+}
+
+/// Bodies at least this large are sampled before being compressed whole.
+const COMPRESSION_SAMPLE_MIN_BYTES: usize = 32 << 10;
+const COMPRESSION_SAMPLE_BYTES: usize = 4 << 10;
+
+/// Whether compressing `raw` is likely to pay: large bodies are sampled (three 4 KiB slices,
+/// start, middle, end) and compressed whole only if the sample shrinks by at least 1/16.
+/// Incompressible payloads (already compressed or encrypted files) then cost one small trial.
+fn worth_compressing(raw: &[u8], level: i32) -> bool {
+    if raw.len() < COMPRESSION_SAMPLE_MIN_BYTES {
+        return true;
+    }
+    let n = COMPRESSION_SAMPLE_BYTES;
+    let mid = raw.len() / 2 - n / 2;
+    let mut sample = Vec::with_capacity(3 * n);
+    sample.extend_from_slice(&raw[..n]);
+    sample.extend_from_slice(&raw[mid..mid + n]);
+    sample.extend_from_slice(&raw[raw.len() - n..]);
+    match zstd::bulk::compress(&sample, level) {
+        Ok(c) => c.len() < sample.len() - sample.len() / 16,
+        Err(_) => false,
+    }
 }
 
 /// Validates the header and crc of the frame at the start of `buf` (which may hold more bytes

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the whole Foxing test suite. Installs what it needs on Debian (as root).
+#   FOXING_REQUIRE_BPF=1  tests that need BPF or root fail instead of skipping (CI sets it).
+#   FOXING_FUZZ_SECONDS=N also run each cargo-fuzz target for N seconds (needs nightly).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "missing: ${need_apt[*]} (install them, or run as root)" >&2
+    exit 2
+  fi
+fi
+
+cargo test --workspace --locked
+
+if [ "${FOXING_FUZZ_SECONDS:-0}" -gt 0 ]; then
+  if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "FOXING_FUZZ_SECONDS is set but no nightly toolchain is installed (rustup toolchain install nightly)" >&2
+    exit 1
+  fi
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+  cd fuzz
+  for t in $(cargo +nightly fuzz list); do
+    mkdir -p "corpus/$t"
+    echo "== fuzz $t for ${FOXING_FUZZ_SECONDS}s"
+    cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="${FOXING_FUZZ_SECONDS}" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+      | grep -Ev '^#[0-9]+\s+(NEW|REDUCE|pulse)' || { echo "fuzz target $t failed" >&2; exit 1; }
+  done
+fi
