@@ -28,7 +28,14 @@ fn disk_seq_write_mb_s(dir: &Path, total_bytes: usize) -> f64 {
 }
 
 fn writer() -> Writer {
-    Writer { pid: 4242, tgid: 4242, uid: 999, gid: 999, cgroup_id: 1234, comm: *b"postgres\0\0\0\0\0\0\0\0" }
+    Writer {
+        pid: 4242,
+        tgid: 4242,
+        uid: 999,
+        gid: 999,
+        cgroup_id: 1234,
+        comm: *b"postgres\0\0\0\0\0\0\0\0",
+    }
 }
 
 fn fresh(dir: &Path, name: &str) -> PathBuf {
@@ -52,9 +59,19 @@ fn small_records_per_s(dir: &Path, n: u64, batch: u64) -> f64 {
                 time_ns: 1_790_000_000_000_000_000 + i * 500,
                 writer: w.clone(),
                 op: match i % 3 {
-                    0 => Op::Chmod { path: RelPath::new(format!("base/16384/{}", 1000 + i % 5000)), mode: 0o600 },
-                    1 => Op::Truncate { path: RelPath::new(format!("pg_wal/{:024X}", i % 64)), size: i * 8192 },
-                    _ => Op::Rename { from: RelPath::new("pg_stat_tmp/global.tmp"), to: RelPath::new("pg_stat_tmp/global.stat"), flags: 0 },
+                    0 => Op::Chmod {
+                        path: RelPath::new(format!("base/16384/{}", 1000 + i % 5000)),
+                        mode: 0o600,
+                    },
+                    1 => Op::Truncate {
+                        path: RelPath::new(format!("pg_wal/{:024X}", i % 64)),
+                        size: i * 8192,
+                    },
+                    _ => Op::Rename {
+                        from: RelPath::new("pg_stat_tmp/global.tmp"),
+                        to: RelPath::new("pg_stat_tmp/global.stat"),
+                        flags: 0,
+                    },
                 },
             })
             .collect();
@@ -76,7 +93,10 @@ fn small_records_per_s(dir: &Path, n: u64, batch: u64) -> f64 {
 /// (payload MB/s, journal bytes on disk / payload bytes).
 fn payload_mb_s(dir: &Path, n: u64, random: bool, window_ms: u64) -> (f64, f64) {
     let jdir = fresh(dir, "payload");
-    let opts = JournalOptions { fsync_window: std::time::Duration::from_millis(window_ms), ..Default::default() };
+    let opts = JournalOptions {
+        fsync_window: std::time::Duration::from_millis(window_ms),
+        ..Default::default()
+    };
     let mut j = Journal::open(&jdir, opts).unwrap();
     let w = writer();
     let mut rng = fastrand::Rng::with_seed(7);
@@ -87,7 +107,8 @@ fn payload_mb_s(dir: &Path, n: u64, random: bool, window_ms: u64) -> (f64, f64) 
                 rng.fill(&mut v);
             } else {
                 for (i, x) in v.iter_mut().enumerate() {
-                    *x = b"INSERT INTO accounts VALUES (42, 'alice', 1000.00);\n"[(i + b) % 52] ^ ((i / 4096) as u8 & 1);
+                    *x = b"INSERT INTO accounts VALUES (42, 'alice', 1000.00);\n"[(i + b) % 52]
+                        ^ ((i / 4096) as u8 & 1);
                 }
             }
             v
@@ -97,7 +118,11 @@ fn payload_mb_s(dir: &Path, n: u64, random: bool, window_ms: u64) -> (f64, f64) 
         .map(|i| Event {
             time_ns: 1_790_000_000_000_000_000 + i,
             writer: w.clone(),
-            op: Op::Write { path: RelPath::new("base/16384/2619"), offset: i * 65536, data: blocks[(i % 64) as usize].clone() },
+            op: Op::Write {
+                path: RelPath::new("base/16384/2619"),
+                offset: i * 65536,
+                data: blocks[(i % 64) as usize].clone(),
+            },
         })
         .collect();
     let t = Instant::now();
@@ -107,7 +132,10 @@ fn payload_mb_s(dir: &Path, n: u64, random: bool, window_ms: u64) -> (f64, f64) 
     j.sync().unwrap();
     let secs = t.elapsed().as_secs_f64();
     drop(j);
-    let on_disk: u64 = std::fs::read_dir(jdir.join("segments")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let on_disk: u64 = std::fs::read_dir(jdir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
     std::fs::remove_dir_all(&jdir).unwrap();
     let payload = (n * 65536) as f64;
     (payload / secs / 1e6, on_disk as f64 / payload)
@@ -115,11 +143,17 @@ fn payload_mb_s(dir: &Path, n: u64, random: bool, window_ms: u64) -> (f64, f64) 
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let dir = std::env::var_os("FOXING_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-journal")
-    });
+    let dir = std::env::var_os("FOXING_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-journal")
+        });
     std::fs::create_dir_all(&dir).unwrap();
-    let (disk_bytes, small_n, payload_n) = if quick { (64 << 20, 200_000, 512) } else { (1 << 30, 4_000_000, 8192) };
+    let (disk_bytes, small_n, payload_n) = if quick {
+        (64 << 20, 200_000, 512)
+    } else {
+        (1 << 30, 4_000_000, 8192)
+    };
 
     let disk = disk_seq_write_mb_s(&dir, disk_bytes);
     let small = small_records_per_s(&dir, small_n, 4096);

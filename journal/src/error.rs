@@ -28,7 +28,11 @@ pub enum JournalError {
         source: SegmentHeaderError,
     },
     #[error("journal damaged: segment {path} offset {offset}: {error}; run `foxing-journal verify` for a full report")]
-    Damaged { path: PathBuf, offset: u64, error: ScanError },
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        error: ScanError,
+    },
     #[error("journal damaged: {0}; run `foxing-journal verify` for a full report")]
     Inconsistent(String),
     #[error("frame for seq {seq}: {source}")]
@@ -58,7 +62,11 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
-        self.map_err(|source| JournalError::Io { op, path: path.to_path_buf(), source })
+        self.map_err(|source| JournalError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -69,6 +77,9 @@ pub(crate) trait DbContext<T> {
 
 impl<T, E: Into<redb::Error>> DbContext<T> for std::result::Result<T, E> {
     fn db(self, path: &std::path::Path) -> Result<T> {
-        self.map_err(|e| JournalError::Index { path: path.to_path_buf(), source: e.into() })
+        self.map_err(|e| JournalError::Index {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })
     }
 }

@@ -62,7 +62,17 @@ pub fn sync_kind_code(k: foxing_proto::SyncKind) -> u8 {
 }
 
 pub fn sync_kind_name(code: u8) -> &'static str {
-    ["fsync", "fdatasync", "sync_file_range", "syncfs", "sync", "msync"].get(code as usize).copied().unwrap_or("unknown")
+    [
+        "fsync",
+        "fdatasync",
+        "sync_file_range",
+        "syncfs",
+        "sync",
+        "msync",
+    ]
+    .get(code as usize)
+    .copied()
+    .unwrap_or("unknown")
 }
 
 pub fn gap_reason_code(r: foxing_proto::GapReason) -> u8 {
@@ -77,10 +87,16 @@ pub fn gap_reason_code(r: foxing_proto::GapReason) -> u8 {
 }
 
 pub fn gap_reason_name(code: u8) -> &'static str {
-    ["ring_full", "seq_gap", "dirty_map_full", "recorder_down", "concurrent_writers"]
-        .get(code as usize)
-        .copied()
-        .unwrap_or("unknown")
+    [
+        "ring_full",
+        "seq_gap",
+        "dirty_map_full",
+        "recorder_down",
+        "concurrent_writers",
+    ]
+    .get(code as usize)
+    .copied()
+    .unwrap_or("unknown")
 }
 
 /// Extracts the indexed facts from a frame's records.
@@ -91,7 +107,10 @@ pub fn frame_facts(records: &[Record]) -> FrameFacts {
             Op::Sync { kind, .. } => f.syncs.push((r.seq, r.time_ns, sync_kind_code(*kind))),
             Op::BaseBegin { base_id } => f.base_begins.push((*base_id, r.seq, r.time_ns)),
             Op::BaseEnd { base_id } => f.base_ends.push((*base_id, r.seq, r.time_ns)),
-            Op::Gap { lost, reason } => f.gaps.push((r.seq, *lost, gap_reason_code(*reason), r.time_ns)),
+            Op::Gap { lost, reason } => {
+                f.gaps
+                    .push((r.seq, *lost, gap_reason_code(*reason), r.time_ns))
+            }
             Op::GapHealed { gap_seq } => f.gap_heals.push((*gap_seq, r.seq)),
             _ => {}
         }
@@ -109,7 +128,13 @@ pub fn insert_frame(
 ) -> Result<(), redb::Error> {
     txn.open_table(FRAMES)?.insert(
         h.first_seq,
-        (segment, offset, h.frame_len() as u32, h.record_count, h.max_time_ns),
+        (
+            segment,
+            offset,
+            h.frame_len() as u32,
+            h.record_count,
+            h.max_time_ns,
+        ),
     )?;
     let mut meta = txn.open_table(META)?;
     let hw = meta.get(META_HW_TIME)?.map(|v| v.value()).unwrap_or(0);

@@ -76,7 +76,11 @@ pub fn list_segments(layout: &Layout) -> Result<Vec<(u64, PathBuf)>> {
     };
     for ent in rd {
         let ent = ent.ctx("list", &layout.segments)?;
-        if let Some(seq) = ent.file_name().to_str().and_then(segment::parse_segment_file_name) {
+        if let Some(seq) = ent
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_segment_file_name)
+        {
             out.push((seq, ent.path()));
         }
     }

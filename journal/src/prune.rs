@@ -18,7 +18,13 @@ pub struct PrunePlan {
 /// Plans a prune at `horizon_ns`: keep the newest complete base that ended at or before the
 /// horizon and everything after it; never drop what a registered replica has not acknowledged
 /// (unless `force`).
-pub fn plan(first_seq: u64, bases: &[BaseInfo], acks: &[ReplicaAck], horizon_ns: u64, force: bool) -> PrunePlan {
+pub fn plan(
+    first_seq: u64,
+    bases: &[BaseInfo],
+    acks: &[ReplicaAck],
+    horizon_ns: u64,
+    force: bool,
+) -> PrunePlan {
     let base = bases
         .iter()
         .filter(|b| b.end_time_ns.is_some_and(|t| t <= horizon_ns))
@@ -47,7 +53,12 @@ pub fn plan(first_seq: u64, bases: &[BaseInfo], acks: &[ReplicaAck], horizon_ns:
         }
     }
     let keep = keep.max(first_seq);
-    PrunePlan { keep_from_seq: keep, base: Some(b), held_back_by: held, nothing_because: None }
+    PrunePlan {
+        keep_from_seq: keep,
+        base: Some(b),
+        held_back_by: held,
+        nothing_because: None,
+    }
 }
 
 #[cfg(test)]
@@ -55,12 +66,22 @@ mod tests {
     use super::*;
 
     fn base(id: u64, begin: u64, end: Option<u64>, end_t: Option<u64>) -> BaseInfo {
-        BaseInfo { id, begin_seq: begin, end_seq: end, begin_time_ns: 0, end_time_ns: end_t }
+        BaseInfo {
+            id,
+            begin_seq: begin,
+            end_seq: end,
+            begin_time_ns: 0,
+            end_time_ns: end_t,
+        }
     }
 
     #[test]
     fn keeps_the_newest_complete_base_before_the_horizon() {
-        let bases = [base(1, 1, Some(10), Some(100)), base(2, 50, Some(60), Some(500)), base(3, 90, None, None)];
+        let bases = [
+            base(1, 1, Some(10), Some(100)),
+            base(2, 50, Some(60), Some(500)),
+            base(3, 90, None, None),
+        ];
         let p = plan(1, &bases, &[], 600, false);
         assert_eq!(p.keep_from_seq, 50);
         let p = plan(1, &bases, &[], 400, false);
@@ -73,7 +94,11 @@ mod tests {
     #[test]
     fn unacknowledged_records_hold_prune_back_unless_forced() {
         let bases = [base(2, 50, Some(60), Some(500))];
-        let acks = [ReplicaAck { name: "r1".into(), acked_seq: 20, time_ns: 0 }];
+        let acks = [ReplicaAck {
+            name: "r1".into(),
+            acked_seq: 20,
+            time_ns: 0,
+        }];
         let p = plan(1, &bases, &acks, 600, false);
         assert_eq!(p.keep_from_seq, 21);
         assert_eq!(p.held_back_by, vec![("r1".to_string(), 20)]);

@@ -86,8 +86,13 @@ impl JournalReader {
             .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
             .open_read_only(&layout.index)
             .map_err(|e| match e {
-                redb::DatabaseError::RepairAborted => JournalError::IndexNeedsRepair(layout.index.clone()),
-                e => JournalError::Index { path: layout.index.clone(), source: e.into() },
+                redb::DatabaseError::RepairAborted => {
+                    JournalError::IndexNeedsRepair(layout.index.clone())
+                }
+                e => JournalError::Index {
+                    path: layout.index.clone(),
+                    source: e.into(),
+                },
             })?;
         let r = JournalReader { layout, db };
         let meta = r.meta()?;
@@ -138,7 +143,14 @@ impl JournalReader {
         let p = &self.layout.index;
         let r = self.read_txn()?;
         let t = r.open_table(index::FRAMES).db(p)?;
-        let start = t.range(..=from).db(p)?.next_back().transpose().db(p)?.map(|(k, _)| k.value()).unwrap_or(from);
+        let start = t
+            .range(..=from)
+            .db(p)?
+            .next_back()
+            .transpose()
+            .db(p)?
+            .map(|(k, _)| k.value())
+            .unwrap_or(from);
         let mut out = Vec::new();
         for e in t.range(start..=until).db(p)? {
             let (k, v) = e.db(p)?;
@@ -154,7 +166,8 @@ impl JournalReader {
     pub fn read_frame(&self, e: &FrameEntry, files: &mut SegmentFiles) -> Result<RawFrame> {
         let (path, f) = files.get(&self.layout, e.segment)?;
         let mut bytes = vec![0u8; e.len as usize];
-        f.read_exact_at(&mut bytes, e.offset).ctx("read segment", path)?;
+        f.read_exact_at(&mut bytes, e.offset)
+            .ctx("read segment", path)?;
         let header = check_frame(&bytes).map_err(|err| JournalError::Damaged {
             path: path.to_path_buf(),
             offset: e.offset,
@@ -175,7 +188,10 @@ impl JournalReader {
     /// Frames holding records `from..=until` (clamped to what is durable).
     pub fn frames(&self, from: u64, until: u64) -> Result<Vec<RawFrame>> {
         let mut files = SegmentFiles::default();
-        self.frame_entries(from, until)?.iter().map(|e| self.read_frame(e, &mut files)).collect()
+        self.frame_entries(from, until)?
+            .iter()
+            .map(|e| self.read_frame(e, &mut files))
+            .collect()
     }
 
     /// Iterates records from `from` to `until` inclusive, reading frame by frame.
@@ -198,7 +214,13 @@ impl JournalReader {
         let p = &self.layout.index;
         let r = self.read_txn()?;
         let tt = r.open_table(index::TIMES).db(p)?;
-        let found = tt.range(..=t).db(p)?.next_back().transpose().db(p)?.map(|(_, v)| v.value());
+        let found = tt
+            .range(..=t)
+            .db(p)?
+            .next_back()
+            .transpose()
+            .db(p)?
+            .map(|(_, v)| v.value());
         Ok(found)
     }
 
@@ -207,7 +229,13 @@ impl JournalReader {
         let p = &self.layout.index;
         let r = self.read_txn()?;
         let tt = r.open_table(index::TIMES).db(p)?;
-        let found = tt.range(t + 1..).db(p)?.next().transpose().db(p)?.map(|(_, v)| v.value());
+        let found = tt
+            .range(t + 1..)
+            .db(p)?
+            .next()
+            .transpose()
+            .db(p)?
+            .map(|(_, v)| v.value());
         Ok(found)
     }
 
@@ -239,7 +267,11 @@ impl JournalReader {
         for e in t.range(from..=until).db(p)? {
             let (k, v) = e.db(p)?;
             let (time_ns, kind) = v.value();
-            out.push(SyncPoint { seq: k.value(), time_ns, kind });
+            out.push(SyncPoint {
+                seq: k.value(),
+                time_ns,
+                kind,
+            });
         }
         Ok(out)
     }
@@ -255,7 +287,11 @@ impl JournalReader {
         let p = &self.layout.index;
         let r = self.read_txn()?;
         let t = r.open_table(index::SYNCS).db(p)?;
-        let last = t.last().db(p)?.map(|(k, v)| SyncPoint { seq: k.value(), time_ns: v.value().0, kind: v.value().1 });
+        let last = t.last().db(p)?.map(|(k, v)| SyncPoint {
+            seq: k.value(),
+            time_ns: v.value().0,
+            kind: v.value().1,
+        });
         Ok(last)
     }
 
@@ -267,7 +303,13 @@ impl JournalReader {
         for e in t.iter().db(p)? {
             let (k, v) = e.db(p)?;
             let (lost, reason, healed, time_ns) = v.value();
-            out.push(GapInfo { seq: k.value(), lost, reason, healed_seq: (healed != 0).then_some(healed), time_ns });
+            out.push(GapInfo {
+                seq: k.value(),
+                lost,
+                reason,
+                healed_seq: (healed != 0).then_some(healed),
+                time_ns,
+            });
         }
         Ok(out)
     }
@@ -299,7 +341,12 @@ impl JournalReader {
     /// Follows the journal from `next_seq`: each call returns the durable frames that appeared
     /// since the last one, waiting up to `timeout` for at least one.
     pub fn follow(&self, next_seq: u64) -> Follower<'_> {
-        Follower { reader: self, next_seq, files: SegmentFiles::default(), poll_interval: DEFAULT_FOLLOW_POLL }
+        Follower {
+            reader: self,
+            next_seq,
+            files: SegmentFiles::default(),
+            poll_interval: DEFAULT_FOLLOW_POLL,
+        }
     }
 }
 
@@ -361,7 +408,10 @@ impl SegmentFiles {
             let f = File::open(&path).ctx("open segment", &path)?;
             self.current = Some((segment, path, f));
         }
-        let (_, p, f) = self.current.as_ref().ok_or_else(|| JournalError::Inconsistent("segment cache".into()))?;
+        let (_, p, f) = self
+            .current
+            .as_ref()
+            .ok_or_else(|| JournalError::Inconsistent("segment cache".into()))?;
         Ok((p.as_path(), f))
     }
 }
@@ -398,7 +448,11 @@ impl Iterator for RecordIter<'_> {
                 Ok(recs) => self.current = recs.into_iter(),
                 Err(err) => {
                     return Some(Err(JournalError::Damaged {
-                        path: self.reader.layout.segments.join(segment_file_name(e.segment)),
+                        path: self
+                            .reader
+                            .layout
+                            .segments
+                            .join(segment_file_name(e.segment)),
                         offset: e.offset,
                         error: err.into(),
                     }))
@@ -409,5 +463,12 @@ impl Iterator for RecordIter<'_> {
 }
 
 fn entry(first_seq: u64, v: (u64, u64, u32, u32, u64)) -> FrameEntry {
-    FrameEntry { first_seq, segment: v.0, offset: v.1, len: v.2, count: v.3, max_time_ns: v.4 }
+    FrameEntry {
+        first_seq,
+        segment: v.0,
+        offset: v.1,
+        len: v.2,
+        count: v.3,
+        max_time_ns: v.4,
+    }
 }

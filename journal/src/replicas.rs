@@ -55,7 +55,12 @@ impl ReplicaAcks {
     pub fn remove(&self, name: &str) -> Result<bool> {
         let p = &self.path;
         let txn = self.db.begin_write().db(p)?;
-        let had = txn.open_table(REPLICAS).db(p)?.remove(name).db(p)?.is_some();
+        let had = txn
+            .open_table(REPLICAS)
+            .db(p)?
+            .remove(name)
+            .db(p)?
+            .is_some();
         txn.commit().db(p)?;
         Ok(had)
     }
@@ -67,7 +72,11 @@ impl ReplicaAcks {
         let mut out = Vec::new();
         for e in t.iter().db(p)? {
             let (k, v) = e.db(p)?;
-            out.push(ReplicaAck { name: k.value().to_string(), acked_seq: v.value().0, time_ns: v.value().1 });
+            out.push(ReplicaAck {
+                name: k.value().to_string(),
+                acked_seq: v.value().0,
+                time_ns: v.value().1,
+            });
         }
         Ok(out)
     }

@@ -88,7 +88,10 @@ impl SegmentHeader {
         if first_seq == 0 {
             return Err(SegmentHeaderError::ZeroSeq);
         }
-        Ok(SegmentHeader { first_seq, created_time_ns: u64_at(24) })
+        Ok(SegmentHeader {
+            first_seq,
+            created_time_ns: u64_at(24),
+        })
     }
 }
 
@@ -159,7 +162,10 @@ pub fn scan_frames(buf: &[u8], base_offset: u64, mut next_seq: u64) -> Scan {
                 if h.first_seq != next_seq {
                     break ScanEnd::Invalid {
                         offset,
-                        error: ScanError::Discontinuous { got: h.first_seq, expected: next_seq },
+                        error: ScanError::Discontinuous {
+                            got: h.first_seq,
+                            expected: next_seq,
+                        },
                     };
                 }
                 frames.push(FrameLoc { offset, header: h });
@@ -167,10 +173,20 @@ pub fn scan_frames(buf: &[u8], base_offset: u64, mut next_seq: u64) -> Scan {
                 pos += h.frame_len();
             }
             Err(FrameError::Incomplete { .. }) => break ScanEnd::Incomplete { offset },
-            Err(e) => break ScanEnd::Invalid { offset, error: e.into() },
+            Err(e) => {
+                break ScanEnd::Invalid {
+                    offset,
+                    error: e.into(),
+                }
+            }
         }
     };
-    Scan { frames, valid_end: base_offset + pos as u64, next_seq, end }
+    Scan {
+        frames,
+        valid_end: base_offset + pos as u64,
+        next_seq,
+        end,
+    }
 }
 
 #[cfg(test)]
@@ -180,14 +196,22 @@ mod tests {
 
     fn frame(first: u64, n: u64) -> Vec<u8> {
         let recs: Vec<Record> = (first..first + n)
-            .map(|seq| Record { seq, time_ns: seq * 10, writer: Writer::default(), op: Op::BaseBegin { base_id: seq } })
+            .map(|seq| Record {
+                seq,
+                time_ns: seq * 10,
+                writer: Writer::default(),
+                op: Op::BaseBegin { base_id: seq },
+            })
             .collect();
         encode_frame(&recs, 1).unwrap()
     }
 
     #[test]
     fn header_round_trips_and_detects_every_flip() {
-        let h = SegmentHeader { first_seq: 77, created_time_ns: 123 };
+        let h = SegmentHeader {
+            first_seq: 77,
+            created_time_ns: 123,
+        };
         let b = h.encode();
         assert_eq!(SegmentHeader::parse(&b), Ok(h));
         for i in 0..b.len() {
@@ -219,7 +243,12 @@ mod tests {
         let torn = &buf[..buf.len() - 3];
         let s = scan_frames(torn, 40, 1);
         assert_eq!(s.frames.len(), 1);
-        assert_eq!(s.end, ScanEnd::Incomplete { offset: 40 + first_len as u64 });
+        assert_eq!(
+            s.end,
+            ScanEnd::Incomplete {
+                offset: 40 + first_len as u64
+            }
+        );
 
         let mut bad = buf.clone();
         let last = bad.len() - 1;
@@ -228,6 +257,15 @@ mod tests {
         assert!(matches!(s.end, ScanEnd::Invalid { offset, .. } if offset == first_len as u64));
 
         let s = scan_frames(&buf, 0, 2);
-        assert!(matches!(s.end, ScanEnd::Invalid { error: ScanError::Discontinuous { got: 1, expected: 2 }, .. }));
+        assert!(matches!(
+            s.end,
+            ScanEnd::Invalid {
+                error: ScanError::Discontinuous {
+                    got: 1,
+                    expected: 2
+                },
+                ..
+            }
+        ));
     }
 }

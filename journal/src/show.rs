@@ -45,28 +45,68 @@ pub fn op_details(op: &Op) -> String {
         Op::Write { path, offset, data } => format!("{path} offset={offset} len={}", data.len()),
         Op::Dirty { path, offset, len } => format!("{path} offset={offset} len={len} (inexact)"),
         Op::Truncate { path, size } => format!("{path} size={size}"),
-        Op::Fallocate { path, mode, offset, len } => format!("{path} mode={mode:#x} offset={offset} len={len}"),
-        Op::Create { path, mode, uid, gid } | Op::Mkdir { path, mode, uid, gid } => {
+        Op::Fallocate {
+            path,
+            mode,
+            offset,
+            len,
+        } => format!("{path} mode={mode:#x} offset={offset} len={len}"),
+        Op::Create {
+            path,
+            mode,
+            uid,
+            gid,
+        }
+        | Op::Mkdir {
+            path,
+            mode,
+            uid,
+            gid,
+        } => {
             format!("{path} mode={mode:o} uid={uid} gid={gid}")
         }
-        Op::Mknod { path, kind, mode, uid, gid } => format!("{path} {} mode={mode:o} uid={uid} gid={gid}", kind_str(kind)),
+        Op::Mknod {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+        } => format!(
+            "{path} {} mode={mode:o} uid={uid} gid={gid}",
+            kind_str(kind)
+        ),
         Op::Unlink { path } | Op::Rmdir { path } => path.to_string(),
         Op::Rename { from, to, flags } => format!("{from} -> {to} flags={flags:#x}"),
         Op::Symlink { path, target, .. } => format!("{path} -> {}", bytes_str(target)),
         Op::Link { existing, new } => format!("{new} = {existing}"),
         Op::Chmod { path, mode } => format!("{path} mode={mode:o}"),
         Op::Chown { path, uid, gid } => format!("{path} uid={uid:?} gid={gid:?}"),
-        Op::SetXattr { path, name, value, flags } => {
-            format!("{path} {}={} bytes flags={flags:#x}", bytes_str(name), value.len())
+        Op::SetXattr {
+            path,
+            name,
+            value,
+            flags,
+        } => {
+            format!(
+                "{path} {}={} bytes flags={flags:#x}",
+                bytes_str(name),
+                value.len()
+            )
         }
         Op::RemoveXattr { path, name } => format!("{path} {}", bytes_str(name)),
-        Op::SetTimes { path, atime_ns, mtime_ns } => format!("{path} atime={atime_ns:?} mtime={mtime_ns:?}"),
+        Op::SetTimes {
+            path,
+            atime_ns,
+            mtime_ns,
+        } => format!("{path} atime={atime_ns:?} mtime={mtime_ns:?}"),
         Op::Sync { path, kind } => match path {
             Some(p) => format!("{p} {kind:?}"),
             None => format!("{kind:?}"),
         },
         Op::Resync { path, meta } => format!("{path} {}", meta_str(meta)),
-        Op::ResyncData { path, offset, data } => format!("{path} offset={offset} len={}", data.len()),
+        Op::ResyncData { path, offset, data } => {
+            format!("{path} offset={offset} len={}", data.len())
+        }
         Op::BaseBegin { base_id } | Op::BaseEnd { base_id } => format!("base={base_id}"),
         Op::Gap { lost, reason } => format!("lost={lost} reason={reason:?}"),
         Op::GapHealed { gap_seq } => format!("gap_seq={gap_seq}"),
@@ -90,7 +130,10 @@ pub fn record_line(r: &Record) -> String {
 fn path_json(m: &mut Map<String, Value>, key: &str, p: &[u8]) {
     m.insert(key.into(), json!(String::from_utf8_lossy(p)));
     if std::str::from_utf8(p).is_err() {
-        m.insert(format!("{key}_hex"), json!(p.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+        m.insert(
+            format!("{key}_hex"),
+            json!(p.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        );
     }
 }
 
@@ -123,19 +166,41 @@ pub fn record_json(r: &Record) -> Value {
             path_json(&mut m, "path", &path.0);
             m.insert("size".into(), json!(size));
         }
-        Op::Fallocate { path, mode, offset, len } => {
+        Op::Fallocate {
+            path,
+            mode,
+            offset,
+            len,
+        } => {
             path_json(&mut m, "path", &path.0);
             m.insert("mode".into(), json!(mode));
             m.insert("offset".into(), json!(offset));
             m.insert("len".into(), json!(len));
         }
-        Op::Create { path, mode, uid, gid } | Op::Mkdir { path, mode, uid, gid } => {
+        Op::Create {
+            path,
+            mode,
+            uid,
+            gid,
+        }
+        | Op::Mkdir {
+            path,
+            mode,
+            uid,
+            gid,
+        } => {
             path_json(&mut m, "path", &path.0);
             m.insert("mode".into(), json!(mode));
             m.insert("uid".into(), json!(uid));
             m.insert("gid".into(), json!(gid));
         }
-        Op::Mknod { path, kind, mode, uid, gid } => {
+        Op::Mknod {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+        } => {
             path_json(&mut m, "path", &path.0);
             m.insert("kind".into(), json!(kind_str(kind)));
             m.insert("mode".into(), json!(mode));
@@ -148,7 +213,12 @@ pub fn record_json(r: &Record) -> Value {
             path_json(&mut m, "to", &to.0);
             m.insert("flags".into(), json!(flags));
         }
-        Op::Symlink { path, target, uid, gid } => {
+        Op::Symlink {
+            path,
+            target,
+            uid,
+            gid,
+        } => {
             path_json(&mut m, "path", &path.0);
             path_json(&mut m, "target", target);
             m.insert("uid".into(), json!(uid));
@@ -167,7 +237,12 @@ pub fn record_json(r: &Record) -> Value {
             m.insert("uid".into(), json!(uid));
             m.insert("gid".into(), json!(gid));
         }
-        Op::SetXattr { path, name, value, flags } => {
+        Op::SetXattr {
+            path,
+            name,
+            value,
+            flags,
+        } => {
             path_json(&mut m, "path", &path.0);
             path_json(&mut m, "name", name);
             m.insert("value_len".into(), json!(value.len()));
@@ -177,7 +252,11 @@ pub fn record_json(r: &Record) -> Value {
             path_json(&mut m, "path", &path.0);
             path_json(&mut m, "name", name);
         }
-        Op::SetTimes { path, atime_ns, mtime_ns } => {
+        Op::SetTimes {
+            path,
+            atime_ns,
+            mtime_ns,
+        } => {
             path_json(&mut m, "path", &path.0);
             m.insert("atime_ns".into(), json!(atime_ns));
             m.insert("mtime_ns".into(), json!(mtime_ns));

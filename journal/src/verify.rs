@@ -52,12 +52,17 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                 None
             }
             Err(e) => {
-                rep.damage.push(Damage { segment: layout.index.clone(), offset: 0, what: format!("index unreadable: {e}") });
+                rep.damage.push(Damage {
+                    segment: layout.index.clone(),
+                    offset: 0,
+                    what: format!("index unreadable: {e}"),
+                });
                 None
             }
         }
     } else {
-        rep.notes.push("no index.redb: checked the segments only".into());
+        rep.notes
+            .push("no index.redb: checked the segments only".into());
         None
     };
     rep.index_present = reader.is_some();
@@ -85,7 +90,11 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         let data = match std::fs::read(path) {
             Ok(d) => d,
             Err(e) => {
-                rep.damage.push(Damage { segment: path.clone(), offset: 0, what: format!("cannot read: {e}") });
+                rep.damage.push(Damage {
+                    segment: path.clone(),
+                    offset: 0,
+                    what: format!("cannot read: {e}"),
+                });
                 continue;
             }
         };
@@ -93,7 +102,11 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         let header = match SegmentHeader::parse(&data) {
             Ok(h) => h,
             Err(e) => {
-                rep.damage.push(Damage { segment: path.clone(), offset: 0, what: format!("segment header: {e}") });
+                rep.damage.push(Damage {
+                    segment: path.clone(),
+                    offset: 0,
+                    what: format!("segment header: {e}"),
+                });
                 expected = None;
                 continue;
             }
@@ -102,7 +115,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             rep.damage.push(Damage {
                 segment: path.clone(),
                 offset: 16,
-                what: format!("header first_seq {} does not match the file name", header.first_seq),
+                what: format!(
+                    "header first_seq {} does not match the file name",
+                    header.first_seq
+                ),
             });
         }
         match expected {
@@ -110,7 +126,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             Some(exp) if i > 0 && header.first_seq != exp => rep.damage.push(Damage {
                 segment: path.clone(),
                 offset: 16,
-                what: format!("segment starts at seq {}, expected {exp} (missing or extra records)", header.first_seq),
+                what: format!(
+                    "segment starts at seq {}, expected {exp} (missing or extra records)",
+                    header.first_seq
+                ),
             }),
             _ => {}
         }
@@ -118,12 +137,20 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         if i == 0 {
             rep.first_seq = Some(start);
         }
-        let scan = scan_frames(&data[SEGMENT_HEADER_LEN..], SEGMENT_HEADER_LEN as u64, start);
+        let scan = scan_frames(
+            &data[SEGMENT_HEADER_LEN..],
+            SEGMENT_HEADER_LEN as u64,
+            start,
+        );
         for loc in &scan.frames {
             let s = loc.offset as usize + FRAME_HEADER_LEN;
             let body = &data[s..s + loc.header.body_len as usize];
             if let Err(e) = decode_body(&loc.header, body) {
-                rep.damage.push(Damage { segment: path.clone(), offset: loc.offset, what: format!("frame decode: {e}") });
+                rep.damage.push(Damage {
+                    segment: path.clone(),
+                    offset: loc.offset,
+                    what: format!("frame decode: {e}"),
+                });
             }
             rep.frames += 1;
             rep.records += loc.header.record_count as u64;
@@ -156,7 +183,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         match scan.end {
             ScanEnd::Clean => {}
             ScanEnd::Incomplete { offset } | ScanEnd::Invalid { offset, .. }
-                if is_last && scan.next_seq > durable && (rep.index_present || matches!(scan.end, ScanEnd::Incomplete { .. })) =>
+                if is_last
+                    && scan.next_seq > durable
+                    && (rep.index_present || matches!(scan.end, ScanEnd::Incomplete { .. })) =>
             {
                 rep.notes.push(format!(
                     "{}: {} bytes at offset {offset} past the durable point (seq {durable}) are an unsynced tail ({:?}); the next writer open cuts them",
@@ -168,23 +197,37 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             ScanEnd::Incomplete { offset } => {
                 expected = None;
                 rep.damage.push(Damage {
-                segment: path.clone(),
-                offset,
-                    what: format!("frame at seq {} is cut short ({} bytes left in the file)", scan.next_seq, data.len() as u64 - offset),
+                    segment: path.clone(),
+                    offset,
+                    what: format!(
+                        "frame at seq {} is cut short ({} bytes left in the file)",
+                        scan.next_seq,
+                        data.len() as u64 - offset
+                    ),
                 })
             }
             ScanEnd::Invalid { offset, error } => {
                 expected = None;
-                rep.damage.push(Damage { segment: path.clone(), offset, what: format!("frame at seq {}: {error}", scan.next_seq) })
+                rep.damage.push(Damage {
+                    segment: path.clone(),
+                    offset,
+                    what: format!("frame at seq {}: {error}", scan.next_seq),
+                })
             }
         }
     }
     // Index entries that point at nothing valid.
     for e in by_seq.values() {
         rep.damage.push(Damage {
-            segment: layout.segments.join(crate::segment::segment_file_name(e.segment)),
+            segment: layout
+                .segments
+                .join(crate::segment::segment_file_name(e.segment)),
             offset: e.offset,
-            what: format!("the index holds seq {}..={} here, but no valid frame does", e.first_seq, e.last_seq()),
+            what: format!(
+                "the index holds seq {}..={} here, but no valid frame does",
+                e.first_seq,
+                e.last_seq()
+            ),
         });
     }
     if let (Some(m), Some(last)) = (meta, rep.last_seq) {

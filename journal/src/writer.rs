@@ -102,7 +102,10 @@ impl Journal {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(JournalError::Locked { dir: layout.dir.clone(), lock: layout.lock.clone() })
+                return Err(JournalError::Locked {
+                    dir: layout.dir.clone(),
+                    lock: layout.lock.clone(),
+                })
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(e).ctx("lock", &layout.lock),
         }
@@ -139,15 +142,20 @@ impl Journal {
 
         let mut pending: Vec<Pending> = Vec::new();
         let mut new_segments = Vec::new();
-        let indexed_upto = last_indexed.map(|(first, v)| first + v.3 as u64 - 1).unwrap_or(0);
+        let indexed_upto = last_indexed
+            .map(|(first, v)| first + v.3 as u64 - 1)
+            .unwrap_or(0);
         let (mut next_seq, start_seg_idx, mut start_offset) = match last_indexed {
             Some((first, (seg, ..))) => {
-                let idx = segments.iter().position(|(s, _)| *s == seg).ok_or_else(|| {
-                    JournalError::Inconsistent(format!(
-                        "the index places seq {first} in segment {}, which is missing",
-                        segment_file_name(seg)
-                    ))
-                })?;
+                let idx = segments
+                    .iter()
+                    .position(|(s, _)| *s == seg)
+                    .ok_or_else(|| {
+                        JournalError::Inconsistent(format!(
+                            "the index places seq {first} in segment {}, which is missing",
+                            segment_file_name(seg)
+                        ))
+                    })?;
                 // Rescan the whole segment holding the last indexed frame: its frames are
                 // checked again (the promise the index made), then anything after them is new.
                 (segments[idx].0, idx, SEGMENT_HEADER_LEN as u64)
@@ -180,7 +188,10 @@ impl Journal {
                         segments.pop();
                         break;
                     }
-                    return Err(JournalError::SegmentHeader { path: path.clone(), source: e });
+                    return Err(JournalError::SegmentHeader {
+                        path: path.clone(),
+                        source: e,
+                    });
                 }
             };
             if header.first_seq != seg_seq || (i > start_seg_idx && header.first_seq != next_seq) {
@@ -202,32 +213,48 @@ impl Journal {
                 let facts = if index::needs_facts(&loc.header) {
                     let s = loc.offset as usize + FRAME_HEADER_LEN;
                     let body = &data[s..s + loc.header.body_len as usize];
-                    let recs = decode_body(&loc.header, body).map_err(|e| JournalError::Damaged {
-                        path: path.clone(),
-                        offset: loc.offset,
-                        error: e.into(),
-                    })?;
+                    let recs =
+                        decode_body(&loc.header, body).map_err(|e| JournalError::Damaged {
+                            path: path.clone(),
+                            offset: loc.offset,
+                            error: e.into(),
+                        })?;
                     index::frame_facts(&recs)
                 } else {
                     FrameFacts::default()
                 };
-                pending.push(Pending { segment: seg_seq, offset: loc.offset, header: loc.header, facts });
+                pending.push(Pending {
+                    segment: seg_seq,
+                    offset: loc.offset,
+                    header: loc.header,
+                    facts,
+                });
             }
-            recovery.frames_reindexed += scan.frames.iter().filter(|l| l.header.last_seq() > indexed_upto).count() as u64;
+            recovery.frames_reindexed += scan
+                .frames
+                .iter()
+                .filter(|l| l.header.last_seq() > indexed_upto)
+                .count() as u64;
             let stopped_in_durable = scan.next_seq <= meta.durable_seq.max(indexed_upto);
             match scan.end {
                 // The scan stopped inside what was reported durable: damage, not a torn tail.
                 ScanEnd::Invalid { offset, error } if stopped_in_durable => {
-                    return Err(JournalError::Damaged { path: path.clone(), offset, error })
+                    return Err(JournalError::Damaged {
+                        path: path.clone(),
+                        offset,
+                        error,
+                    })
                 }
                 ScanEnd::Incomplete { offset } if stopped_in_durable => {
                     return Err(JournalError::Damaged {
                         path: path.clone(),
                         offset,
-                        error: crate::segment::ScanError::Frame(foxing_proto::FrameError::Incomplete {
-                            have: data.len() - offset as usize,
-                            need: FRAME_HEADER_LEN,
-                        }),
+                        error: crate::segment::ScanError::Frame(
+                            foxing_proto::FrameError::Incomplete {
+                                have: data.len() - offset as usize,
+                                need: FRAME_HEADER_LEN,
+                            },
+                        ),
                     })
                 }
                 _ => {}
@@ -240,7 +267,10 @@ impl Journal {
                     let cut = data.len() as u64 - offset;
                     tracing::warn!(segment = %path.display(), offset, bytes = cut, reason = ?scan.end,
                         "cutting the torn tail left by a crash");
-                    let f = OpenOptions::new().write(true).open(path).ctx("open segment", path)?;
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .ctx("open segment", path)?;
                     f.set_len(offset).ctx("truncate torn tail of", path)?;
                     f.sync_all().ctx("fsync", path)?;
                     recovery.cut_bytes = cut;
@@ -250,14 +280,20 @@ impl Journal {
                     return Err(JournalError::Damaged {
                         path: path.clone(),
                         offset,
-                        error: crate::segment::ScanError::Frame(foxing_proto::FrameError::Incomplete {
-                            have: data.len() - offset as usize,
-                            need: FRAME_HEADER_LEN,
-                        }),
+                        error: crate::segment::ScanError::Frame(
+                            foxing_proto::FrameError::Incomplete {
+                                have: data.len() - offset as usize,
+                                need: FRAME_HEADER_LEN,
+                            },
+                        ),
                     })
                 }
                 ScanEnd::Invalid { offset, error } => {
-                    return Err(JournalError::Damaged { path: path.clone(), offset, error })
+                    return Err(JournalError::Damaged {
+                        path: path.clone(),
+                        offset,
+                        error,
+                    })
                 }
             }
         }
@@ -269,10 +305,15 @@ impl Journal {
             )));
         }
 
-        let (seg_first_seq, seg_path) = segments.last().cloned().ok_or_else(|| {
-            JournalError::Inconsistent("no segment left after recovery".into())
-        })?;
-        let seg = OpenOptions::new().read(true).write(true).open(&seg_path).ctx("open segment", &seg_path)?;
+        let (seg_first_seq, seg_path) = segments
+            .last()
+            .cloned()
+            .ok_or_else(|| JournalError::Inconsistent("no segment left after recovery".into()))?;
+        let seg = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&seg_path)
+            .ctx("open segment", &seg_path)?;
         let seg_len = seg.metadata().ctx("stat", &seg_path)?.len();
         debug_assert_eq!(seg_len, end_offset.max(SEGMENT_HEADER_LEN as u64));
         // Make whatever survived in the page cache durable before promising it.
@@ -362,8 +403,7 @@ impl Journal {
         let first = self.next_seq;
         let mut batch = Vec::new();
         let mut est = 0usize;
-        let mut seq = self.next_seq;
-        for ev in events {
+        for (seq, ev) in (self.next_seq..).zip(events) {
             let size = ev.op.payload_len() + RECORD_OVERHEAD_ESTIMATE_BYTES;
             if !batch.is_empty() && est + size > self.opts.frame_raw_bytes {
                 self.write_records(&std::mem::take(&mut batch))?;
@@ -371,7 +411,6 @@ impl Journal {
             }
             est += size;
             batch.push(ev.with_seq(seq));
-            seq += 1;
         }
         if !batch.is_empty() {
             self.write_records(&batch)?;
@@ -381,17 +420,30 @@ impl Journal {
     }
 
     fn write_records(&mut self, records: &[foxing_proto::Record]) -> Result<()> {
-        let bytes = encode_frame(records, self.opts.zstd_level)
-            .map_err(|source| JournalError::Frame { seq: records[0].seq, source })?;
-        let h = check_frame(&bytes).map_err(|source| JournalError::Frame { seq: records[0].seq, source })?;
-        let facts = if index::needs_facts(&h) { index::frame_facts(records) } else { FrameFacts::default() };
+        let bytes =
+            encode_frame(records, self.opts.zstd_level).map_err(|source| JournalError::Frame {
+                seq: records[0].seq,
+                source,
+            })?;
+        let h = check_frame(&bytes).map_err(|source| JournalError::Frame {
+            seq: records[0].seq,
+            source,
+        })?;
+        let facts = if index::needs_facts(&h) {
+            index::frame_facts(records)
+        } else {
+            FrameFacts::default()
+        };
         self.write_frame_bytes(&bytes, h, facts)
     }
 
     /// Appends a frame received as bytes (a replica archiving what the shipper sent). The frame
     /// is fully validated (crc, decode, seqs) and must continue the journal exactly.
     pub fn append_frame(&mut self, bytes: &[u8]) -> Result<FrameHeader> {
-        let h = check_frame(bytes).map_err(|source| JournalError::Frame { seq: self.next_seq, source })?;
+        let h = check_frame(bytes).map_err(|source| JournalError::Frame {
+            seq: self.next_seq,
+            source,
+        })?;
         if h.frame_len() != bytes.len() {
             return Err(JournalError::Frame {
                 seq: h.first_seq,
@@ -402,10 +454,16 @@ impl Journal {
             });
         }
         if h.first_seq != self.next_seq {
-            return Err(JournalError::OutOfOrder { got: h.first_seq, expected: self.next_seq });
+            return Err(JournalError::OutOfOrder {
+                got: h.first_seq,
+                expected: self.next_seq,
+            });
         }
-        let recs = decode_body(&h, &bytes[FRAME_HEADER_LEN..])
-            .map_err(|source| JournalError::Frame { seq: h.first_seq, source })?;
+        let recs =
+            decode_body(&h, &bytes[FRAME_HEADER_LEN..]).map_err(|source| JournalError::Frame {
+                seq: h.first_seq,
+                source,
+            })?;
         let facts = index::frame_facts(&recs);
         self.write_frame_bytes(bytes, h, facts)?;
         self.maybe_sync()?;
@@ -413,7 +471,10 @@ impl Journal {
     }
 
     fn write_frame_bytes(&mut self, bytes: &[u8], h: FrameHeader, facts: FrameFacts) -> Result<()> {
-        assert_eq!(h.first_seq, self.next_seq, "frame out of order: journal would be corrupt");
+        assert_eq!(
+            h.first_seq, self.next_seq,
+            "frame out of order: journal would be corrupt"
+        );
         if self.seg_len > SEGMENT_HEADER_LEN as u64
             && self.seg_len + bytes.len() as u64 > self.opts.segment_size_bytes
         {
@@ -424,7 +485,12 @@ impl Journal {
             let _ = self.seg.set_len(self.seg_len);
             return Err(e).ctx("append to segment", &self.seg_path);
         }
-        self.pending.push(Pending { segment: self.seg_first_seq, offset: self.seg_len, header: h, facts });
+        self.pending.push(Pending {
+            segment: self.seg_first_seq,
+            offset: self.seg_len,
+            header: h,
+            facts,
+        });
         self.seg_len += bytes.len() as u64;
         self.next_seq = h.last_seq() + 1;
         self.unsynced_since.get_or_insert_with(Instant::now);
@@ -435,7 +501,11 @@ impl Journal {
         self.sync()?;
         let first = self.next_seq;
         let path = create_segment(&self.layout, first)?;
-        self.seg = OpenOptions::new().read(true).write(true).open(&path).ctx("open segment", &path)?;
+        self.seg = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ctx("open segment", &path)?;
         self.seg_path = path;
         self.seg_first_seq = first;
         self.seg_len = SEGMENT_HEADER_LEN as u64;
@@ -458,7 +528,8 @@ impl Journal {
 
     /// fsyncs the segment and commits the index: everything appended so far becomes durable.
     pub fn sync(&mut self) -> Result<u64> {
-        if self.unsynced_since.is_none() && self.pending.is_empty() && self.new_segments.is_empty() {
+        if self.unsynced_since.is_none() && self.pending.is_empty() && self.new_segments.is_empty()
+        {
             return Ok(self.durable_seq);
         }
         self.seg.sync_data().ctx("fsync", &self.seg_path)?;
@@ -479,7 +550,8 @@ impl Journal {
                 segs.insert(s, created).db(p)?;
             }
             let mut meta = txn.open_table(index::META).db(p)?;
-            meta.insert(index::META_DURABLE_SEQ, self.next_seq - 1).db(p)?;
+            meta.insert(index::META_DURABLE_SEQ, self.next_seq - 1)
+                .db(p)?;
             meta.insert(index::META_DURABLE_TIME, now_ns()).db(p)?;
         }
         txn.commit().db(p)?;
@@ -511,13 +583,34 @@ impl Journal {
         let p = &self.layout.index;
         let txn = self.db.begin_write().db(p)?;
         {
-            txn.open_table(index::FRAMES).db(p)?.retain(|k, _| k >= new_first).db(p)?;
-            txn.open_table(index::SEGMENTS).db(p)?.retain(|k, _| k >= new_first).db(p)?;
-            txn.open_table(index::TIMES).db(p)?.retain(|_, seq| seq >= new_first).db(p)?;
-            txn.open_table(index::SYNCS).db(p)?.retain(|k, _| k >= new_first).db(p)?;
-            txn.open_table(index::GAPS).db(p)?.retain(|k, _| k >= new_first).db(p)?;
-            txn.open_table(index::BASES).db(p)?.retain(|_, (b, _, _, _)| b >= new_first).db(p)?;
-            txn.open_table(index::META).db(p)?.insert(index::META_FIRST_SEQ, new_first).db(p)?;
+            txn.open_table(index::FRAMES)
+                .db(p)?
+                .retain(|k, _| k >= new_first)
+                .db(p)?;
+            txn.open_table(index::SEGMENTS)
+                .db(p)?
+                .retain(|k, _| k >= new_first)
+                .db(p)?;
+            txn.open_table(index::TIMES)
+                .db(p)?
+                .retain(|_, seq| seq >= new_first)
+                .db(p)?;
+            txn.open_table(index::SYNCS)
+                .db(p)?
+                .retain(|k, _| k >= new_first)
+                .db(p)?;
+            txn.open_table(index::GAPS)
+                .db(p)?
+                .retain(|k, _| k >= new_first)
+                .db(p)?;
+            txn.open_table(index::BASES)
+                .db(p)?
+                .retain(|_, (b, _, _, _)| b >= new_first)
+                .db(p)?;
+            txn.open_table(index::META)
+                .db(p)?
+                .insert(index::META_FIRST_SEQ, new_first)
+                .db(p)?;
         }
         txn.commit().db(p)?;
         for (_, path) in &doomed {
@@ -530,7 +623,14 @@ impl Journal {
     /// Records that are sync points, bases and gaps are indexed; this is a convenience for
     /// callers that build events.
     pub fn is_indexed_op(op: &Op) -> bool {
-        matches!(op, Op::Sync { .. } | Op::BaseBegin { .. } | Op::BaseEnd { .. } | Op::Gap { .. } | Op::GapHealed { .. })
+        matches!(
+            op,
+            Op::Sync { .. }
+                | Op::BaseBegin { .. }
+                | Op::BaseEnd { .. }
+                | Op::Gap { .. }
+                | Op::GapHealed { .. }
+        )
     }
 
     /// The index database (read access for stat and prune planning in this process).
@@ -549,14 +649,24 @@ impl Drop for Journal {
 
 fn create_segment(layout: &Layout, first_seq: u64) -> Result<PathBuf> {
     let path = layout.segments.join(segment_file_name(first_seq));
-    let f = OpenOptions::new().write(true).create_new(true).open(&path).ctx("create segment", &path)?;
-    let h = SegmentHeader { first_seq, created_time_ns: now_ns() };
-    f.write_all_at(&h.encode(), 0).ctx("write segment header", &path)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .ctx("create segment", &path)?;
+    let h = SegmentHeader {
+        first_seq,
+        created_time_ns: now_ns(),
+    };
+    f.write_all_at(&h.encode(), 0)
+        .ctx("write segment header", &path)?;
     f.sync_all().ctx("fsync", &path)?;
     fsync_dir(&layout.segments)?;
     Ok(path)
 }
 
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).ctx("fsync directory", dir)
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx("fsync directory", dir)
 }

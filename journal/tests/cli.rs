@@ -8,18 +8,54 @@ use foxing_journal::{list_segments, Journal, JournalOptions, Layout};
 use foxing_proto::{Event, Op, RelPath, SyncKind, Writer};
 
 fn fj(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_foxing-journal")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_foxing-journal"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn make(dir: &Path) {
-    let mut j = Journal::open(dir, JournalOptions { fsync_window: Duration::ZERO, segment_size_bytes: 4096, ..Default::default() }).unwrap();
-    let w = Writer { pid: 9, comm: *b"pg\0\0\0\0\0\0\0\0\0\0\0\0\0\0", ..Default::default() };
-    let e = |t: u64, op: Op| Event { time_ns: t * 1_000_000_000, writer: w.clone(), op };
-    j.append(vec![e(100, Op::BaseBegin { base_id: 1 }), e(100, Op::BaseEnd { base_id: 1 })]).unwrap();
+    let mut j = Journal::open(
+        dir,
+        JournalOptions {
+            fsync_window: Duration::ZERO,
+            segment_size_bytes: 4096,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let w = Writer {
+        pid: 9,
+        comm: *b"pg\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        ..Default::default()
+    };
+    let e = |t: u64, op: Op| Event {
+        time_ns: t * 1_000_000_000,
+        writer: w.clone(),
+        op,
+    };
+    j.append(vec![
+        e(100, Op::BaseBegin { base_id: 1 }),
+        e(100, Op::BaseEnd { base_id: 1 }),
+    ])
+    .unwrap();
     for i in 0..200u64 {
         j.append(vec![
-            e(101 + i, Op::Write { path: RelPath::new(&b"data/\xffbin"[..]), offset: i * 10, data: vec![i as u8; 100 + i as usize] }),
-            e(101 + i, Op::Sync { path: Some(RelPath::new("data/x")), kind: SyncKind::Fdatasync }),
+            e(
+                101 + i,
+                Op::Write {
+                    path: RelPath::new(&b"data/\xffbin"[..]),
+                    offset: i * 10,
+                    data: vec![i as u8; 100 + i as usize],
+                },
+            ),
+            e(
+                101 + i,
+                Op::Sync {
+                    path: Some(RelPath::new("data/x")),
+                    kind: SyncKind::Fdatasync,
+                },
+            ),
         ])
         .unwrap();
     }
@@ -38,12 +74,31 @@ fn dump_prints_one_record_a_line_and_json_lines() {
     assert!(o.status.success());
     let text = stdout(&o);
     assert_eq!(text.lines().count(), 402);
-    assert!(text.lines().nth(2).unwrap().starts_with("3 1970-01-01T00:01:41"), "{}", text.lines().nth(2).unwrap());
+    assert!(
+        text.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("3 1970-01-01T00:01:41"),
+        "{}",
+        text.lines().nth(2).unwrap()
+    );
     assert!(text.contains("pg[9]") && text.contains("data/\\xffbin"));
 
-    let o = fj(&["dump", "--journal", j, "--from", "10", "--until", "seq:19", "--json"]);
+    let o = fj(&[
+        "dump",
+        "--journal",
+        j,
+        "--from",
+        "10",
+        "--until",
+        "seq:19",
+        "--json",
+    ]);
     assert!(o.status.success());
-    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 10);
     assert_eq!(lines[0]["seq"], 10);
     assert_eq!(lines[0]["op"], "sync");
@@ -52,7 +107,14 @@ fn dump_prints_one_record_a_line_and_json_lines() {
 
     // --until a time: every record at or before it, nothing after.
     let o = fj(&["dump", "--journal", j, "--until", "110", "--json"]);
-    let seqs: Vec<u64> = stdout(&o).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = stdout(&o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(seqs, (1..=22).collect::<Vec<_>>());
 }
 
@@ -89,7 +151,10 @@ fn verify_exits_1_and_names_segment_and_offset_on_damage() {
     let o = fj(&["verify", "--journal", j]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert!(out.contains(&format!("DAMAGE: segment {} offset", seg.display())), "{out}");
+    assert!(
+        out.contains(&format!("DAMAGE: segment {} offset", seg.display())),
+        "{out}"
+    );
     let o = fj(&["verify", "--journal", j, "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["ok"], false);
@@ -99,7 +164,12 @@ fn verify_exits_1_and_names_segment_and_offset_on_damage() {
 #[test]
 fn usage_errors_exit_2_and_missing_journals_are_explained() {
     assert_eq!(fj(&["dump"]).status.code(), Some(2));
-    assert_eq!(fj(&["dump", "--journal", "/x", "--until", "tomorrow"]).status.code(), Some(2));
+    assert_eq!(
+        fj(&["dump", "--journal", "/x", "--until", "tomorrow"])
+            .status
+            .code(),
+        Some(2)
+    );
     let o = fj(&["stat", "--journal", "/nonexistent/j"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/j does not exist"));

@@ -11,23 +11,54 @@ use foxing_proto::{Event, Op, Record, RelPath, SyncKind, Writer};
 
 fn ev(i: u64) -> Event {
     let op = match i % 5 {
-        0 => Op::Write { path: RelPath::new(format!("f{}", i % 7)), offset: i * 3, data: vec![i as u8; (i % 300) as usize] },
-        1 => Op::Truncate { path: RelPath::new("t"), size: i },
-        2 => Op::Chmod { path: RelPath::new("d/x"), mode: 0o644 },
-        3 => Op::Sync { path: Some(RelPath::new("f1")), kind: SyncKind::Fsync },
-        _ => Op::Rename { from: RelPath::new("a"), to: RelPath::new(format!("b{i}")), flags: 0 },
+        0 => Op::Write {
+            path: RelPath::new(format!("f{}", i % 7)),
+            offset: i * 3,
+            data: vec![i as u8; (i % 300) as usize],
+        },
+        1 => Op::Truncate {
+            path: RelPath::new("t"),
+            size: i,
+        },
+        2 => Op::Chmod {
+            path: RelPath::new("d/x"),
+            mode: 0o644,
+        },
+        3 => Op::Sync {
+            path: Some(RelPath::new("f1")),
+            kind: SyncKind::Fsync,
+        },
+        _ => Op::Rename {
+            from: RelPath::new("a"),
+            to: RelPath::new(format!("b{i}")),
+            flags: 0,
+        },
     };
-    Event { time_ns: 1_000_000_000 + i * 1000, writer: Writer { pid: 7, ..Default::default() }, op }
+    Event {
+        time_ns: 1_000_000_000 + i * 1000,
+        writer: Writer {
+            pid: 7,
+            ..Default::default()
+        },
+        op,
+    }
 }
 
 fn opts() -> JournalOptions {
-    JournalOptions { fsync_window: Duration::ZERO, segment_size_bytes: 2 << 10, ..Default::default() }
+    JournalOptions {
+        fsync_window: Duration::ZERO,
+        segment_size_bytes: 2 << 10,
+        ..Default::default()
+    }
 }
 
 fn all_records(dir: &Path) -> Vec<Record> {
     let r = JournalReader::open(dir).unwrap();
     let m = r.meta().unwrap();
-    r.records(m.first_seq, m.durable_seq).unwrap().map(|r| r.unwrap()).collect()
+    r.records(m.first_seq, m.durable_seq)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
 }
 
 fn expected(from: u64, to: u64) -> Vec<Record> {
@@ -45,7 +76,10 @@ fn appended_records_read_back_across_segments_and_reopens() {
         }
         assert_eq!(j.durable_seq(), 600);
     }
-    assert!(list_segments(&Layout::new(d.path())).unwrap().len() > 3, "rotation by size");
+    assert!(
+        list_segments(&Layout::new(d.path())).unwrap().len() > 3,
+        "rotation by size"
+    );
     assert_eq!(all_records(d.path()), expected(1, 600));
     let rep = verify(d.path()).unwrap();
     assert!(rep.ok(), "{:?}", rep.damage);
@@ -56,7 +90,11 @@ fn appended_records_read_back_across_segments_and_reopens() {
     drop(j);
     assert_eq!(all_records(d.path()), expected(1, 601));
     let r = JournalReader::open(d.path()).unwrap();
-    let mid: Vec<u64> = r.records(250, 260).unwrap().map(|r| r.unwrap().seq).collect();
+    let mid: Vec<u64> = r
+        .records(250, 260)
+        .unwrap()
+        .map(|r| r.unwrap().seq)
+        .collect();
     assert_eq!(mid, (250..=260).collect::<Vec<_>>());
     assert_eq!(r.sync_points(1, 601).unwrap().len(), 120);
 }
@@ -66,11 +104,18 @@ fn a_second_writer_is_refused_while_readers_are_welcome() {
     let d = tempfile::tempdir().unwrap();
     let mut j = Journal::open(d.path(), opts()).unwrap();
     j.append((1..=10).map(ev).collect()).unwrap();
-    assert!(matches!(Journal::open(d.path(), opts()), Err(JournalError::Locked { .. })));
+    assert!(matches!(
+        Journal::open(d.path(), opts()),
+        Err(JournalError::Locked { .. })
+    ));
     let r = JournalReader::open(d.path()).unwrap();
     assert_eq!(r.meta().unwrap().durable_seq, 10);
     j.append((11..=20).map(ev).collect()).unwrap();
-    assert_eq!(r.meta().unwrap().durable_seq, 20, "a reader follows the writer's commits");
+    assert_eq!(
+        r.meta().unwrap().durable_seq,
+        20,
+        "a reader follows the writer's commits"
+    );
 }
 
 #[test]
@@ -113,7 +158,14 @@ fn recovery_reindexes_unsynced_frames_and_cuts_a_torn_tail() {
     let d = tempfile::tempdir().unwrap();
     let crash = tempfile::tempdir().unwrap();
     {
-        let mut j = Journal::open(d.path(), JournalOptions { fsync_window: Duration::from_secs(3600), ..opts() }).unwrap();
+        let mut j = Journal::open(
+            d.path(),
+            JournalOptions {
+                fsync_window: Duration::from_secs(3600),
+                ..opts()
+            },
+        )
+        .unwrap();
         j.append((1..=50).map(ev).collect()).unwrap();
         j.sync().unwrap();
         j.append((51..=80).map(ev).collect()).unwrap(); // written, not committed
@@ -123,16 +175,28 @@ fn recovery_reindexes_unsynced_frames_and_cuts_a_torn_tail() {
     let segs = list_segments(&Layout::new(crash.path())).unwrap();
     let last = &segs.last().unwrap().1;
     let len = std::fs::metadata(last).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(last).unwrap().set_len(len - 5).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
     let before = verify(crash.path()).unwrap();
-    assert!(before.ok(), "an unsynced torn tail is not damage: {:?}", before.damage);
+    assert!(
+        before.ok(),
+        "an unsynced torn tail is not damage: {:?}",
+        before.damage
+    );
     assert!(!before.notes.is_empty());
 
     let j = Journal::open(crash.path(), opts()).unwrap();
     let rec = j.recovery().clone();
     assert!(rec.cut_bytes > 0);
     let n = j.next_seq() - 1;
-    assert!((50..80).contains(&n), "kept the durable prefix and the intact unsynced frames, cut the torn one: {n}");
+    assert!(
+        (50..80).contains(&n),
+        "kept the durable prefix and the intact unsynced frames, cut the torn one: {n}"
+    );
     drop(j);
     assert_eq!(all_records(crash.path()), expected(1, n));
     assert!(verify(crash.path()).unwrap().ok());
@@ -150,16 +214,31 @@ fn a_lost_index_is_rebuilt_from_the_segments() {
     assert_eq!(j.durable_seq(), 300);
     drop(j);
     assert_eq!(all_records(d.path()), expected(1, 300));
-    assert_eq!(JournalReader::open(d.path()).unwrap().sync_points(0, u64::MAX).unwrap().len(), 60);
+    assert_eq!(
+        JournalReader::open(d.path())
+            .unwrap()
+            .sync_points(0, u64::MAX)
+            .unwrap()
+            .len(),
+        60
+    );
 }
 
 #[test]
 fn flipping_any_byte_of_a_segment_is_detected_by_verify_and_never_yields_bad_records() {
     let d = tempfile::tempdir().unwrap();
     {
-        let mut j = Journal::open(d.path(), JournalOptions { segment_size_bytes: 1 << 20, ..opts() }).unwrap();
+        let mut j = Journal::open(
+            d.path(),
+            JournalOptions {
+                segment_size_bytes: 1 << 20,
+                ..opts()
+            },
+        )
+        .unwrap();
         for i in 1..=6u64 {
-            j.append(((i - 1) * 4 + 1..=i * 4).map(ev).collect()).unwrap();
+            j.append(((i - 1) * 4 + 1..=i * 4).map(ev).collect())
+                .unwrap();
         }
     }
     let layout = Layout::new(d.path());
@@ -182,7 +261,11 @@ fn flipping_any_byte_of_a_segment_is_detected_by_verify_and_never_yields_bad_rec
         assert!(!rep.ok(), "flip at byte {pos} went unnoticed");
         let dmg = &rep.damage[0];
         assert_eq!(dmg.segment, wseg, "names the segment");
-        assert!(dmg.offset <= pos as u64, "flip at {pos}, reported offset {}", dmg.offset);
+        assert!(
+            dmg.offset <= pos as u64,
+            "flip at {pos}, reported offset {}",
+            dmg.offset
+        );
 
         // Readers never return a damaged record: each one read is exactly what was written.
         if let Ok(r) = JournalReader::open(&jd) {
@@ -196,7 +279,10 @@ fn flipping_any_byte_of_a_segment_is_detected_by_verify_and_never_yields_bad_rec
         // The writer refuses to open over damage to durable records instead of cutting them.
         match Journal::open(&jd, opts()) {
             Err(_) => {}
-            Ok(j) => panic!("flip at {pos}: writer opened a damaged journal, next_seq {}", j.next_seq()),
+            Ok(j) => panic!(
+                "flip at {pos}: writer opened a damaged journal, next_seq {}",
+                j.next_seq()
+            ),
         }
     }
 }
@@ -206,23 +292,49 @@ fn prune_drops_whole_segments_before_the_newest_complete_base() {
     let d = tempfile::tempdir().unwrap();
     let mut j = Journal::open(d.path(), opts()).unwrap();
     let w = Writer::default();
-    j.append(vec![Event { time_ns: 10, writer: w.clone(), op: Op::BaseBegin { base_id: 1 } }]).unwrap();
+    j.append(vec![Event {
+        time_ns: 10,
+        writer: w.clone(),
+        op: Op::BaseBegin { base_id: 1 },
+    }])
+    .unwrap();
     j.append((2..=400).map(ev).collect()).unwrap();
-    let b = j.append(vec![Event { time_ns: 2_000_000_000, writer: w.clone(), op: Op::BaseBegin { base_id: 2 } }]).unwrap();
-    j.append(vec![Event { time_ns: 2_000_000_001, writer: w.clone(), op: Op::BaseEnd { base_id: 2 } }]).unwrap();
+    let b = j
+        .append(vec![Event {
+            time_ns: 2_000_000_000,
+            writer: w.clone(),
+            op: Op::BaseBegin { base_id: 2 },
+        }])
+        .unwrap();
+    j.append(vec![Event {
+        time_ns: 2_000_000_001,
+        writer: w.clone(),
+        op: Op::BaseEnd { base_id: 2 },
+    }])
+    .unwrap();
     j.append((403..=500).map(ev).collect()).unwrap();
     let before = list_segments(&Layout::new(d.path())).unwrap().len();
     let removed = j.prune_before(b.start).unwrap();
     assert!(!removed.is_empty());
-    assert_eq!(list_segments(&Layout::new(d.path())).unwrap().len(), before - removed.len());
+    assert_eq!(
+        list_segments(&Layout::new(d.path())).unwrap().len(),
+        before - removed.len()
+    );
     drop(j);
     let r = JournalReader::open(d.path()).unwrap();
     let m = r.meta().unwrap();
     assert!(m.first_seq <= b.start && m.first_seq > 1);
-    let recs: Vec<Record> = r.records(m.first_seq, m.durable_seq).unwrap().map(|x| x.unwrap()).collect();
+    let recs: Vec<Record> = r
+        .records(m.first_seq, m.durable_seq)
+        .unwrap()
+        .map(|x| x.unwrap())
+        .collect();
     assert_eq!(recs.first().unwrap().seq, m.first_seq);
     assert_eq!(recs.last().unwrap().seq, 500);
-    assert!(r.records(m.first_seq, m.durable_seq).unwrap().any(|x| x.unwrap().seq == b.start));
+    assert!(r
+        .records(m.first_seq, m.durable_seq)
+        .unwrap()
+        .any(|x| x.unwrap().seq == b.start));
     assert!(verify(d.path()).unwrap().ok());
     assert!(Journal::open(d.path(), opts()).is_ok());
 }
@@ -239,14 +351,23 @@ fn append_frame_accepts_only_the_next_valid_frame() {
     let r = JournalReader::open(src.path()).unwrap();
     let frames = r.frames(1, 60).unwrap();
     let mut a = Journal::open(dst.path(), opts()).unwrap();
-    assert!(matches!(a.append_frame(&frames[1].bytes), Err(JournalError::OutOfOrder { got: 41, expected: 1 })));
+    assert!(matches!(
+        a.append_frame(&frames[1].bytes),
+        Err(JournalError::OutOfOrder {
+            got: 41,
+            expected: 1
+        })
+    ));
     let mut bad = frames[0].bytes.clone();
     bad[60] ^= 1;
     assert!(a.append_frame(&bad).is_err());
     for f in &frames {
         a.append_frame(&f.bytes).unwrap();
     }
-    assert!(a.append_frame(&frames[0].bytes).is_err(), "a duplicate frame is refused");
+    assert!(
+        a.append_frame(&frames[0].bytes).is_err(),
+        "a duplicate frame is refused"
+    );
     drop(a);
     assert_eq!(all_records(dst.path()), expected(1, 60));
 }

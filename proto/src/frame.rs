@@ -60,7 +60,11 @@ pub enum FrameError {
     #[error("reserved header field is not zero")]
     Reserved,
     #[error("frame field {field} = {value} exceeds the limit {limit}")]
-    TooLarge { field: &'static str, value: u64, limit: u64 },
+    TooLarge {
+        field: &'static str,
+        value: u64,
+        limit: u64,
+    },
     #[error("crc32c mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     BadCrc { stored: u32, computed: u32 },
     #[error("decompression failed: {0}")]
@@ -72,7 +76,11 @@ pub enum FrameError {
     #[error("frame holds {got} records, header says {expected}")]
     CountMismatch { got: usize, expected: u32 },
     #[error("record {index} has seq {got}, expected {expected}")]
-    SeqMismatch { index: usize, got: u64, expected: u64 },
+    SeqMismatch {
+        index: usize,
+        got: u64,
+        expected: u64,
+    },
     #[error("header summary does not match the records ({what})")]
     SummaryMismatch { what: &'static str },
     #[error("cannot encode an empty batch")]
@@ -111,7 +119,10 @@ impl FrameHeader {
     /// it covers the body too, see [`check_frame`]).
     pub fn parse(buf: &[u8]) -> Result<FrameHeader, FrameError> {
         if buf.len() < FRAME_HEADER_LEN {
-            return Err(FrameError::Incomplete { have: buf.len(), need: FRAME_HEADER_LEN });
+            return Err(FrameError::Incomplete {
+                have: buf.len(),
+                need: FRAME_HEADER_LEN,
+            });
         }
         let magic: [u8; 4] = arr(buf, 0);
         if magic != FRAME_MAGIC {
@@ -140,18 +151,30 @@ impl FrameHeader {
         let crc = u32::from_le_bytes(arr(buf, 48));
         limit("body_len", body_len as u64, MAX_FRAME_BODY_BYTES as u64)?;
         limit("raw_len", raw_len as u64, MAX_FRAME_RAW_BYTES as u64)?;
-        limit("record_count", record_count as u64, MAX_FRAME_RECORDS as u64)?;
+        limit(
+            "record_count",
+            record_count as u64,
+            MAX_FRAME_RECORDS as u64,
+        )?;
         if record_count == 0 {
-            return Err(FrameError::SummaryMismatch { what: "record_count is 0" });
+            return Err(FrameError::SummaryMismatch {
+                what: "record_count is 0",
+            });
         }
         if first_seq == 0 || first_seq.checked_add(u64::from(record_count)).is_none() {
-            return Err(FrameError::SummaryMismatch { what: "first_seq out of range" });
+            return Err(FrameError::SummaryMismatch {
+                what: "first_seq out of range",
+            });
         }
         if codec == CODEC_RAW && raw_len != body_len {
-            return Err(FrameError::SummaryMismatch { what: "raw frame with raw_len != body_len" });
+            return Err(FrameError::SummaryMismatch {
+                what: "raw frame with raw_len != body_len",
+            });
         }
         if min_time_ns > max_time_ns {
-            return Err(FrameError::SummaryMismatch { what: "min_time_ns > max_time_ns" });
+            return Err(FrameError::SummaryMismatch {
+                what: "min_time_ns > max_time_ns",
+            });
         }
         Ok(FrameHeader {
             codec,
@@ -190,7 +213,11 @@ fn arr<const N: usize>(buf: &[u8], off: usize) -> [u8; N] {
 
 fn limit(field: &'static str, value: u64, limit: u64) -> Result<(), FrameError> {
     if value > limit {
-        Err(FrameError::TooLarge { field, value, limit })
+        Err(FrameError::TooLarge {
+            field,
+            value,
+            limit,
+        })
     } else {
         Ok(())
     }
@@ -224,13 +251,21 @@ pub fn encode_frame(records: &[Record], zstd_level: i32) -> Result<Vec<u8>, Fram
     for (i, r) in records.iter().enumerate() {
         let expected = first.seq + i as u64;
         if r.seq != expected {
-            return Err(FrameError::SeqMismatch { index: i, got: r.seq, expected });
+            return Err(FrameError::SeqMismatch {
+                index: i,
+                got: r.seq,
+                expected,
+            });
         }
     }
     let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
     limit("record_count", count as u64, MAX_FRAME_RECORDS as u64)?;
     if first.seq == 0 {
-        return Err(FrameError::SeqMismatch { index: 0, got: 0, expected: 1 });
+        return Err(FrameError::SeqMismatch {
+            index: 0,
+            got: 0,
+            expected: 1,
+        });
     }
     let raw = postcard::to_stdvec(records).map_err(|e| FrameError::Encode(e.to_string()))?;
     limit("raw_len", raw.len() as u64, MAX_FRAME_RAW_BYTES as u64)?;
@@ -293,11 +328,17 @@ pub fn check_frame(buf: &[u8]) -> Result<FrameHeader, FrameError> {
     let h = FrameHeader::parse(buf)?;
     let need = h.frame_len();
     if buf.len() < need {
-        return Err(FrameError::Incomplete { have: buf.len(), need });
+        return Err(FrameError::Incomplete {
+            have: buf.len(),
+            need,
+        });
     }
     let computed = crc_of(&buf[..FRAME_HEADER_LEN - 4], &buf[FRAME_HEADER_LEN..need]);
     if computed != h.crc {
-        return Err(FrameError::BadCrc { stored: h.crc, computed });
+        return Err(FrameError::BadCrc {
+            stored: h.crc,
+            computed,
+        });
     }
     Ok(h)
 }
@@ -323,19 +364,31 @@ pub fn decode_body(h: &FrameHeader, body: &[u8]) -> Result<Vec<Record>, FrameErr
         _ => body,
     };
     if raw.len() != h.raw_len as usize {
-        return Err(FrameError::RawLenMismatch { got: raw.len(), expected: h.raw_len as usize });
+        return Err(FrameError::RawLenMismatch {
+            got: raw.len(),
+            expected: h.raw_len as usize,
+        });
     }
     let records = decode_records(raw)?;
     if records.len() != h.record_count as usize {
-        return Err(FrameError::CountMismatch { got: records.len(), expected: h.record_count });
+        return Err(FrameError::CountMismatch {
+            got: records.len(),
+            expected: h.record_count,
+        });
     }
     for (i, r) in records.iter().enumerate() {
         let expected = h.first_seq + i as u64;
         if r.seq != expected {
-            return Err(FrameError::SeqMismatch { index: i, got: r.seq, expected });
+            return Err(FrameError::SeqMismatch {
+                index: i,
+                got: r.seq,
+                expected,
+            });
         }
         if r.time_ns < h.min_time_ns || r.time_ns > h.max_time_ns {
-            return Err(FrameError::SummaryMismatch { what: "record time outside header range" });
+            return Err(FrameError::SummaryMismatch {
+                what: "record time outside header range",
+            });
         }
     }
     if summary_flags(&records) != h.flags {
@@ -349,7 +402,10 @@ pub fn decode_records(raw: &[u8]) -> Result<Vec<Record>, FrameError> {
     let (records, rest): (Vec<Record>, &[u8]) =
         postcard::take_from_bytes(raw).map_err(|e| FrameError::Decode(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(FrameError::Decode(format!("{} trailing bytes after the batch", rest.len())));
+        return Err(FrameError::Decode(format!(
+            "{} trailing bytes after the batch",
+            rest.len()
+        )));
     }
     Ok(records)
 }

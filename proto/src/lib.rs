@@ -8,4 +8,6 @@ pub mod record;
 pub mod time;
 
 pub use frame::{decode_frame, encode_frame, FrameError, FrameHeader};
-pub use record::{EntryKind, EntryMeta, Event, GapReason, Op, Record, RelPath, SyncKind, Writer, Xattr};
+pub use record::{
+    EntryKind, EntryMeta, Event, GapReason, Op, Record, RelPath, SyncKind, Writer, Xattr,
+};

@@ -220,18 +220,54 @@ pub enum Op {
     },
     /// A range known to have changed whose bytes were not captured (large write, mmap,
     /// io_uring, lost records). Inexact: a later `ResyncData` of the range heals it.
-    Dirty { path: RelPath, offset: u64, len: u64 },
-    Truncate { path: RelPath, size: u64 },
-    Fallocate { path: RelPath, mode: u32, offset: u64, len: u64 },
+    Dirty {
+        path: RelPath,
+        offset: u64,
+        len: u64,
+    },
+    Truncate {
+        path: RelPath,
+        size: u64,
+    },
+    Fallocate {
+        path: RelPath,
+        mode: u32,
+        offset: u64,
+        len: u64,
+    },
     /// A new regular file (open with O_CREAT that created it, creat, mknod S_IFREG).
-    Create { path: RelPath, mode: u32, uid: u32, gid: u32 },
+    Create {
+        path: RelPath,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     /// A special file: fifo, socket, character or block device.
-    Mknod { path: RelPath, kind: EntryKind, mode: u32, uid: u32, gid: u32 },
-    Mkdir { path: RelPath, mode: u32, uid: u32, gid: u32 },
-    Unlink { path: RelPath },
-    Rmdir { path: RelPath },
+    Mknod {
+        path: RelPath,
+        kind: EntryKind,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Mkdir {
+        path: RelPath,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Unlink {
+        path: RelPath,
+    },
+    Rmdir {
+        path: RelPath,
+    },
     /// rename/renameat/renameat2 with the RENAME_* flags.
-    Rename { from: RelPath, to: RelPath, flags: u32 },
+    Rename {
+        from: RelPath,
+        to: RelPath,
+        flags: u32,
+    },
     Symlink {
         path: RelPath,
         #[serde(with = "serde_bytes")]
@@ -240,10 +276,20 @@ pub enum Op {
         gid: u32,
     },
     /// A hard link: `new` becomes another name of `existing`.
-    Link { existing: RelPath, new: RelPath },
-    Chmod { path: RelPath, mode: u32 },
+    Link {
+        existing: RelPath,
+        new: RelPath,
+    },
+    Chmod {
+        path: RelPath,
+        mode: u32,
+    },
     /// `None` leaves that id unchanged (the syscall's -1).
-    Chown { path: RelPath, uid: Option<u32>, gid: Option<u32> },
+    Chown {
+        path: RelPath,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
     SetXattr {
         path: RelPath,
         #[serde(with = "serde_bytes")]
@@ -258,12 +304,22 @@ pub enum Op {
         name: Vec<u8>,
     },
     /// Set times; `None` leaves that time unchanged (UTIME_OMIT).
-    SetTimes { path: RelPath, atime_ns: Option<i64>, mtime_ns: Option<i64> },
+    SetTimes {
+        path: RelPath,
+        atime_ns: Option<i64>,
+        mtime_ns: Option<i64>,
+    },
     /// A durability point of the source: a restore point. `path` is None for sync/syncfs.
-    Sync { path: Option<RelPath>, kind: SyncKind },
+    Sync {
+        path: Option<RelPath>,
+        kind: SyncKind,
+    },
     /// The current metadata of a path as read by the recorder; content follows as
     /// `ResyncData` records for regular files. `meta = None` means the path does not exist.
-    Resync { path: RelPath, meta: Option<EntryMeta> },
+    Resync {
+        path: RelPath,
+        meta: Option<EntryMeta>,
+    },
     /// Content read by the recorder (base, resync, or healing a `Dirty` range).
     ResyncData {
         path: RelPath,
@@ -272,14 +328,23 @@ pub enum Op {
         data: Vec<u8>,
     },
     /// Start of a base epoch: a resync of every entry follows, live changes interleaved.
-    BaseBegin { base_id: u64 },
+    BaseBegin {
+        base_id: u64,
+    },
     /// End of a base epoch: replaying from its BaseBegin to here yields the source as of here.
-    BaseEnd { base_id: u64 },
+    BaseEnd {
+        base_id: u64,
+    },
     /// `lost` records were lost (or not captured) for `reason`; the resync records that heal
     /// them follow, up to the matching `GapHealed`.
-    Gap { lost: u64, reason: GapReason },
+    Gap {
+        lost: u64,
+        reason: GapReason,
+    },
     /// The resyncs that heal the gap recorded at `gap_seq` are complete.
-    GapHealed { gap_seq: u64 },
+    GapHealed {
+        gap_seq: u64,
+    },
 }
 
 impl Op {
@@ -344,7 +409,12 @@ pub struct Event {
 
 impl Event {
     pub fn with_seq(self, seq: u64) -> Record {
-        Record { seq, time_ns: self.time_ns, writer: self.writer, op: self.op }
+        Record {
+            seq,
+            time_ns: self.time_ns,
+            writer: self.writer,
+            op: self.op,
+        }
     }
 }
 
@@ -366,17 +436,38 @@ mod tests {
             (b"a\0b", PathError::Nul),
         ];
         for (p, e) in bad {
-            assert_eq!(RelPath::new(*p).check(), Err(e.clone()), "{:?}", RelPath::new(*p));
+            assert_eq!(
+                RelPath::new(*p).check(),
+                Err(e.clone()),
+                "{:?}",
+                RelPath::new(*p)
+            );
         }
-        assert_eq!(RelPath::new(vec![b'a'; 256]).check(), Err(PathError::NameTooLong(256)));
-        assert_eq!(RelPath::new(vec![b'a'; 4096]).check(), Err(PathError::TooLong(4096)));
-        for ok in [&b"a"[..], b"a/b/c", b"..a", b"a..", b".hidden/x", b"\xff\xfe"] {
+        assert_eq!(
+            RelPath::new(vec![b'a'; 256]).check(),
+            Err(PathError::NameTooLong(256))
+        );
+        assert_eq!(
+            RelPath::new(vec![b'a'; 4096]).check(),
+            Err(PathError::TooLong(4096))
+        );
+        for ok in [
+            &b"a"[..],
+            b"a/b/c",
+            b"..a",
+            b"a..",
+            b".hidden/x",
+            b"\xff\xfe",
+        ] {
             assert_eq!(RelPath::new(ok).check(), Ok(()));
         }
     }
 
     #[test]
     fn relpath_display_escapes_control_bytes() {
-        assert_eq!(RelPath::new(&b"a\x1b[2Jb\xff"[..]).to_string(), "a\\u{1b}[2Jb\\xff");
+        assert_eq!(
+            RelPath::new(&b"a\x1b[2Jb\xff"[..]).to_string(),
+            "a\\u{1b}[2Jb\\xff"
+        );
     }
 }

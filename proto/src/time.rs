@@ -20,7 +20,9 @@ impl std::str::FromStr for Point {
     type Err = PointError;
 
     fn from_str(s: &str) -> Result<Point, PointError> {
-        let err = || PointError { input: s.to_string() };
+        let err = || PointError {
+            input: s.to_string(),
+        };
         let s = s.trim();
         if let Some(n) = s.strip_prefix("seq:") {
             return n.parse::<u64>().map(Point::Seq).map_err(|_| err());
@@ -44,7 +46,9 @@ impl std::str::FromStr for Point {
         }
         let t = humantime::parse_rfc3339_weak(s).map_err(|_| err())?;
         let d = t.duration_since(UNIX_EPOCH).map_err(|_| err())?;
-        u64::try_from(d.as_nanos()).map(Point::TimeNs).map_err(|_| err())
+        u64::try_from(d.as_nanos())
+            .map(Point::TimeNs)
+            .map_err(|_| err())
     }
 }
 
@@ -63,7 +67,8 @@ pub fn now_ns() -> u64 {
 
 /// Parses a duration such as `7d`, `36h`, `90min`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("cannot read {s:?} as a duration (e.g. 7d, 12h): {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("cannot read {s:?} as a duration (e.g. 7d, 12h): {e}"))
 }
 
 #[cfg(test)]
@@ -73,11 +78,31 @@ mod tests {
     #[test]
     fn parses_every_point_form() {
         assert_eq!("seq:42".parse(), Ok(Point::Seq(42)));
-        assert_eq!("1700000000".parse(), Ok(Point::TimeNs(1_700_000_000_000_000_000)));
-        assert_eq!("1700000000.25".parse(), Ok(Point::TimeNs(1_700_000_000_250_000_000)));
-        assert_eq!("1970-01-01T00:00:01Z".parse(), Ok(Point::TimeNs(1_000_000_000)));
-        assert_eq!("1970-01-01T00:00:01.5Z".parse(), Ok(Point::TimeNs(1_500_000_000)));
-        for bad in ["", "seq:", "seq:-1", "yesterday", "1.2.3", ".5", "99999999999999999999"] {
+        assert_eq!(
+            "1700000000".parse(),
+            Ok(Point::TimeNs(1_700_000_000_000_000_000))
+        );
+        assert_eq!(
+            "1700000000.25".parse(),
+            Ok(Point::TimeNs(1_700_000_000_250_000_000))
+        );
+        assert_eq!(
+            "1970-01-01T00:00:01Z".parse(),
+            Ok(Point::TimeNs(1_000_000_000))
+        );
+        assert_eq!(
+            "1970-01-01T00:00:01.5Z".parse(),
+            Ok(Point::TimeNs(1_500_000_000))
+        );
+        for bad in [
+            "",
+            "seq:",
+            "seq:-1",
+            "yesterday",
+            "1.2.3",
+            ".5",
+            "99999999999999999999",
+        ] {
             assert!(bad.parse::<Point>().is_err(), "{bad}");
         }
     }

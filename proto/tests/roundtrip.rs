@@ -1,7 +1,9 @@
 //! Round trips for every record kind through postcard and the frame codec, and the promise that
 //! no input makes a decoder panic.
 
-use foxing_proto::frame::{self, check_frame, decode_frame, decode_records, encode_frame, FRAME_HEADER_LEN};
+use foxing_proto::frame::{
+    self, check_frame, decode_frame, decode_records, encode_frame, FRAME_HEADER_LEN,
+};
 use foxing_proto::*;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -30,21 +32,28 @@ fn meta() -> impl Strategy<Value = EntryMeta> {
         entry_kind(),
         any::<(u32, u32, u32, u64)>(),
         any::<(i64, i64, u64, u64, u32)>(),
-        proptest::collection::vec((bytes(10), bytes(20)).prop_map(|(name, value)| Xattr { name, value }), 0..3),
+        proptest::collection::vec(
+            (bytes(10), bytes(20)).prop_map(|(name, value)| Xattr { name, value }),
+            0..3,
+        ),
     )
-        .prop_map(|(kind, (mode, uid, gid, size), (atime_ns, mtime_ns, dev, ino, nlink), xattrs)| EntryMeta {
-            kind,
-            mode,
-            uid,
-            gid,
-            size,
-            atime_ns,
-            mtime_ns,
-            dev,
-            ino,
-            nlink,
-            xattrs,
-        })
+        .prop_map(
+            |(kind, (mode, uid, gid, size), (atime_ns, mtime_ns, dev, ino, nlink), xattrs)| {
+                EntryMeta {
+                    kind,
+                    mode,
+                    uid,
+                    gid,
+                    size,
+                    atime_ns,
+                    mtime_ns,
+                    dev,
+                    ino,
+                    nlink,
+                    xattrs,
+                }
+            },
+        )
 }
 
 fn sync_kind() -> impl Strategy<Value = SyncKind> {
@@ -71,29 +80,86 @@ fn gap_reason() -> impl Strategy<Value = GapReason> {
 /// Every Op variant; the test below checks that the list stays complete.
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (path(), any::<u64>(), bytes(300)).prop_map(|(path, offset, data)| Op::Write { path, offset, data }),
-        (path(), any::<u64>(), any::<u64>()).prop_map(|(path, offset, len)| Op::Dirty { path, offset, len }),
+        (path(), any::<u64>(), bytes(300)).prop_map(|(path, offset, data)| Op::Write {
+            path,
+            offset,
+            data
+        }),
+        (path(), any::<u64>(), any::<u64>()).prop_map(|(path, offset, len)| Op::Dirty {
+            path,
+            offset,
+            len
+        }),
         (path(), any::<u64>()).prop_map(|(path, size)| Op::Truncate { path, size }),
-        (path(), any::<(u32, u64, u64)>()).prop_map(|(path, (mode, offset, len))| Op::Fallocate { path, mode, offset, len }),
-        (path(), any::<(u32, u32, u32)>()).prop_map(|(path, (mode, uid, gid))| Op::Create { path, mode, uid, gid }),
-        (path(), entry_kind(), any::<(u32, u32, u32)>())
-            .prop_map(|(path, kind, (mode, uid, gid))| Op::Mknod { path, kind, mode, uid, gid }),
-        (path(), any::<(u32, u32, u32)>()).prop_map(|(path, (mode, uid, gid))| Op::Mkdir { path, mode, uid, gid }),
+        (path(), any::<(u32, u64, u64)>()).prop_map(|(path, (mode, offset, len))| Op::Fallocate {
+            path,
+            mode,
+            offset,
+            len
+        }),
+        (path(), any::<(u32, u32, u32)>()).prop_map(|(path, (mode, uid, gid))| Op::Create {
+            path,
+            mode,
+            uid,
+            gid
+        }),
+        (path(), entry_kind(), any::<(u32, u32, u32)>()).prop_map(
+            |(path, kind, (mode, uid, gid))| Op::Mknod {
+                path,
+                kind,
+                mode,
+                uid,
+                gid
+            }
+        ),
+        (path(), any::<(u32, u32, u32)>()).prop_map(|(path, (mode, uid, gid))| Op::Mkdir {
+            path,
+            mode,
+            uid,
+            gid
+        }),
         path().prop_map(|path| Op::Unlink { path }),
         path().prop_map(|path| Op::Rmdir { path }),
         (path(), path(), any::<u32>()).prop_map(|(from, to, flags)| Op::Rename { from, to, flags }),
-        (path(), bytes(40), any::<(u32, u32)>()).prop_map(|(path, target, (uid, gid))| Op::Symlink { path, target, uid, gid }),
+        (path(), bytes(40), any::<(u32, u32)>()).prop_map(|(path, target, (uid, gid))| {
+            Op::Symlink {
+                path,
+                target,
+                uid,
+                gid,
+            }
+        }),
         (path(), path()).prop_map(|(existing, new)| Op::Link { existing, new }),
         (path(), any::<u32>()).prop_map(|(path, mode)| Op::Chmod { path, mode }),
-        (path(), any::<(Option<u32>, Option<u32>)>()).prop_map(|(path, (uid, gid))| Op::Chown { path, uid, gid }),
-        (path(), bytes(20), bytes(50), any::<u32>())
-            .prop_map(|(path, name, value, flags)| Op::SetXattr { path, name, value, flags }),
+        (path(), any::<(Option<u32>, Option<u32>)>()).prop_map(|(path, (uid, gid))| Op::Chown {
+            path,
+            uid,
+            gid
+        }),
+        (path(), bytes(20), bytes(50), any::<u32>()).prop_map(|(path, name, value, flags)| {
+            Op::SetXattr {
+                path,
+                name,
+                value,
+                flags,
+            }
+        }),
         (path(), bytes(20)).prop_map(|(path, name)| Op::RemoveXattr { path, name }),
-        (path(), any::<(Option<i64>, Option<i64>)>())
-            .prop_map(|(path, (atime_ns, mtime_ns))| Op::SetTimes { path, atime_ns, mtime_ns }),
-        (proptest::option::of(path()), sync_kind()).prop_map(|(path, kind)| Op::Sync { path, kind }),
+        (path(), any::<(Option<i64>, Option<i64>)>()).prop_map(|(path, (atime_ns, mtime_ns))| {
+            Op::SetTimes {
+                path,
+                atime_ns,
+                mtime_ns,
+            }
+        }),
+        (proptest::option::of(path()), sync_kind())
+            .prop_map(|(path, kind)| Op::Sync { path, kind }),
         (path(), proptest::option::of(meta())).prop_map(|(path, meta)| Op::Resync { path, meta }),
-        (path(), any::<u64>(), bytes(300)).prop_map(|(path, offset, data)| Op::ResyncData { path, offset, data }),
+        (path(), any::<u64>(), bytes(300)).prop_map(|(path, offset, data)| Op::ResyncData {
+            path,
+            offset,
+            data
+        }),
         any::<u64>().prop_map(|base_id| Op::BaseBegin { base_id }),
         any::<u64>().prop_map(|base_id| Op::BaseEnd { base_id }),
         (any::<u64>(), gap_reason()).prop_map(|(lost, reason)| Op::Gap { lost, reason }),
@@ -102,17 +168,34 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn writer() -> impl Strategy<Value = Writer> {
-    (any::<(u32, u32, u32, u32, u64)>(), any::<[u8; 16]>())
-        .prop_map(|((pid, tgid, uid, gid, cgroup_id), comm)| Writer { pid, tgid, uid, gid, cgroup_id, comm })
+    (any::<(u32, u32, u32, u32, u64)>(), any::<[u8; 16]>()).prop_map(
+        |((pid, tgid, uid, gid, cgroup_id), comm)| Writer {
+            pid,
+            tgid,
+            uid,
+            gid,
+            cgroup_id,
+            comm,
+        },
+    )
 }
 
 fn batch() -> impl Strategy<Value = Vec<Record>> {
-    (1u64..u64::MAX / 2, proptest::collection::vec((any::<u64>(), writer(), op()), 1..20)).prop_map(|(first, v)| {
-        v.into_iter()
-            .enumerate()
-            .map(|(i, (time_ns, writer, op))| Record { seq: first + i as u64, time_ns, writer, op })
-            .collect()
-    })
+    (
+        1u64..u64::MAX / 2,
+        proptest::collection::vec((any::<u64>(), writer(), op()), 1..20),
+    )
+        .prop_map(|(first, v)| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (time_ns, writer, op))| Record {
+                    seq: first + i as u64,
+                    time_ns,
+                    writer,
+                    op,
+                })
+                .collect()
+        })
 }
 
 proptest! {
@@ -197,7 +280,10 @@ fn the_op_strategy_covers_every_variant() {
         let op = op().new_tree(&mut runner).unwrap().current();
         seen[covered(&op)] = true;
     }
-    assert!(seen.iter().all(|s| *s), "strategy misses variants: {seen:?}");
+    assert!(
+        seen.iter().all(|s| *s),
+        "strategy misses variants: {seen:?}"
+    );
 }
 
 #[test]
@@ -211,10 +297,26 @@ fn frames_are_stored_raw_when_compression_does_not_pay() {
             rng as u8
         })
         .collect();
-    let rec = Record { seq: 1, time_ns: 5, writer: Writer::default(), op: Op::Write { path: RelPath::new("f"), offset: 0, data } };
+    let rec = Record {
+        seq: 1,
+        time_ns: 5,
+        writer: Writer::default(),
+        op: Op::Write {
+            path: RelPath::new("f"),
+            offset: 0,
+            data,
+        },
+    };
     let f = encode_frame(std::slice::from_ref(&rec), 1).unwrap();
     assert_eq!(check_frame(&f).unwrap().codec, frame::CODEC_RAW);
-    let zeros = Record { op: Op::Write { path: RelPath::new("f"), offset: 0, data: vec![0; 65536] }, ..rec };
+    let zeros = Record {
+        op: Op::Write {
+            path: RelPath::new("f"),
+            offset: 0,
+            data: vec![0; 65536],
+        },
+        ..rec
+    };
     let f = encode_frame(&[zeros], 1).unwrap();
     assert_eq!(check_frame(&f).unwrap().codec, frame::CODEC_ZSTD);
     assert!(f.len() < 1000);
@@ -222,8 +324,16 @@ fn frames_are_stored_raw_when_compression_does_not_pay() {
 
 #[test]
 fn encode_refuses_non_consecutive_seqs_and_empty_batches() {
-    let r = |seq| Record { seq, time_ns: 0, writer: Writer::default(), op: Op::BaseBegin { base_id: 1 } };
+    let r = |seq| Record {
+        seq,
+        time_ns: 0,
+        writer: Writer::default(),
+        op: Op::BaseBegin { base_id: 1 },
+    };
     assert!(matches!(encode_frame(&[], 1), Err(FrameError::Empty)));
-    assert!(matches!(encode_frame(&[r(1), r(3)], 1), Err(FrameError::SeqMismatch { .. })));
+    assert!(matches!(
+        encode_frame(&[r(1), r(3)], 1),
+        Err(FrameError::SeqMismatch { .. })
+    ));
     assert!(encode_frame(&[r(0)], 1).is_err());
 }

@@ -44,7 +44,9 @@ fn journal_survives_100_sigkills_with_group_commit() {
                 }
             }
         });
-        let ready = rx.recv_timeout(Duration::from_secs(30)).expect("child did not start");
+        let ready = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("child did not start");
         assert!(ready.starts_with("ready "), "{ready}");
         std::thread::sleep(Duration::from_micros(rng.u64(200..30_000)));
         child.kill().unwrap(); // SIGKILL
@@ -52,7 +54,11 @@ fn journal_survives_100_sigkills_with_group_commit() {
         reader.join().unwrap();
         let mut durable = (0u64, 0u64, 0u64);
         for line in rx.try_iter() {
-            let f: Vec<u64> = line.split(' ').skip(1).map(|x| x.parse().unwrap()).collect();
+            let f: Vec<u64> = line
+                .split(' ')
+                .skip(1)
+                .map(|x| x.parse().unwrap())
+                .collect();
             if line.starts_with("durable ") {
                 durable = (f[0], f[1], f[2]);
             }
@@ -65,11 +71,20 @@ fn journal_survives_100_sigkills_with_group_commit() {
                 let segs = foxing_journal::list_segments(&Layout::new(&jdir)).unwrap();
                 let (last_seq, last_path) = segs.last().unwrap().clone();
                 // Segments created after the durable point may vanish whole; cut the last one.
-                let from = if last_seq == seg_seq { end } else { foxing_journal::segment::SEGMENT_HEADER_LEN as u64 };
+                let from = if last_seq == seg_seq {
+                    end
+                } else {
+                    foxing_journal::segment::SEGMENT_HEADER_LEN as u64
+                };
                 let len = std::fs::metadata(&last_path).unwrap().len();
                 if len > from {
                     let cut_to = rng.u64(from..len);
-                    std::fs::OpenOptions::new().write(true).open(&last_path).unwrap().set_len(cut_to).unwrap();
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&last_path)
+                        .unwrap()
+                        .set_len(cut_to)
+                        .unwrap();
                     tears += 1;
                 }
             }
@@ -79,22 +94,45 @@ fn journal_survives_100_sigkills_with_group_commit() {
             .unwrap_or_else(|e| panic!("round {round}: reopen after SIGKILL failed: {e}"));
         let held = j.durable_seq();
         drop(j);
-        assert!(held >= durable.0, "round {round}: child reported seq {} durable, journal holds {held}", durable.0);
-        assert!(held >= last_checked, "round {round}: journal shrank below what a previous round saw");
+        assert!(
+            held >= durable.0,
+            "round {round}: child reported seq {} durable, journal holds {held}",
+            durable.0
+        );
+        assert!(
+            held >= last_checked,
+            "round {round}: journal shrank below what a previous round saw"
+        );
         let rep = verify(&jdir).unwrap();
-        assert!(rep.ok(), "round {round}: verify found damage: {:?}", rep.damage);
+        assert!(
+            rep.ok(),
+            "round {round}: verify found damage: {:?}",
+            rep.damage
+        );
         // Prefix check: only the records new since the last round, to keep the test fast.
         let r = JournalReader::open(&jdir).unwrap();
-        let from = if round % 10 == 9 { 1 } else { last_checked.saturating_sub(100).max(1) };
+        let from = if round % 10 == 9 {
+            1
+        } else {
+            last_checked.saturating_sub(100).max(1)
+        };
         let mut n = 0;
         for rec in r.records(from, held).unwrap() {
             let rec = rec.unwrap();
-            assert_eq!(rec, synth_event(rec.seq).with_seq(rec.seq), "round {round}: record {} differs", rec.seq);
+            assert_eq!(
+                rec,
+                synth_event(rec.seq).with_seq(rec.seq),
+                "round {round}: record {} differs",
+                rec.seq
+            );
             n += 1;
         }
         assert_eq!(n, held + 1 - from, "round {round}: records missing");
         last_checked = held;
     }
-    assert!(last_checked > 1000, "the child wrote too little to test anything: {last_checked}");
+    assert!(
+        last_checked > 1000,
+        "the child wrote too little to test anything: {last_checked}"
+    );
     assert!(tears > 5, "too few torn tails exercised: {tears}");
 }

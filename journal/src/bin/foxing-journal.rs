@@ -15,7 +15,11 @@ use foxing_proto::time::{fmt_time_ns, now_ns, parse_duration, Point};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "foxing-journal", version, about = "Inspect and maintain a Foxing change journal")]
+#[command(
+    name = "foxing-journal",
+    version,
+    about = "Inspect and maintain a Foxing change journal"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -99,7 +103,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Dump { journal, from, until, json } => dump(&journal, from, until, json),
+        Cmd::Dump {
+            journal,
+            from,
+            until,
+            json,
+        } => dump(&journal, from, until, json),
         Cmd::Stat { journal, json } => stat(&journal, json),
         Cmd::Verify { journal, json } => verify_cmd(&journal, json),
         Cmd::Recover { journal, json } => {
@@ -130,14 +139,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Prune { journal, keep, before, force, dry_run, json } => {
+        Cmd::Prune {
+            journal,
+            keep,
+            before,
+            force,
+            dry_run,
+            json,
+        } => {
             let horizon = match (keep, before) {
                 (Some(k), _) => {
                     let d = parse_duration(&k).map_err(anyhow::Error::msg)?;
                     now_ns().saturating_sub(d.as_nanos() as u64)
                 }
                 (None, Some(Point::TimeNs(t))) => t,
-                (None, Some(Point::Seq(_))) => bail!("--before takes a time (RFC 3339 or unix seconds), not a seq"),
+                (None, Some(Point::Seq(_))) => {
+                    bail!("--before takes a time (RFC 3339 or unix seconds), not a seq")
+                }
                 (None, None) => bail!("give --keep DURATION or --before TIME"),
             };
             prune_cmd(&journal, horizon, force, dry_run, json)
@@ -149,10 +167,16 @@ fn open_reader(journal: &Path) -> anyhow::Result<JournalReader> {
     if !journal.is_dir() {
         bail!("journal directory {} does not exist", journal.display());
     }
-    JournalReader::open(journal).with_context(|| format!("cannot open journal {}", journal.display()))
+    JournalReader::open(journal)
+        .with_context(|| format!("cannot open journal {}", journal.display()))
 }
 
-fn dump(journal: &Path, from: Option<u64>, until: Option<Point>, as_json: bool) -> anyhow::Result<ExitCode> {
+fn dump(
+    journal: &Path,
+    from: Option<u64>,
+    until: Option<Point>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let r = open_reader(journal)?;
     let meta = r.meta()?;
     let from = from.unwrap_or(meta.first_seq).max(meta.first_seq);
@@ -172,7 +196,11 @@ fn dump(journal: &Path, from: Option<u64>, until: Option<Point>, as_json: bool) 
             // Records are in seq order; the first one past the time ends the prefix.
             break;
         }
-        let line = if as_json { show::record_json(&rec).to_string() } else { show::record_line(&rec) };
+        let line = if as_json {
+            show::record_json(&rec).to_string()
+        } else {
+            show::record_line(&rec)
+        };
         if writeln!(out, "{line}").is_err() {
             return Ok(ExitCode::SUCCESS); // reader went away (e.g. `| head`)
         }
@@ -188,10 +216,15 @@ fn stat(journal: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let segments = r.segments()?;
     let mut seg_bytes = 0u64;
     for (s, _) in &segments {
-        let p = r.layout().segments.join(foxing_journal::segment::segment_file_name(*s));
+        let p = r
+            .layout()
+            .segments
+            .join(foxing_journal::segment::segment_file_name(*s));
         seg_bytes += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
     }
-    let index_bytes = std::fs::metadata(&r.layout().index).map(|m| m.len()).unwrap_or(0);
+    let index_bytes = std::fs::metadata(&r.layout().index)
+        .map(|m| m.len())
+        .unwrap_or(0);
     let bases = r.bases()?;
     let gaps = r.gaps()?;
     let syncs = r.sync_point_count()?;
@@ -199,11 +232,17 @@ fn stat(journal: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let acks = replicas::list_acks(journal)?;
     // First record time: the first frame's min time needs a decode; the max time is indexed.
     let first_time = match &fl {
-        Some((f, _)) => r.frames(f.first_seq, f.first_seq)?.first().map(|fr| fr.header.min_time_ns),
+        Some((f, _)) => r
+            .frames(f.first_seq, f.first_seq)?
+            .first()
+            .map(|fr| fr.header.min_time_ns),
         None => None,
     };
     let last_time = fl.as_ref().map(|(_, l)| l.max_time_ns);
-    let records = fl.as_ref().map(|(f, l)| l.last_seq() - f.first_seq + 1).unwrap_or(0);
+    let records = fl
+        .as_ref()
+        .map(|(f, l)| l.last_seq() - f.first_seq + 1)
+        .unwrap_or(0);
     let unhealed = gaps.iter().filter(|g| g.healed_seq.is_none()).count();
     let lost: u64 = gaps.iter().map(|g| g.lost).sum();
     if as_json {
@@ -236,30 +275,66 @@ fn stat(journal: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let t = |x: Option<u64>| x.map(fmt_time_ns).unwrap_or_else(|| "-".into());
     println!("journal      {}", journal.display());
     match &fl {
-        Some((f, l)) => println!("seqs         {}..={} ({} records), durable up to {}", f.first_seq, l.last_seq(), records, meta.durable_seq),
+        Some((f, l)) => println!(
+            "seqs         {}..={} ({} records), durable up to {}",
+            f.first_seq,
+            l.last_seq(),
+            records,
+            meta.durable_seq
+        ),
         None => println!("seqs         (empty)"),
     }
     println!("times        {} .. {}", t(first_time), t(last_time));
-    println!("size         {} segments, {} bytes; index {} bytes", segments.len(), seg_bytes, index_bytes);
+    println!(
+        "size         {} segments, {} bytes; index {} bytes",
+        segments.len(),
+        seg_bytes,
+        index_bytes
+    );
     match last_sync {
-        Some(s) => println!("sync points  {} (last: seq {} at {}, {})", syncs, s.seq, fmt_time_ns(s.time_ns), sync_kind_name(s.kind)),
+        Some(s) => println!(
+            "sync points  {} (last: seq {} at {}, {})",
+            syncs,
+            s.seq,
+            fmt_time_ns(s.time_ns),
+            sync_kind_name(s.kind)
+        ),
         None => println!("sync points  0"),
     }
     println!("bases        {}", bases.len());
     for b in &bases {
         match (b.end_seq, b.end_time_ns) {
-            (Some(e), Some(et)) => println!("  base {} seq {}..={} ({} .. {})", b.id, b.begin_seq, e, fmt_time_ns(b.begin_time_ns), fmt_time_ns(et)),
-            _ => println!("  base {} seq {}.. (incomplete, started {})", b.id, b.begin_seq, fmt_time_ns(b.begin_time_ns)),
+            (Some(e), Some(et)) => println!(
+                "  base {} seq {}..={} ({} .. {})",
+                b.id,
+                b.begin_seq,
+                e,
+                fmt_time_ns(b.begin_time_ns),
+                fmt_time_ns(et)
+            ),
+            _ => println!(
+                "  base {} seq {}.. (incomplete, started {})",
+                b.id,
+                b.begin_seq,
+                fmt_time_ns(b.begin_time_ns)
+            ),
         }
     }
-    println!("gaps         {} ({} records lost, {} not yet healed)", gaps.len(), lost, unhealed);
+    println!(
+        "gaps         {} ({} records lost, {} not yet healed)",
+        gaps.len(),
+        lost,
+        unhealed
+    );
     for g in &gaps {
         println!(
             "  gap at seq {}: {} lost ({}), {}",
             g.seq,
             g.lost,
             gap_reason_name(g.reason),
-            g.healed_seq.map(|h| format!("healed at seq {h}")).unwrap_or_else(|| "NOT HEALED".into())
+            g.healed_seq
+                .map(|h| format!("healed at seq {h}"))
+                .unwrap_or_else(|| "NOT HEALED".into())
         );
     }
     println!("replicas     {}", acks.len());
@@ -297,15 +372,26 @@ fn verify_cmd(journal: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             rep.frames,
             rep.records,
             rep.bytes,
-            rep.first_seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-            rep.last_seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-            rep.durable_seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            rep.first_seq
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            rep.last_seq
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            rep.durable_seq
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
         );
         for n in &rep.notes {
             println!("note: {n}");
         }
         for d in &rep.damage {
-            println!("DAMAGE: segment {} offset {}: {}", d.segment.display(), d.offset, d.what);
+            println!(
+                "DAMAGE: segment {} offset {}: {}",
+                d.segment.display(),
+                d.offset,
+                d.what
+            );
         }
         if rep.ok() {
             println!("ok");
@@ -316,10 +402,20 @@ fn verify_cmd(journal: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(if rep.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if rep.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
-fn prune_cmd(journal: &Path, horizon_ns: u64, force: bool, dry_run: bool, as_json: bool) -> anyhow::Result<ExitCode> {
+fn prune_cmd(
+    journal: &Path,
+    horizon_ns: u64,
+    force: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let (meta, bases) = {
         let r = open_reader(journal)?;
         (r.meta()?, r.bases()?)
@@ -353,7 +449,10 @@ fn prune_cmd(journal: &Path, horizon_ns: u64, force: bool, dry_run: bool, as_jso
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(b) = plan.base {
-        println!("keeping base {} (seq {}) and everything after it", b.id, b.begin_seq);
+        println!(
+            "keeping base {} (seq {}) and everything after it",
+            b.id, b.begin_seq
+        );
     }
     for (name, seq) in &plan.held_back_by {
         println!("held back by replica {name}: acknowledged only up to seq {seq} (use --force to prune anyway)");
@@ -361,7 +460,11 @@ fn prune_cmd(journal: &Path, horizon_ns: u64, force: bool, dry_run: bool, as_jso
     if dry_run {
         println!("dry run: would keep seq {} onwards", plan.keep_from_seq);
     } else {
-        println!("removed {} segments; the journal now starts at the segment holding seq {}", removed.len(), plan.keep_from_seq);
+        println!(
+            "removed {} segments; the journal now starts at the segment holding seq {}",
+            removed.len(),
+            plan.keep_from_seq
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,9 @@ use foxing_tests::synth_event;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().ok_or_else(|| anyhow::anyhow!("usage: crash-writer DIR WINDOW_MS SEED"))?;
+    let dir = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: crash-writer DIR WINDOW_MS SEED"))?;
     let window_ms: u64 = args.next().unwrap_or_else(|| "2".into()).parse()?;
     let seed: u64 = args.next().unwrap_or_else(|| "1".into()).parse()?;
     let opts = JournalOptions {
