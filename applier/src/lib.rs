@@ -1,1 +1,8 @@
-//! Apply engine, checkpoints and PITR (see issue: applier). Not yet implemented.
+//! The applier: turns a journal into a replica tree, contained beneath its root, crash-safe,
+//! and able to restore any point in time.
+
+pub mod apply;
+pub mod fs;
+pub mod model;
+pub mod snapshot;
+pub mod tree;

@@ -1,0 +1,528 @@
+//! What each record does to a tree. Pure logic over the [`Tree`] trait: the same code drives the
+//! in-memory model (property tests) and the real replica directory.
+//!
+//! Every record is applied idempotently and convergently: replaying a record whose effect is
+//! already there changes nothing, and a replica that differs from what the record assumes (a
+//! missing parent, a file where a directory was) is brought to the record's result rather than
+//! left half-way. Paths are checked first; a record with a path that is not a plain relative
+//! path is refused with an error naming its seq, before anything is touched.
+
+use std::collections::{HashMap, HashSet};
+
+use foxing_proto::record::{EntryMeta, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
+use foxing_proto::{Op, Record, RelPath};
+
+use crate::tree::{join, remove_all, NodeKind, Tree, TreeError};
+
+/// Longest symlink target accepted, in bytes.
+pub const MAX_SYMLINK_TARGET_BYTES: usize = 4095;
+/// Largest file offset + length a record may address (the ext4/xfs maximum file size).
+pub const MAX_FILE_BYTES: u64 = 1 << 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("record seq {seq} refused: {what}")]
+    Refused { seq: u64, what: String },
+    #[error("record seq {seq} ({op} {path}): {source}")]
+    Tree {
+        seq: u64,
+        op: &'static str,
+        path: String,
+        #[source]
+        source: TreeError,
+    },
+}
+
+/// Counters of what applying did, for the summary and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ApplyStats {
+    pub records: u64,
+    pub bytes_written: u64,
+    /// Records whose target was absent (already removed later in the journal, or replayed).
+    pub skipped_absent: u64,
+    /// Entries replaced because the replica held something of another kind.
+    pub replaced: u64,
+    /// Inexact ranges seen (healed by later resync data).
+    pub inexact_ranges: u64,
+    /// Ownership changes the OS refused (not running as root).
+    pub ownership_skipped: u64,
+    /// Entries removed at the end of a base because the base did not list them.
+    pub base_removed: u64,
+}
+
+/// Per-session apply state (resync times, hard-link groups, base tracking).
+#[derive(Default)]
+pub struct Applier {
+    pub stats: ApplyStats,
+    /// Times from the last Resync of a path, re-applied after its data (writes move mtime).
+    resync_times: HashMap<RelPath, (i64, i64)>,
+    /// Source (dev, ino) -> a replica path already holding it (hard links across a base).
+    links: HashMap<(u64, u64), RelPath>,
+    base: Option<BaseTracking>,
+}
+
+struct BaseTracking {
+    id: u64,
+    touched: HashSet<RelPath>,
+    ancestors: HashSet<RelPath>,
+}
+
+impl BaseTracking {
+    fn touch(&mut self, p: &RelPath) {
+        let mut v = p.0.as_slice();
+        while let Some(i) = v.iter().rposition(|&c| c == b'/') {
+            v = &v[..i];
+            if !self.ancestors.insert(RelPath::new(v)) {
+                break;
+            }
+        }
+        self.touched.insert(p.clone());
+    }
+
+    fn renamed(&mut self, from: &RelPath, to: &RelPath) {
+        let mut prefix = from.0.clone();
+        prefix.push(b'/');
+        let moved: Vec<RelPath> =
+            self.touched.iter().filter(|p| p.0 == from.0 || p.0.starts_with(&prefix)).cloned().collect();
+        for p in moved {
+            self.touched.remove(&p);
+            let mut n = to.0.clone();
+            n.extend_from_slice(&p.0[from.0.len()..]);
+            self.touch(&RelPath(n));
+        }
+        self.touch(to);
+    }
+
+    fn keeps(&self, p: &RelPath) -> bool {
+        self.touched.contains(p) || self.ancestors.contains(p)
+    }
+}
+
+fn check(seq: u64, p: &RelPath) -> Result<(), ApplyError> {
+    p.check().map_err(|e| ApplyError::Refused { seq, what: format!("path {p}: {e}") })
+}
+
+fn check_range(seq: u64, offset: u64, len: u64) -> Result<(), ApplyError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= MAX_FILE_BYTES => Ok(()),
+        _ => Err(ApplyError::Refused { seq, what: format!("range {offset}+{len} beyond the largest file size") }),
+    }
+}
+
+/// Every path a record names, for checking before anything is applied.
+pub fn record_paths(op: &Op) -> Vec<&RelPath> {
+    match op {
+        Op::Write { path, .. }
+        | Op::Dirty { path, .. }
+        | Op::Truncate { path, .. }
+        | Op::Fallocate { path, .. }
+        | Op::Create { path, .. }
+        | Op::Mknod { path, .. }
+        | Op::Mkdir { path, .. }
+        | Op::Unlink { path }
+        | Op::Rmdir { path }
+        | Op::Symlink { path, .. }
+        | Op::Chmod { path, .. }
+        | Op::Chown { path, .. }
+        | Op::SetXattr { path, .. }
+        | Op::RemoveXattr { path, .. }
+        | Op::SetTimes { path, .. }
+        | Op::Resync { path, .. }
+        | Op::ResyncData { path, .. } => vec![path],
+        Op::Rename { from, to, .. } => vec![from, to],
+        Op::Link { existing, new } => vec![existing, new],
+        Op::Sync { path, .. } => path.iter().collect(),
+        Op::BaseBegin { .. } | Op::BaseEnd { .. } | Op::Gap { .. } | Op::GapHealed { .. } => vec![],
+    }
+}
+
+/// Whether applying the record changes the namespace (names, not just content or metadata).
+/// The applier checkpoints around these, since replaying them in a later state is ambiguous.
+pub fn is_namespace_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Create { .. }
+            | Op::Mknod { .. }
+            | Op::Mkdir { .. }
+            | Op::Unlink { .. }
+            | Op::Rmdir { .. }
+            | Op::Rename { .. }
+            | Op::Symlink { .. }
+            | Op::Link { .. }
+            | Op::Resync { .. }
+            | Op::BaseEnd { .. }
+    )
+}
+
+/// Checks a record without touching anything: paths, ranges, symlink targets.
+pub fn validate(r: &Record) -> Result<(), ApplyError> {
+    for p in record_paths(&r.op) {
+        check(r.seq, p)?;
+    }
+    match &r.op {
+        Op::Write { offset, data, .. } | Op::ResyncData { offset, data, .. } => check_range(r.seq, *offset, data.len() as u64),
+        Op::Dirty { offset, len, .. } | Op::Fallocate { offset, len, .. } => check_range(r.seq, *offset, *len),
+        Op::Truncate { size, .. } => check_range(r.seq, *size, 0),
+        Op::Symlink { target, .. } => check_target(r.seq, target),
+        Op::Resync { meta: Some(m), .. } => {
+            if let foxing_proto::EntryKind::Symlink { target } = &m.kind {
+                check_target(r.seq, target)?;
+            }
+            check_range(r.seq, m.size, 0)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_target(seq: u64, target: &[u8]) -> Result<(), ApplyError> {
+    if target.is_empty() || target.len() > MAX_SYMLINK_TARGET_BYTES || target.contains(&0) {
+        return Err(ApplyError::Refused { seq, what: "symlink target empty, too long or with a NUL byte".into() });
+    }
+    Ok(())
+}
+
+impl Applier {
+    /// Applies one record. On error nothing after it should be applied: the replica stays the
+    /// source's state as of the records before it.
+    pub fn apply(&mut self, t: &mut dyn Tree, r: &Record) -> Result<(), ApplyError> {
+        validate(r)?;
+        let seq = r.seq;
+        let op_name = r.op.kind_name();
+        let path_str = record_paths(&r.op).first().map(|p| p.to_string()).unwrap_or_default();
+        let res = self.apply_op(t, r);
+        self.stats.records += 1;
+        match res {
+            Ok(()) => Ok(()),
+            Err(TreeError::Refused(what)) => Err(ApplyError::Refused { seq, what: format!("{op_name} {path_str}: {what}") }),
+            Err(source) => Err(ApplyError::Tree { seq, op: op_name, path: path_str, source }),
+        }
+    }
+
+    fn touch(&mut self, p: &RelPath) {
+        if let Some(b) = &mut self.base {
+            b.touch(p);
+        }
+    }
+
+    /// Makes sure every ancestor of `p` is a directory (creating missing ones 0755): a replica
+    /// that diverged is brought back rather than refusing every later record.
+    fn ensure_parents(&mut self, t: &mut dyn Tree, p: &RelPath) -> Result<(), TreeError> {
+        let mut end = 0;
+        let b = &p.0;
+        while let Some(i) = b[end..].iter().position(|&c| c == b'/') {
+            let dir = RelPath::new(&b[..end + i]);
+            match t.stat(&dir)? {
+                Some(s) if s.kind == NodeKind::Directory => {}
+                Some(_) => {
+                    remove_all(t, &dir)?;
+                    t.mkdir(&dir, 0o755)?;
+                    self.stats.replaced += 1;
+                }
+                None => t.mkdir(&dir, 0o755)?,
+            }
+            end += i + 1;
+        }
+        Ok(())
+    }
+
+    fn owner(&mut self, t: &mut dyn Tree, p: &RelPath, uid: Option<u32>, gid: Option<u32>) -> Result<(), TreeError> {
+        match t.chown(p, uid, gid) {
+            Err(TreeError::Io(e)) if e.raw_os_error() == Some(1) => {
+                self.stats.ownership_skipped += 1; // EPERM: not root
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// Creates `p` as `kind` unless it already is one; replaces anything else there.
+    fn ensure_kind(&mut self, t: &mut dyn Tree, p: &RelPath, kind: &NodeKind, mode: u32) -> Result<bool, TreeError> {
+        self.ensure_parents(t, p)?;
+        if let Some(s) = t.stat(p)? {
+            if &s.kind == kind {
+                return Ok(false);
+            }
+            remove_all(t, p)?;
+            self.stats.replaced += 1;
+        }
+        match kind {
+            NodeKind::Regular => t.create_file(p, mode)?,
+            NodeKind::Directory => t.mkdir(p, mode)?,
+            NodeKind::Symlink(target) => t.symlink(p, target)?,
+            other => t.mknod(p, other, mode)?,
+        }
+        Ok(true)
+    }
+
+    fn regular(&mut self, t: &mut dyn Tree, p: &RelPath) -> Result<bool, TreeError> {
+        match t.stat(p)? {
+            Some(s) if s.kind == NodeKind::Regular => Ok(true),
+            _ => {
+                self.stats.skipped_absent += 1;
+                Ok(false)
+            }
+        }
+    }
+
+    fn present(&mut self, t: &mut dyn Tree, p: &RelPath) -> Result<bool, TreeError> {
+        if t.stat(p)?.is_some() {
+            Ok(true)
+        } else {
+            self.stats.skipped_absent += 1;
+            Ok(false)
+        }
+    }
+
+    fn apply_op(&mut self, t: &mut dyn Tree, r: &Record) -> Result<(), TreeError> {
+        match &r.op {
+            Op::Write { path, offset, data } => {
+                if self.regular(t, path)? {
+                    t.write_at(path, *offset, data)?;
+                    self.stats.bytes_written += data.len() as u64;
+                }
+            }
+            Op::ResyncData { path, offset, data } => {
+                if self.regular(t, path)? {
+                    t.write_at(path, *offset, data)?;
+                    self.stats.bytes_written += data.len() as u64;
+                    if let Some(&(a, m)) = self.resync_times.get(path) {
+                        t.set_times(path, Some(a), Some(m))?;
+                    }
+                }
+            }
+            Op::Dirty { .. } => self.stats.inexact_ranges += 1,
+            Op::Truncate { path, size } => {
+                if self.regular(t, path)? {
+                    t.truncate(path, *size)?;
+                }
+            }
+            Op::Fallocate { path, mode, offset, len } => {
+                if self.regular(t, path)? {
+                    t.fallocate(path, *mode, *offset, *len)?;
+                }
+            }
+            Op::Create { path, mode, uid, gid } => {
+                if self.ensure_kind(t, path, &NodeKind::Regular, *mode)? {
+                    // chown clears setuid/setgid: owner first, then mode.
+                    self.owner(t, path, Some(*uid), Some(*gid))?;
+                    t.chmod(path, *mode)?;
+                }
+                self.touch(path);
+            }
+            Op::Mkdir { path, mode, uid, gid } => {
+                if self.ensure_kind(t, path, &NodeKind::Directory, *mode)? {
+                    // chown clears setuid/setgid: owner first, then mode.
+                    self.owner(t, path, Some(*uid), Some(*gid))?;
+                    t.chmod(path, *mode)?;
+                }
+                self.touch(path);
+            }
+            Op::Mknod { path, kind, mode, uid, gid } => {
+                if self.ensure_kind(t, path, &NodeKind::from_entry(kind), *mode)? {
+                    // chown clears setuid/setgid: owner first, then mode.
+                    self.owner(t, path, Some(*uid), Some(*gid))?;
+                    t.chmod(path, *mode)?;
+                }
+                self.touch(path);
+            }
+            Op::Symlink { path, target, uid, gid } => {
+                if self.ensure_kind(t, path, &NodeKind::Symlink(target.clone()), 0o777)? {
+                    self.owner(t, path, Some(*uid), Some(*gid))?;
+                }
+                self.touch(path);
+            }
+            Op::Unlink { path } => match t.stat(path)? {
+                None => self.stats.skipped_absent += 1,
+                Some(s) if s.kind == NodeKind::Directory => remove_all(t, path)?,
+                Some(_) => t.unlink(path)?,
+            },
+            Op::Rmdir { path } => remove_all(t, path)?,
+            Op::Rename { from, to, flags } => self.rename(t, from, to, *flags)?,
+            Op::Link { existing, new } => {
+                let Some(src) = t.stat(existing)? else {
+                    self.stats.skipped_absent += 1;
+                    return Ok(());
+                };
+                if src.kind == NodeKind::Directory {
+                    return Err(TreeError::Refused("hard link to a directory".into()));
+                }
+                match t.stat(new)? {
+                    Some(s) if s.ino == src.ino => {}
+                    Some(_) => {
+                        remove_all(t, new)?;
+                        self.stats.replaced += 1;
+                        t.link(existing, new)?;
+                    }
+                    None => {
+                        self.ensure_parents(t, new)?;
+                        t.link(existing, new)?;
+                    }
+                }
+                self.touch(new);
+            }
+            Op::Chmod { path, mode } => {
+                if self.present(t, path)? {
+                    t.chmod(path, *mode)?;
+                }
+            }
+            Op::Chown { path, uid, gid } => {
+                if self.present(t, path)? {
+                    self.owner(t, path, *uid, *gid)?;
+                }
+            }
+            Op::SetXattr { path, name, value, .. } => {
+                if self.present(t, path)? {
+                    t.set_xattr(path, name, value)?;
+                }
+            }
+            Op::RemoveXattr { path, name } => {
+                if self.present(t, path)? {
+                    match t.remove_xattr(path, name) {
+                        Ok(()) | Err(TreeError::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Op::SetTimes { path, atime_ns, mtime_ns } => {
+                if self.present(t, path)? {
+                    t.set_times(path, *atime_ns, *mtime_ns)?;
+                }
+            }
+            Op::Resync { path, meta } => self.resync(t, path, meta.as_ref())?,
+            Op::BaseBegin { base_id } => {
+                self.base = Some(BaseTracking { id: *base_id, touched: HashSet::new(), ancestors: HashSet::new() });
+            }
+            Op::BaseEnd { base_id } => {
+                if let Some(b) = self.base.take() {
+                    if b.id == *base_id {
+                        self.remove_unlisted(t, None, &b)?;
+                    }
+                } else {
+                    tracing::info!(base_id, "base ended without its beginning in this session; entries it did not list are kept");
+                }
+            }
+            Op::Sync { .. } | Op::Gap { .. } | Op::GapHealed { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn rename(&mut self, t: &mut dyn Tree, from: &RelPath, to: &RelPath, flags: u32) -> Result<(), TreeError> {
+        if flags & RENAME_WHITEOUT != 0 {
+            return Err(TreeError::Refused("RENAME_WHITEOUT is for overlay filesystems".into()));
+        }
+        let src = t.stat(from)?;
+        let dst = t.stat(to)?;
+        if flags & RENAME_EXCHANGE != 0 {
+            match (src, dst) {
+                (Some(_), Some(_)) => t.rename(from, to, RENAME_EXCHANGE)?,
+                _ => self.stats.skipped_absent += 1,
+            }
+            if let Some(b) = &mut self.base {
+                // Both names keep being listed.
+                b.touch(from);
+                b.touch(to);
+            }
+            return Ok(());
+        }
+        let Some(src) = src else {
+            // Already renamed (a replay), or removed later in the journal.
+            self.stats.skipped_absent += 1;
+            return Ok(());
+        };
+        if let Some(d) = &dst {
+            if d.ino == src.ino {
+                // Two names of one object: rename(2) is a no-op; the source kept both names too.
+                return Ok(());
+            }
+            let compatible = (src.kind == NodeKind::Directory) == (d.kind == NodeKind::Directory);
+            let empty_or_file = d.kind != NodeKind::Directory || t.list_dir(Some(to))?.is_empty();
+            if flags & RENAME_NOREPLACE != 0 || !compatible || !empty_or_file {
+                // The source's rename succeeded, so its target was absent, or replaceable:
+                // bring the replica to that result.
+                remove_all(t, to)?;
+                self.stats.replaced += 1;
+            }
+        } else {
+            self.ensure_parents(t, to)?;
+        }
+        t.rename(from, to, 0)?;
+        if let Some(b) = &mut self.base {
+            b.renamed(from, to);
+        }
+        Ok(())
+    }
+
+    fn resync(&mut self, t: &mut dyn Tree, p: &RelPath, meta: Option<&EntryMeta>) -> Result<(), TreeError> {
+        let Some(m) = meta else {
+            remove_all(t, p)?;
+            self.resync_times.remove(p);
+            return Ok(());
+        };
+        self.touch(p);
+        let kind = NodeKind::from_entry(&m.kind);
+        // A second name of an object this session already resynced: link instead of copy.
+        if kind == NodeKind::Regular && m.nlink > 1 {
+            if let Some(other) = self.links.get(&(m.dev, m.ino)).cloned() {
+                if other != *p {
+                    if let (Some(o), cur) = (t.stat(&other)?, t.stat(p)?) {
+                        if o.kind == NodeKind::Regular {
+                            if cur.as_ref().map(|c| c.ino) != Some(o.ino) {
+                                remove_all(t, p)?;
+                                self.ensure_parents(t, p)?;
+                                t.link(&other, p)?;
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            self.links.insert((m.dev, m.ino), p.clone());
+        }
+        self.ensure_kind(t, p, &kind, m.mode)?;
+        if kind == NodeKind::Regular {
+            // Content follows as ResyncData; holes stay holes.
+            t.truncate(p, 0)?;
+            t.truncate(p, m.size)?;
+        }
+        self.owner(t, p, Some(m.uid), Some(m.gid))?;
+        if !matches!(kind, NodeKind::Symlink(_)) {
+            t.chmod(p, m.mode)?;
+        }
+        if !matches!(kind, NodeKind::Symlink(_)) {
+            let want: HashSet<&[u8]> = m.xattrs.iter().map(|x| x.name.as_slice()).collect();
+            for name in t.list_xattrs(p)? {
+                if !want.contains(name.as_slice()) {
+                    t.remove_xattr(p, &name)?;
+                }
+            }
+            for x in &m.xattrs {
+                t.set_xattr(p, &x.name, &x.value)?;
+            }
+        }
+        t.set_times(p, Some(m.atime_ns), Some(m.mtime_ns))?;
+        if kind == NodeKind::Regular {
+            self.resync_times.insert(p.clone(), (m.atime_ns, m.mtime_ns));
+        } else {
+            self.resync_times.remove(p);
+        }
+        Ok(())
+    }
+
+    /// At a base's end: remove what the base did not list (nor live changes during it created).
+    fn remove_unlisted(&mut self, t: &mut dyn Tree, dir: Option<&RelPath>, b: &BaseTracking) -> Result<(), TreeError> {
+        for name in t.list_dir(dir)? {
+            let p = join(dir, &name);
+            if !b.keeps(&p) {
+                remove_all(t, &p)?;
+                self.stats.base_removed += 1;
+            } else {
+                if let Some(s) = t.stat(&p)? {
+                    if s.kind == NodeKind::Directory {
+                        self.remove_unlisted(t, Some(&p), b)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
