@@ -23,7 +23,7 @@ pub const MAX_FILE_BYTES: u64 = 1 << 60;
 pub enum ApplyError {
     #[error("record seq {seq} refused: {what}")]
     Refused { seq: u64, what: String },
-    #[error("record seq {seq} ({op} {path}): {source}")]
+    #[error("record seq {seq} ({op} {path})")]
     Tree {
         seq: u64,
         op: &'static str,
@@ -82,8 +82,12 @@ impl BaseTracking {
     fn renamed(&mut self, from: &RelPath, to: &RelPath) {
         let mut prefix = from.0.clone();
         prefix.push(b'/');
-        let moved: Vec<RelPath> =
-            self.touched.iter().filter(|p| p.0 == from.0 || p.0.starts_with(&prefix)).cloned().collect();
+        let moved: Vec<RelPath> = self
+            .touched
+            .iter()
+            .filter(|p| p.0 == from.0 || p.0.starts_with(&prefix))
+            .cloned()
+            .collect();
         for p in moved {
             self.touched.remove(&p);
             let mut n = to.0.clone();
@@ -99,13 +103,19 @@ impl BaseTracking {
 }
 
 fn check(seq: u64, p: &RelPath) -> Result<(), ApplyError> {
-    p.check().map_err(|e| ApplyError::Refused { seq, what: format!("path {p}: {e}") })
+    p.check().map_err(|e| ApplyError::Refused {
+        seq,
+        what: format!("path {p}: {e}"),
+    })
 }
 
 fn check_range(seq: u64, offset: u64, len: u64) -> Result<(), ApplyError> {
     match offset.checked_add(len) {
         Some(end) if end <= MAX_FILE_BYTES => Ok(()),
-        _ => Err(ApplyError::Refused { seq, what: format!("range {offset}+{len} beyond the largest file size") }),
+        _ => Err(ApplyError::Refused {
+            seq,
+            what: format!("range {offset}+{len} beyond the largest file size"),
+        }),
     }
 }
 
@@ -160,8 +170,12 @@ pub fn validate(r: &Record) -> Result<(), ApplyError> {
         check(r.seq, p)?;
     }
     match &r.op {
-        Op::Write { offset, data, .. } | Op::ResyncData { offset, data, .. } => check_range(r.seq, *offset, data.len() as u64),
-        Op::Dirty { offset, len, .. } | Op::Fallocate { offset, len, .. } => check_range(r.seq, *offset, *len),
+        Op::Write { offset, data, .. } | Op::ResyncData { offset, data, .. } => {
+            check_range(r.seq, *offset, data.len() as u64)
+        }
+        Op::Dirty { offset, len, .. } | Op::Fallocate { offset, len, .. } => {
+            check_range(r.seq, *offset, *len)
+        }
         Op::Truncate { size, .. } => check_range(r.seq, *size, 0),
         Op::Symlink { target, .. } => check_target(r.seq, target),
         Op::Resync { meta: Some(m), .. } => {
@@ -176,7 +190,10 @@ pub fn validate(r: &Record) -> Result<(), ApplyError> {
 
 fn check_target(seq: u64, target: &[u8]) -> Result<(), ApplyError> {
     if target.is_empty() || target.len() > MAX_SYMLINK_TARGET_BYTES || target.contains(&0) {
-        return Err(ApplyError::Refused { seq, what: "symlink target empty, too long or with a NUL byte".into() });
+        return Err(ApplyError::Refused {
+            seq,
+            what: "symlink target empty, too long or with a NUL byte".into(),
+        });
     }
     Ok(())
 }
@@ -188,13 +205,24 @@ impl Applier {
         validate(r)?;
         let seq = r.seq;
         let op_name = r.op.kind_name();
-        let path_str = record_paths(&r.op).first().map(|p| p.to_string()).unwrap_or_default();
+        let path_str = record_paths(&r.op)
+            .first()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         let res = self.apply_op(t, r);
         self.stats.records += 1;
         match res {
             Ok(()) => Ok(()),
-            Err(TreeError::Refused(what)) => Err(ApplyError::Refused { seq, what: format!("{op_name} {path_str}: {what}") }),
-            Err(source) => Err(ApplyError::Tree { seq, op: op_name, path: path_str, source }),
+            Err(TreeError::Refused(what)) => Err(ApplyError::Refused {
+                seq,
+                what: format!("{op_name} {path_str}: {what}"),
+            }),
+            Err(source) => Err(ApplyError::Tree {
+                seq,
+                op: op_name,
+                path: path_str,
+                source,
+            }),
         }
     }
 
@@ -213,6 +241,11 @@ impl Applier {
             let dir = RelPath::new(&b[..end + i]);
             match t.stat(&dir)? {
                 Some(s) if s.kind == NodeKind::Directory => {}
+                // A source never reports a path through a symlink: this record is crafted, or
+                // the replica was tampered with. Never follow, never replace: refuse.
+                Some(s) if matches!(s.kind, NodeKind::Symlink(_)) => {
+                    return Err(TreeError::Refused(format!("{dir} is a symlink")));
+                }
                 Some(_) => {
                     remove_all(t, &dir)?;
                     t.mkdir(&dir, 0o755)?;
@@ -225,7 +258,13 @@ impl Applier {
         Ok(())
     }
 
-    fn owner(&mut self, t: &mut dyn Tree, p: &RelPath, uid: Option<u32>, gid: Option<u32>) -> Result<(), TreeError> {
+    fn owner(
+        &mut self,
+        t: &mut dyn Tree,
+        p: &RelPath,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<(), TreeError> {
         match t.chown(p, uid, gid) {
             Err(TreeError::Io(e)) if e.raw_os_error() == Some(1) => {
                 self.stats.ownership_skipped += 1; // EPERM: not root
@@ -236,7 +275,13 @@ impl Applier {
     }
 
     /// Creates `p` as `kind` unless it already is one; replaces anything else there.
-    fn ensure_kind(&mut self, t: &mut dyn Tree, p: &RelPath, kind: &NodeKind, mode: u32) -> Result<bool, TreeError> {
+    fn ensure_kind(
+        &mut self,
+        t: &mut dyn Tree,
+        p: &RelPath,
+        kind: &NodeKind,
+        mode: u32,
+    ) -> Result<bool, TreeError> {
         self.ensure_parents(t, p)?;
         if let Some(s) = t.stat(p)? {
             if &s.kind == kind {
@@ -296,12 +341,22 @@ impl Applier {
                     t.truncate(path, *size)?;
                 }
             }
-            Op::Fallocate { path, mode, offset, len } => {
+            Op::Fallocate {
+                path,
+                mode,
+                offset,
+                len,
+            } => {
                 if self.regular(t, path)? {
                     t.fallocate(path, *mode, *offset, *len)?;
                 }
             }
-            Op::Create { path, mode, uid, gid } => {
+            Op::Create {
+                path,
+                mode,
+                uid,
+                gid,
+            } => {
                 if self.ensure_kind(t, path, &NodeKind::Regular, *mode)? {
                     // chown clears setuid/setgid: owner first, then mode.
                     self.owner(t, path, Some(*uid), Some(*gid))?;
@@ -309,7 +364,12 @@ impl Applier {
                 }
                 self.touch(path);
             }
-            Op::Mkdir { path, mode, uid, gid } => {
+            Op::Mkdir {
+                path,
+                mode,
+                uid,
+                gid,
+            } => {
                 if self.ensure_kind(t, path, &NodeKind::Directory, *mode)? {
                     // chown clears setuid/setgid: owner first, then mode.
                     self.owner(t, path, Some(*uid), Some(*gid))?;
@@ -317,7 +377,13 @@ impl Applier {
                 }
                 self.touch(path);
             }
-            Op::Mknod { path, kind, mode, uid, gid } => {
+            Op::Mknod {
+                path,
+                kind,
+                mode,
+                uid,
+                gid,
+            } => {
                 if self.ensure_kind(t, path, &NodeKind::from_entry(kind), *mode)? {
                     // chown clears setuid/setgid: owner first, then mode.
                     self.owner(t, path, Some(*uid), Some(*gid))?;
@@ -325,7 +391,12 @@ impl Applier {
                 }
                 self.touch(path);
             }
-            Op::Symlink { path, target, uid, gid } => {
+            Op::Symlink {
+                path,
+                target,
+                uid,
+                gid,
+            } => {
                 if self.ensure_kind(t, path, &NodeKind::Symlink(target.clone()), 0o777)? {
                     self.owner(t, path, Some(*uid), Some(*gid))?;
                 }
@@ -370,7 +441,9 @@ impl Applier {
                     self.owner(t, path, *uid, *gid)?;
                 }
             }
-            Op::SetXattr { path, name, value, .. } => {
+            Op::SetXattr {
+                path, name, value, ..
+            } => {
                 if self.present(t, path)? {
                     t.set_xattr(path, name, value)?;
                 }
@@ -383,14 +456,22 @@ impl Applier {
                     }
                 }
             }
-            Op::SetTimes { path, atime_ns, mtime_ns } => {
+            Op::SetTimes {
+                path,
+                atime_ns,
+                mtime_ns,
+            } => {
                 if self.present(t, path)? {
                     t.set_times(path, *atime_ns, *mtime_ns)?;
                 }
             }
             Op::Resync { path, meta } => self.resync(t, path, meta.as_ref())?,
             Op::BaseBegin { base_id } => {
-                self.base = Some(BaseTracking { id: *base_id, touched: HashSet::new(), ancestors: HashSet::new() });
+                self.base = Some(BaseTracking {
+                    id: *base_id,
+                    touched: HashSet::new(),
+                    ancestors: HashSet::new(),
+                });
             }
             Op::BaseEnd { base_id } => {
                 if let Some(b) = self.base.take() {
@@ -406,9 +487,17 @@ impl Applier {
         Ok(())
     }
 
-    fn rename(&mut self, t: &mut dyn Tree, from: &RelPath, to: &RelPath, flags: u32) -> Result<(), TreeError> {
+    fn rename(
+        &mut self,
+        t: &mut dyn Tree,
+        from: &RelPath,
+        to: &RelPath,
+        flags: u32,
+    ) -> Result<(), TreeError> {
         if flags & RENAME_WHITEOUT != 0 {
-            return Err(TreeError::Refused("RENAME_WHITEOUT is for overlay filesystems".into()));
+            return Err(TreeError::Refused(
+                "RENAME_WHITEOUT is for overlay filesystems".into(),
+            ));
         }
         let src = t.stat(from)?;
         let dst = t.stat(to)?;
@@ -452,7 +541,12 @@ impl Applier {
         Ok(())
     }
 
-    fn resync(&mut self, t: &mut dyn Tree, p: &RelPath, meta: Option<&EntryMeta>) -> Result<(), TreeError> {
+    fn resync(
+        &mut self,
+        t: &mut dyn Tree,
+        p: &RelPath,
+        meta: Option<&EntryMeta>,
+    ) -> Result<(), TreeError> {
         let Some(m) = meta else {
             remove_all(t, p)?;
             self.resync_times.remove(p);
@@ -501,7 +595,8 @@ impl Applier {
         }
         t.set_times(p, Some(m.atime_ns), Some(m.mtime_ns))?;
         if kind == NodeKind::Regular {
-            self.resync_times.insert(p.clone(), (m.atime_ns, m.mtime_ns));
+            self.resync_times
+                .insert(p.clone(), (m.atime_ns, m.mtime_ns));
         } else {
             self.resync_times.remove(p);
         }
@@ -509,7 +604,12 @@ impl Applier {
     }
 
     /// At a base's end: remove what the base did not list (nor live changes during it created).
-    fn remove_unlisted(&mut self, t: &mut dyn Tree, dir: Option<&RelPath>, b: &BaseTracking) -> Result<(), TreeError> {
+    fn remove_unlisted(
+        &mut self,
+        t: &mut dyn Tree,
+        dir: Option<&RelPath>,
+        b: &BaseTracking,
+    ) -> Result<(), TreeError> {
         for name in t.list_dir(dir)? {
             let p = join(dir, &name);
             if !b.keeps(&p) {

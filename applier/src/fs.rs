@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use foxing_proto::record::{RENAME_EXCHANGE, RENAME_NOREPLACE};
 use foxing_proto::RelPath;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{
+    AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
+};
 use rustix::io::Errno;
 
 use crate::tree::{NodeKind, Stat, Tree, TreeError, TreeResult};
@@ -32,15 +34,22 @@ fn err(e: Errno) -> TreeError {
         Errno::ISDIR => TreeError::IsDir,
         Errno::NOTEMPTY => TreeError::NotEmpty,
         // RESOLVE_BENEATH / NO_SYMLINKS / O_NOFOLLOW refusals.
-        Errno::LOOP | Errno::XDEV => TreeError::Refused("the path goes through a symlink or leaves the root".into()),
+        Errno::LOOP | Errno::XDEV => {
+            TreeError::Refused("the path goes through a symlink or leaves the root".into())
+        }
         e => TreeError::Io(e.into()),
     }
 }
 
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
 
 fn nsec(ns: i64) -> Timespec {
-    Timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) as _ }
+    Timespec {
+        tv_sec: ns.div_euclid(1_000_000_000),
+        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+    }
 }
 
 const UTIME_OMIT: i64 = (1 << 30) - 2;
@@ -48,8 +57,15 @@ const UTIME_OMIT: i64 = (1 << 30) - 2;
 impl FsTree {
     /// Opens the replica root (which must exist and be a directory).
     pub fn open(root: &Path) -> std::io::Result<FsTree> {
-        let fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-        Ok(FsTree { root_path: root.to_path_buf(), root: fd })
+        let fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(FsTree {
+            root_path: root.to_path_buf(),
+            root: fd,
+        })
     }
 
     pub fn root_path(&self) -> &Path {
@@ -58,7 +74,14 @@ impl FsTree {
 
     /// syncfs on the replica's filesystem.
     pub fn syncfs(&self) -> std::io::Result<()> {
-        Ok(rustix::fs::syncfs(&self.root)?)
+        // syncfs needs a real open file; the O_PATH root handle is not one.
+        let fd = rustix::fs::openat(
+            &self.root,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(rustix::fs::syncfs(&fd)?)
     }
 
     /// The O_PATH handle of `p`'s parent directory and `p`'s last component.
@@ -89,8 +112,13 @@ impl FsTree {
     /// Opens a regular file for I/O, refusing anything else.
     fn open_regular(&self, p: &RelPath, flags: OFlags) -> TreeResult<File> {
         let (d, name) = self.parent(p)?;
-        let fd = rustix::fs::openat(d.fd(), name, flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
-            .map_err(err)?;
+        let fd = rustix::fs::openat(
+            d.fd(),
+            name,
+            flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err)?;
         let st = rustix::fs::fstat(&fd).map_err(err)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(TreeError::Refused("not a regular file".into()));
@@ -101,8 +129,13 @@ impl FsTree {
     /// An O_PATH handle of the entry itself (never following it) and its type.
     fn leaf(&self, p: &RelPath) -> TreeResult<(OwnedFd, FileType)> {
         let (d, name) = self.parent(p)?;
-        let fd = rustix::fs::openat(d.fd(), name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(err)?;
+        let fd = rustix::fs::openat(
+            d.fd(),
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err)?;
         let st = rustix::fs::fstat(&fd).map_err(err)?;
         Ok((fd, FileType::from_raw_mode(st.st_mode)))
     }
@@ -172,7 +205,8 @@ impl Tree for FsTree {
     }
 
     fn write_at(&mut self, p: &RelPath, offset: u64, data: &[u8]) -> TreeResult<()> {
-        self.open_regular(p, OFlags::WRONLY)?.write_all_at(data, offset)?;
+        self.open_regular(p, OFlags::WRONLY)?
+            .write_all_at(data, offset)?;
         Ok(())
     }
 
@@ -188,7 +222,9 @@ impl Tree for FsTree {
             Ok(()) => Ok(()),
             // The replica's filesystem lacks the mode: write zeros / extend instead (same bytes).
             Err(Errno::OPNOTSUPP) => {
-                use foxing_proto::record::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+                use foxing_proto::record::{
+                    FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE,
+                };
                 let size = f.metadata()?.len();
                 if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) != 0 {
                     let end = (offset + len).min(size);
@@ -217,7 +253,11 @@ impl Tree for FsTree {
             NodeKind::Socket => (FileType::Socket, 0),
             NodeKind::CharDevice(r) => (FileType::CharacterDevice, *r),
             NodeKind::BlockDevice(r) => (FileType::BlockDevice, *r),
-            _ => return Err(TreeError::Refused("mknod of a regular file, directory or symlink".into())),
+            _ => {
+                return Err(TreeError::Refused(
+                    "mknod of a regular file, directory or symlink".into(),
+                ))
+            }
         };
         rustix::fs::mknodat(d.fd(), name, ft, Mode::from_raw_mode(mode & 0o7777), dev).map_err(err)
     }
@@ -276,7 +316,13 @@ impl Tree for FsTree {
         if ft == FileType::Symlink {
             return Ok(());
         }
-        rustix::fs::setxattr(proc_path(&fd), OsStr::from_bytes(name), value, XattrFlags::empty()).map_err(err)
+        rustix::fs::setxattr(
+            proc_path(&fd),
+            OsStr::from_bytes(name),
+            value,
+            XattrFlags::empty(),
+        )
+        .map_err(err)
     }
 
     fn remove_xattr(&mut self, p: &RelPath, name: &[u8]) -> TreeResult<()> {
@@ -300,7 +346,11 @@ impl Tree for FsTree {
         loop {
             match rustix::fs::listxattr(&path, &mut buf[..]) {
                 Ok(n) => {
-                    return Ok(buf[..n].split(|&c| c == 0).filter(|s| !s.is_empty()).map(|s| s.to_vec()).collect())
+                    return Ok(buf[..n]
+                        .split(|&c| c == 0)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.to_vec())
+                        .collect())
                 }
                 Err(Errno::RANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
                 Err(e) => return Err(err(e)),
@@ -325,9 +375,17 @@ impl Tree for FsTree {
         }
     }
 
-    fn set_times(&mut self, p: &RelPath, atime_ns: Option<i64>, mtime_ns: Option<i64>) -> TreeResult<()> {
+    fn set_times(
+        &mut self,
+        p: &RelPath,
+        atime_ns: Option<i64>,
+        mtime_ns: Option<i64>,
+    ) -> TreeResult<()> {
         let (d, name) = self.parent(p)?;
-        let omit = Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT as _ };
+        let omit = Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT as _,
+        };
         let ts = Timestamps {
             last_access: atime_ns.map(nsec).unwrap_or(omit),
             last_modification: mtime_ns.map(nsec).unwrap_or(omit),
@@ -345,8 +403,13 @@ impl Tree for FsTree {
 
     fn list_dir(&mut self, p: Option<&RelPath>) -> TreeResult<Vec<Vec<u8>>> {
         let fd = match p {
-            None => rustix::fs::openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(err)?,
+            None => rustix::fs::openat(
+                &self.root,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(err)?,
             Some(p) => {
                 let (d, name) = self.parent(p)?;
                 rustix::fs::openat(

@@ -4,5 +4,8 @@
 pub mod apply;
 pub mod fs;
 pub mod model;
+pub mod pitr;
+pub mod run;
 pub mod snapshot;
+pub mod state;
 pub mod tree;

@@ -31,7 +31,12 @@ pub struct ModelTree {
 
 impl Default for ModelTree {
     fn default() -> Self {
-        let mut m = ModelTree { inodes: HashMap::new(), dirs: HashMap::new(), root: 1, next_ino: 2 };
+        let mut m = ModelTree {
+            inodes: HashMap::new(),
+            dirs: HashMap::new(),
+            root: 1,
+            next_ino: 2,
+        };
         m.inodes.insert(1, Inode::new(NodeKind::Directory, 0o755));
         m.dirs.insert(1, BTreeMap::new());
         m
@@ -40,14 +45,27 @@ impl Default for ModelTree {
 
 impl Inode {
     fn new(kind: NodeKind, mode: u32) -> Inode {
-        Inode { kind, data: Vec::new(), mode, uid: 0, gid: 0, nlink: 1, xattrs: BTreeMap::new(), atime_ns: 0, mtime_ns: 0 }
+        Inode {
+            kind,
+            data: Vec::new(),
+            mode,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            xattrs: BTreeMap::new(),
+            atime_ns: 0,
+            mtime_ns: 0,
+        }
     }
 }
 
 impl ModelTree {
     fn split(p: &RelPath) -> (Vec<&[u8]>, &[u8]) {
         let comps: Vec<&[u8]> = p.0.split(|&c| c == b'/').collect();
-        let (last, parents) = comps.split_last().map(|(l, ps)| (*l, ps.to_vec())).unwrap_or((&[][..], Vec::new()));
+        let (last, parents) = comps
+            .split_last()
+            .map(|(l, ps)| (*l, ps.to_vec()))
+            .unwrap_or((&[][..], Vec::new()));
         (parents, last)
     }
 
@@ -56,10 +74,16 @@ impl ModelTree {
         let (parents, last) = Self::split(p);
         let mut cur = self.root;
         for c in parents {
-            let next = *self.dirs.get(&cur).and_then(|d| d.get(c)).ok_or(TreeError::NotFound)?;
+            let next = *self
+                .dirs
+                .get(&cur)
+                .and_then(|d| d.get(c))
+                .ok_or(TreeError::NotFound)?;
             match &self.inodes[&next].kind {
                 NodeKind::Directory => cur = next,
-                NodeKind::Symlink(_) => return Err(TreeError::Refused("symlink in the path".into())),
+                NodeKind::Symlink(_) => {
+                    return Err(TreeError::Refused("symlink in the path".into()))
+                }
                 _ => return Err(TreeError::NotDir),
             }
         }
@@ -89,7 +113,10 @@ impl ModelTree {
             self.dirs.insert(ino, BTreeMap::new());
         }
         self.inodes.insert(ino, inode);
-        self.dirs.get_mut(&d).ok_or(TreeError::NotFound)?.insert(name, ino);
+        self.dirs
+            .get_mut(&d)
+            .ok_or(TreeError::NotFound)?
+            .insert(name, ino);
         Ok(ino)
     }
 
@@ -134,7 +161,11 @@ impl Tree for ModelTree {
             Stat {
                 kind: i.kind.clone(),
                 ino,
-                size: if i.kind == NodeKind::Regular { i.data.len() as u64 } else { 0 },
+                size: if i.kind == NodeKind::Regular {
+                    i.data.len() as u64
+                } else {
+                    0
+                },
                 mode: i.mode,
                 uid: i.uid,
                 gid: i.gid,
@@ -144,7 +175,8 @@ impl Tree for ModelTree {
     }
 
     fn create_file(&mut self, p: &RelPath, mode: u32) -> TreeResult<()> {
-        self.add(p, Inode::new(NodeKind::Regular, mode & 0o7777)).map(|_| ())
+        self.add(p, Inode::new(NodeKind::Regular, mode & 0o7777))
+            .map(|_| ())
     }
 
     fn write_at(&mut self, p: &RelPath, offset: u64, data: &[u8]) -> TreeResult<()> {
@@ -163,7 +195,9 @@ impl Tree for ModelTree {
     }
 
     fn fallocate(&mut self, p: &RelPath, mode: u32, offset: u64, len: u64) -> TreeResult<()> {
-        use foxing_proto::record::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+        use foxing_proto::record::{
+            FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE,
+        };
         let f = self.file_mut(p)?;
         let end = (offset + len) as usize;
         let keep = mode & FALLOC_FL_KEEP_SIZE != 0;
@@ -180,15 +214,18 @@ impl Tree for ModelTree {
     }
 
     fn mkdir(&mut self, p: &RelPath, mode: u32) -> TreeResult<()> {
-        self.add(p, Inode::new(NodeKind::Directory, mode & 0o7777)).map(|_| ())
+        self.add(p, Inode::new(NodeKind::Directory, mode & 0o7777))
+            .map(|_| ())
     }
 
     fn mknod(&mut self, p: &RelPath, kind: &NodeKind, mode: u32) -> TreeResult<()> {
-        self.add(p, Inode::new(kind.clone(), mode & 0o7777)).map(|_| ())
+        self.add(p, Inode::new(kind.clone(), mode & 0o7777))
+            .map(|_| ())
     }
 
     fn symlink(&mut self, p: &RelPath, target: &[u8]) -> TreeResult<()> {
-        self.add(p, Inode::new(NodeKind::Symlink(target.to_vec()), 0o777)).map(|_| ())
+        self.add(p, Inode::new(NodeKind::Symlink(target.to_vec()), 0o777))
+            .map(|_| ())
     }
 
     fn link(&mut self, existing: &RelPath, new: &RelPath) -> TreeResult<()> {
@@ -200,7 +237,10 @@ impl Tree for ModelTree {
         if self.dirs[&d].contains_key(&name) {
             return Err(TreeError::Exists);
         }
-        self.dirs.get_mut(&d).ok_or(TreeError::NotFound)?.insert(name, ino);
+        self.dirs
+            .get_mut(&d)
+            .ok_or(TreeError::NotFound)?
+            .insert(name, ino);
         if let Some(i) = self.inodes.get_mut(&ino) {
             i.nlink += 1;
         }
@@ -213,7 +253,10 @@ impl Tree for ModelTree {
         if self.inodes[&ino].kind == NodeKind::Directory {
             return Err(TreeError::IsDir);
         }
-        self.dirs.get_mut(&d).ok_or(TreeError::NotFound)?.remove(&name);
+        self.dirs
+            .get_mut(&d)
+            .ok_or(TreeError::NotFound)?
+            .remove(&name);
         self.drop_link(ino);
         Ok(())
     }
@@ -227,7 +270,10 @@ impl Tree for ModelTree {
         if !self.dirs[&ino].is_empty() {
             return Err(TreeError::NotEmpty);
         }
-        self.dirs.get_mut(&d).ok_or(TreeError::NotFound)?.remove(&name);
+        self.dirs
+            .get_mut(&d)
+            .ok_or(TreeError::NotFound)?
+            .remove(&name);
         self.drop_link(ino);
         Ok(())
     }
@@ -242,15 +288,25 @@ impl Tree for ModelTree {
         }
         let src_dir = self.inodes[&src].kind == NodeKind::Directory;
         if src_dir && self.is_ancestor(src, td) {
-            return Err(TreeError::Refused("cannot move a directory into itself".into()));
+            return Err(TreeError::Refused(
+                "cannot move a directory into itself".into(),
+            ));
         }
         if flags & RENAME_EXCHANGE != 0 {
             let dst = dst.ok_or(TreeError::NotFound)?;
             if self.inodes[&dst].kind == NodeKind::Directory && self.is_ancestor(dst, fd) {
-                return Err(TreeError::Refused("cannot move a directory into itself".into()));
+                return Err(TreeError::Refused(
+                    "cannot move a directory into itself".into(),
+                ));
             }
-            self.dirs.get_mut(&fd).ok_or(TreeError::NotFound)?.insert(fname, dst);
-            self.dirs.get_mut(&td).ok_or(TreeError::NotFound)?.insert(tname, src);
+            self.dirs
+                .get_mut(&fd)
+                .ok_or(TreeError::NotFound)?
+                .insert(fname, dst);
+            self.dirs
+                .get_mut(&td)
+                .ok_or(TreeError::NotFound)?
+                .insert(tname, src);
             return Ok(());
         }
         if let Some(dst) = dst {
@@ -266,8 +322,14 @@ impl Tree for ModelTree {
             }
             self.drop_link(dst);
         }
-        self.dirs.get_mut(&fd).ok_or(TreeError::NotFound)?.remove(&fname);
-        self.dirs.get_mut(&td).ok_or(TreeError::NotFound)?.insert(tname, src);
+        self.dirs
+            .get_mut(&fd)
+            .ok_or(TreeError::NotFound)?
+            .remove(&fname);
+        self.dirs
+            .get_mut(&td)
+            .ok_or(TreeError::NotFound)?
+            .insert(tname, src);
         Ok(())
     }
 
@@ -291,7 +353,10 @@ impl Tree for ModelTree {
                 i.gid = g;
             }
             // As Linux: chown of a non-directory clears setuid, and setgid when group-executable.
-            if i.kind != NodeKind::Directory && !matches!(i.kind, NodeKind::Symlink(_)) && (uid.is_some() || gid.is_some()) {
+            if i.kind != NodeKind::Directory
+                && !matches!(i.kind, NodeKind::Symlink(_))
+                && (uid.is_some() || gid.is_some())
+            {
                 i.mode &= !0o4000;
                 if i.mode & 0o010 != 0 {
                     i.mode &= !0o2000;
@@ -327,7 +392,12 @@ impl Tree for ModelTree {
         Ok(self.inodes[&ino].xattrs.get(name).cloned())
     }
 
-    fn set_times(&mut self, p: &RelPath, atime_ns: Option<i64>, mtime_ns: Option<i64>) -> TreeResult<()> {
+    fn set_times(
+        &mut self,
+        p: &RelPath,
+        atime_ns: Option<i64>,
+        mtime_ns: Option<i64>,
+    ) -> TreeResult<()> {
         let ino = self.existing(p)?;
         if let Some(i) = self.inodes.get_mut(&ino) {
             if let Some(a) = atime_ns {
@@ -349,6 +419,12 @@ impl Tree for ModelTree {
             None => self.root,
             Some(p) => self.existing(p)?,
         };
-        Ok(self.dirs.get(&ino).ok_or(TreeError::NotDir)?.keys().cloned().collect())
+        Ok(self
+            .dirs
+            .get(&ino)
+            .ok_or(TreeError::NotDir)?
+            .keys()
+            .cloned()
+            .collect())
     }
 }

@@ -55,7 +55,11 @@ fn walk(
         } else {
             None
         };
-        let content = if st.kind == NodeKind::Regular && link_of.is_none() { Some(t.read_file(&p)?) } else { None };
+        let content = if st.kind == NodeKind::Regular && link_of.is_none() {
+            Some(t.read_file(&p)?)
+        } else {
+            None
+        };
         let mut xattrs = BTreeMap::new();
         if !matches!(st.kind, NodeKind::Symlink(_)) {
             for n in t.list_xattrs(&p)? {
@@ -67,8 +71,23 @@ fn walk(
             }
         }
         let is_dir = st.kind == NodeKind::Directory;
-        let mode = if matches!(st.kind, NodeKind::Symlink(_)) { 0 } else { st.mode };
-        out.insert(p.clone(), EntrySnap { kind: st.kind, content, mode, uid: st.uid, gid: st.gid, xattrs, link_of });
+        let mode = if matches!(st.kind, NodeKind::Symlink(_)) {
+            0
+        } else {
+            st.mode
+        };
+        out.insert(
+            p.clone(),
+            EntrySnap {
+                kind: st.kind,
+                content,
+                mode,
+                uid: st.uid,
+                gid: st.gid,
+                xattrs,
+                link_of,
+            },
+        );
         if is_dir {
             walk(t, Some(&p), filter, out, inos)?;
         }

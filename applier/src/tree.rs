@@ -88,7 +88,12 @@ pub trait Tree {
     fn remove_xattr(&mut self, p: &RelPath, name: &[u8]) -> TreeResult<()>;
     fn list_xattrs(&mut self, p: &RelPath) -> TreeResult<Vec<Vec<u8>>>;
     /// Times in ns since the epoch; `None` leaves that time (lutimes: symlinks themselves).
-    fn set_times(&mut self, p: &RelPath, atime_ns: Option<i64>, mtime_ns: Option<i64>) -> TreeResult<()>;
+    fn set_times(
+        &mut self,
+        p: &RelPath,
+        atime_ns: Option<i64>,
+        mtime_ns: Option<i64>,
+    ) -> TreeResult<()>;
     fn get_xattr(&mut self, p: &RelPath, name: &[u8]) -> TreeResult<Option<Vec<u8>>>;
     /// Whole content of a regular file (comparisons and tests).
     fn read_file(&mut self, p: &RelPath) -> TreeResult<Vec<u8>>;

@@ -6,14 +6,14 @@ use crate::segment::{ScanError, SegmentHeaderError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("journal index {path}: {source}")]
+    #[error("journal index {path}")]
     Index {
         path: PathBuf,
         #[source]
@@ -21,7 +21,7 @@ pub enum JournalError {
     },
     #[error("journal {dir} is in use by another writer (lock {lock} is held); stop the other recorder or applier first")]
     Locked { dir: PathBuf, lock: PathBuf },
-    #[error("segment {path}: bad header: {source}")]
+    #[error("segment {path}: bad header")]
     SegmentHeader {
         path: PathBuf,
         #[source]
@@ -35,7 +35,7 @@ pub enum JournalError {
     },
     #[error("journal damaged: {0}; run `foxing-journal verify` for a full report")]
     Inconsistent(String),
-    #[error("frame for seq {seq}: {source}")]
+    #[error("frame for seq {seq}")]
     Frame {
         seq: u64,
         #[source]

@@ -1,1 +1,270 @@
-fn main() {}
+//! `foxing-applier`: apply a journal to a replica tree, or restore a point in time.
+//!
+//! Exit codes: 0 ok, 1 damage/refusal/failure, 2 usage error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use foxing_applier::fs::FsTree;
+use foxing_applier::pitr::{self, RestorePoint};
+use foxing_applier::run::{Engine, JournalSource};
+use foxing_applier::state::State;
+use foxing_journal::JournalReader;
+use foxing_proto::time::{fmt_time_ns, Point};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "foxing-applier",
+    version,
+    about = "Apply a Foxing journal to a replica tree, or restore a point in time"
+)]
+struct Cli {
+    /// The replica tree (created if missing).
+    #[arg(long)]
+    root: PathBuf,
+    /// Applier state: checkpoints (and, with --connect, the archive).
+    #[arg(long)]
+    state: PathBuf,
+    /// Journal to apply from (the source's or an archive).
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    /// Restore to this point: RFC 3339, unix seconds, or seq:N. Stops at the last sync point
+    /// at or before it.
+    #[arg(long)]
+    until: Option<Point>,
+    /// With --until: stop at the last record at or before the point, not at a sync point.
+    #[arg(long, requires = "until")]
+    at_any_record: bool,
+    /// Keep applying new records until SIGTERM/SIGINT.
+    #[arg(long, conflicts_with = "until")]
+    follow: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("foxing-applier: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn point_json(p: &RestorePoint) -> serde_json::Value {
+    json!({"seq": p.seq, "time_ns": p.time_ns, "time": fmt_time_ns(p.time_ns), "kind": p.kind})
+}
+
+/// The longest prefix of the journal whose records are all at or before `t`: (seq, time).
+fn cut_at_time(r: &JournalReader, first: u64, durable: u64, t: u64) -> anyhow::Result<(u64, u64)> {
+    let mut cut = (first.saturating_sub(1), 0);
+    let from = r
+        .seq_at_or_before_time(t)?
+        .map(|s| s.min(durable))
+        .unwrap_or(first.saturating_sub(1));
+    if from >= first {
+        if let Some(rec) = r.records(from, from)?.next() {
+            let rec = rec?;
+            cut = (rec.seq, rec.time_ns);
+        }
+    }
+    for rec in r.records(cut.0 + 1, durable)? {
+        let rec = rec?;
+        if rec.time_ns > t {
+            break;
+        }
+        cut = (rec.seq, rec.time_ns);
+    }
+    Ok(cut)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let Some(journal) = cli.journal.clone() else {
+        bail!("give --journal JDIR (the --connect form comes with the transport)");
+    };
+    if !journal.is_dir() {
+        bail!("journal directory {} does not exist", journal.display());
+    }
+    let reader = JournalReader::open(&journal)
+        .with_context(|| format!("cannot open journal {}", journal.display()))?;
+    let meta = reader.meta()?;
+    std::fs::create_dir_all(&cli.root)
+        .with_context(|| format!("cannot create replica root {}", cli.root.display()))?;
+    let tree = FsTree::open(&cli.root)
+        .with_context(|| format!("cannot open replica root {}", cli.root.display()))?;
+    let (state, resume) = State::open(&cli.state)
+        .with_context(|| format!("cannot open state {}", cli.state.display()))?;
+
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop_flag.clone())
+            .context("cannot install signal handlers")?;
+    }
+
+    let bases = reader.bases()?;
+    let mut plan = None;
+    let stop_seq = match cli.until {
+        None if cli.follow => u64::MAX,
+        None => meta.durable_seq,
+        Some(target) => {
+            let (cut_seq, cut_time) = match target {
+                Point::Seq(s) => {
+                    let s = s.min(meta.durable_seq);
+                    let t = reader
+                        .records(s, s)?
+                        .next()
+                        .transpose()?
+                        .map(|r| r.time_ns)
+                        .unwrap_or(0);
+                    (s, t)
+                }
+                Point::TimeNs(t) => cut_at_time(&reader, meta.first_seq, meta.durable_seq, t)?,
+            };
+            let mut points: Vec<RestorePoint> = reader
+                .sync_points(meta.first_seq, meta.durable_seq)?
+                .into_iter()
+                .map(|s| RestorePoint {
+                    seq: s.seq,
+                    time_ns: s.time_ns,
+                    kind: "sync",
+                })
+                .collect();
+            for b in &bases {
+                if let (Some(e), Some(t)) = (b.end_seq, b.end_time_ns) {
+                    points.push(RestorePoint {
+                        seq: e,
+                        time_ns: t,
+                        kind: "base_end",
+                    });
+                }
+            }
+            points.sort_by_key(|p| p.seq);
+            let p = pitr::plan(&bases, &points, cut_seq, cut_time, cli.at_any_record)
+                .map_err(|e| anyhow::anyhow!("cannot restore to {target:?}: {e}"))?;
+            plan = Some(p);
+            plan.as_ref().map(|p| p.stop.seq).unwrap_or(0)
+        }
+    };
+
+    let mut engine = Engine::new(tree, state, resume, Some(&stop_flag));
+    let applied_before = engine.applied_seq();
+    // Where to start: a restore starts at its base; a new replica at the journal's start (or
+    // its newest complete base if older history was pruned).
+    if applied_before == 0 {
+        let start = match &plan {
+            Some(p) => p.base.begin_seq,
+            None if meta.first_seq <= 1 => 1,
+            None => bases
+                .iter()
+                .rev()
+                .find(|b| b.end_seq.is_some())
+                .map(|b| b.begin_seq)
+                .unwrap_or(meta.first_seq),
+        };
+        if start > 1 {
+            if std::fs::read_dir(&cli.root)?.next().is_some() {
+                bail!("replica root {} is not empty and has no checkpoint; restore into an empty directory", cli.root.display());
+            }
+            engine.skip_to(start - 1)?;
+        }
+    } else if let Some(p) = &plan {
+        if applied_before > p.stop.seq {
+            bail!(
+                "the replica at {} is already at seq {applied_before}, past the restore point seq {}; restore into a new --root and --state",
+                cli.root.display(),
+                p.stop.seq
+            );
+        }
+    }
+    let mut src = JournalSource {
+        reader: &reader,
+        poll: Duration::from_millis(1),
+    };
+    engine.run(&mut src, stop_seq, cli.follow, |_| {})?;
+    engine.durable()?;
+    let applied = engine.applied_seq();
+    let stats = engine.applier.stats.clone();
+    let reached_time = engine.last_record.map(|(_, t)| t);
+
+    if cli.json {
+        let v = json!({
+            "root": cli.root.display().to_string(),
+            "journal": journal.display().to_string(),
+            "applied_from": applied_before + 1,
+            "applied_seq": applied,
+            "reached_time_ns": reached_time,
+            "journal_durable_seq": meta.durable_seq,
+            "stats": stats,
+            "restore": plan.as_ref().map(|p| json!({
+                "base": {"id": p.base.id, "begin_seq": p.base.begin_seq, "end_seq": p.base.end_seq},
+                "reached": point_json(&p.stop),
+                "nearest_before": p.before.as_ref().map(point_json),
+                "nearest_after": p.after.as_ref().map(point_json),
+            })),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "applied seq {}..={} to {} ({} records, {} bytes written; {} skipped as absent, {} replaced, {} inexact ranges)",
+            applied_before + 1,
+            applied,
+            cli.root.display(),
+            stats.records,
+            stats.bytes_written,
+            stats.skipped_absent,
+            stats.replaced,
+            stats.inexact_ranges
+        );
+        if let Some(p) = &plan {
+            println!(
+                "restored to seq {} at {} ({}), from base {}",
+                p.stop.seq,
+                fmt_time_ns(p.stop.time_ns),
+                p.stop.kind,
+                p.base.id
+            );
+            match &p.before {
+                Some(b) => println!(
+                    "nearest point before: seq {} at {} ({})",
+                    b.seq,
+                    fmt_time_ns(b.time_ns),
+                    b.kind
+                ),
+                None => println!("nearest point before: none since the base"),
+            }
+            match &p.after {
+                Some(a) => println!(
+                    "nearest point after:  seq {} at {} ({})",
+                    a.seq,
+                    fmt_time_ns(a.time_ns),
+                    a.kind
+                ),
+                None => println!("nearest point after:  none yet"),
+            }
+        }
+        if stats.ownership_skipped > 0 {
+            println!(
+                "note: {} ownership changes were refused (run as root to reproduce owners)",
+                stats.ownership_skipped
+            );
+        }
+    }
+    Ok(())
+}

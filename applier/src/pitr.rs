@@ -1,0 +1,154 @@
+//! Point-in-time restore planning (pure): which base to start from, where to stop, and the
+//! nearest restore points on each side.
+
+use foxing_journal::reader::BaseInfo;
+
+/// A point a restore can reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RestorePoint {
+    pub seq: u64,
+    pub time_ns: u64,
+    /// "sync" (fsync and friends), "base_end", or "record" (--at-any-record).
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestorePlan {
+    pub base: BaseInfo,
+    pub stop: RestorePoint,
+    pub before: Option<RestorePoint>,
+    pub after: Option<RestorePoint>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PitrError {
+    #[error("the target is before the oldest complete base the journal holds (base {base_id} ends at seq {end_seq}); older history was pruned")]
+    BeforeOldestBase { base_id: u64, end_seq: u64 },
+    #[error("the journal holds no complete base: nothing can be restored yet")]
+    NoBase,
+    #[error("no restore point at or before the target; the first one after it is seq {0}")]
+    NoPointBefore(u64),
+}
+
+/// Plans a restore to the last restore point at or before `cut_seq` (the longest prefix of the
+/// journal at or before the target). `points` are every sync point and base end, in seq order;
+/// with `at_any_record` the stop is `cut_seq` itself (time `cut_time_ns`).
+pub fn plan(
+    bases: &[BaseInfo],
+    points: &[RestorePoint],
+    cut_seq: u64,
+    cut_time_ns: u64,
+    at_any_record: bool,
+) -> Result<RestorePlan, PitrError> {
+    let complete: Vec<&BaseInfo> = bases.iter().filter(|b| b.end_seq.is_some()).collect();
+    let oldest = complete.first().ok_or(PitrError::NoBase)?;
+    let stop = if at_any_record {
+        RestorePoint {
+            seq: cut_seq,
+            time_ns: cut_time_ns,
+            kind: "record",
+        }
+    } else {
+        match points.iter().rev().find(|p| p.seq <= cut_seq) {
+            Some(p) => *p,
+            None => {
+                return Err(PitrError::NoPointBefore(
+                    points.first().map(|p| p.seq).unwrap_or(0),
+                ))
+            }
+        }
+    };
+    let base = complete
+        .iter()
+        .rev()
+        .find(|b| b.end_seq.is_some_and(|e| e <= stop.seq))
+        .copied()
+        .copied()
+        .ok_or(PitrError::BeforeOldestBase {
+            base_id: oldest.id,
+            end_seq: oldest.end_seq.unwrap_or(0),
+        })?;
+    let before = points
+        .iter()
+        .rev()
+        .find(|p| p.seq < stop.seq && p.seq >= base.end_seq.unwrap_or(0))
+        .copied();
+    let after = points
+        .iter()
+        .find(|p| p.seq > stop.seq.max(cut_seq))
+        .copied();
+    Ok(RestorePlan {
+        base,
+        stop,
+        before,
+        after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(id: u64, b: u64, e: u64) -> BaseInfo {
+        BaseInfo {
+            id,
+            begin_seq: b,
+            end_seq: Some(e),
+            begin_time_ns: b,
+            end_time_ns: Some(e),
+        }
+    }
+    fn pt(seq: u64, kind: &'static str) -> RestorePoint {
+        RestorePoint {
+            seq,
+            time_ns: seq * 10,
+            kind,
+        }
+    }
+
+    #[test]
+    fn stops_at_the_last_point_before_the_cut_from_the_newest_usable_base() {
+        let bases = [base(1, 1, 5), base(2, 50, 60)];
+        let points = [
+            pt(5, "base_end"),
+            pt(10, "sync"),
+            pt(40, "sync"),
+            pt(60, "base_end"),
+            pt(70, "sync"),
+        ];
+        let p = plan(&bases, &points, 45, 450, false).unwrap();
+        assert_eq!(p.stop, pt(40, "sync"));
+        assert_eq!(p.base.id, 1);
+        assert_eq!(p.before, Some(pt(10, "sync")));
+        assert_eq!(p.after, Some(pt(60, "base_end")));
+        let p = plan(&bases, &points, 75, 750, false).unwrap();
+        assert_eq!((p.stop.seq, p.base.id), (70, 2));
+        let p = plan(&bases, &points, 45, 450, true).unwrap();
+        assert_eq!(
+            p.stop,
+            RestorePoint {
+                seq: 45,
+                time_ns: 450,
+                kind: "record"
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_targets_before_the_oldest_base() {
+        let bases = [base(2, 50, 60)];
+        let points = [pt(40, "sync"), pt(60, "base_end")];
+        assert_eq!(
+            plan(&bases, &points, 45, 0, false),
+            Err(PitrError::BeforeOldestBase {
+                base_id: 2,
+                end_seq: 60
+            })
+        );
+        assert_eq!(plan(&[], &points, 45, 0, false), Err(PitrError::NoBase));
+        assert_eq!(
+            plan(&bases, &points[1..], 45, 0, false),
+            Err(PitrError::NoPointBefore(60))
+        );
+    }
+}
