@@ -306,8 +306,8 @@ impl Tree for FsTree {
 
     fn chown(&mut self, p: &RelPath, uid: Option<u32>, gid: Option<u32>) -> TreeResult<()> {
         let (d, name) = self.parent(p)?;
-        let u = uid.map(|u| rustix::fs::Uid::from_raw(u));
-        let g = gid.map(|g| rustix::fs::Gid::from_raw(g));
+        let u = uid.map(rustix::fs::Uid::from_raw);
+        let g = gid.map(rustix::fs::Gid::from_raw);
         rustix::fs::chownat(d.fd(), name, u, g, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
     }
 
