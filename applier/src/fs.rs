@@ -24,6 +24,10 @@ use crate::tree::{NodeKind, Stat, Tree, TreeError, TreeResult};
 pub struct FsTree {
     root_path: PathBuf,
     root: OwnedFd,
+    /// Regular files recently opened for writing, by path (at most WRITE_CACHE_FILES). Emptied by
+    /// every call that can change what a name refers to (unlink, rmdir, rename), so a hit is
+    /// always the file the name means.
+    cached: std::collections::HashMap<RelPath, File>,
 }
 
 fn err(e: Errno) -> TreeError {
@@ -40,6 +44,9 @@ fn err(e: Errno) -> TreeError {
         e => TreeError::Io(e.into()),
     }
 }
+
+/// Most files kept open for writing between records.
+pub const WRITE_CACHE_FILES: usize = 64;
 
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
@@ -65,6 +72,7 @@ impl FsTree {
         Ok(FsTree {
             root_path: root.to_path_buf(),
             root: fd,
+            cached: std::collections::HashMap::new(),
         })
     }
 
@@ -126,6 +134,22 @@ impl FsTree {
         Ok(File::from(fd))
     }
 
+    /// The writable handle of regular file `p`, from the cache or freshly opened.
+    fn writable(&mut self, p: &RelPath) -> TreeResult<&File> {
+        if !self.cached.contains_key(p) {
+            let f = self.open_regular(p, OFlags::WRONLY)?;
+            if self.cached.len() >= WRITE_CACHE_FILES {
+                self.cached.clear();
+            }
+            self.cached.insert(p.clone(), f);
+        }
+        self.cached.get(p).ok_or(TreeError::NotFound)
+    }
+
+    fn forget(&mut self) {
+        self.cached.clear();
+    }
+
     /// An O_PATH handle of the entry itself (never following it) and its type.
     fn leaf(&self, p: &RelPath) -> TreeResult<(OwnedFd, FileType)> {
         let (d, name) = self.parent(p)?;
@@ -162,6 +186,20 @@ fn proc_path(fd: &OwnedFd) -> PathBuf {
 
 impl Tree for FsTree {
     fn stat(&mut self, p: &RelPath) -> TreeResult<Option<Stat>> {
+        {
+            if let Some(f) = self.cached.get(p) {
+                let st = rustix::fs::fstat(f).map_err(err)?;
+                return Ok(Some(Stat {
+                    kind: NodeKind::Regular,
+                    ino: st.st_ino,
+                    size: st.st_size as u64,
+                    mode: st.st_mode & 0o7777,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    nlink: st.st_nlink,
+                }));
+            }
+        }
         let st = match self.lstat(p) {
             Ok(st) => st,
             Err(TreeError::NotFound) | Err(TreeError::NotDir) => return Ok(None),
@@ -211,7 +249,7 @@ impl Tree for FsTree {
     }
 
     fn truncate(&mut self, p: &RelPath, size: u64) -> TreeResult<()> {
-        self.open_regular(p, OFlags::WRONLY)?.set_len(size)?;
+        self.writable(p)?.set_len(size)?;
         Ok(())
     }
 
@@ -274,16 +312,19 @@ impl Tree for FsTree {
     }
 
     fn unlink(&mut self, p: &RelPath) -> TreeResult<()> {
+        self.forget();
         let (d, name) = self.parent(p)?;
         rustix::fs::unlinkat(d.fd(), name, AtFlags::empty()).map_err(err)
     }
 
     fn rmdir(&mut self, p: &RelPath) -> TreeResult<()> {
+        self.forget();
         let (d, name) = self.parent(p)?;
         rustix::fs::unlinkat(d.fd(), name, AtFlags::REMOVEDIR).map_err(err)
     }
 
     fn rename(&mut self, from: &RelPath, to: &RelPath, flags: u32) -> TreeResult<()> {
+        self.forget();
         let (d1, n1) = self.parent(from)?;
         let (d2, n2) = self.parent(to)?;
         let mut f = RenameFlags::empty();
