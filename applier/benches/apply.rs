@@ -21,32 +21,97 @@ fn payload_events(total_bytes: u64, block: usize) -> Vec<Event> {
     let mut data = vec![0u8; block];
     let mut ev = Vec::new();
     for f in 0..FILES {
-        ev.push(Event { time_ns: 1, writer: Writer::default(), op: Op::Create { path: RelPath::new(format!("f{f}")), mode: 0o644, uid: 0, gid: 0 } });
+        ev.push(Event {
+            time_ns: 1,
+            writer: Writer::default(),
+            op: Op::Create {
+                path: RelPath::new(format!("f{f}")),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        });
     }
     let per_file = total_bytes / FILES;
     for i in 0..total_bytes / block as u64 {
         rng.fill(&mut data);
         let f = i % FILES;
         let off = (i / FILES) * block as u64 % per_file;
-        ev.push(Event { time_ns: 2, writer: Writer::default(), op: Op::Write { path: RelPath::new(format!("f{f}")), offset: off, data: data.clone() } });
+        ev.push(Event {
+            time_ns: 2,
+            writer: Writer::default(),
+            op: Op::Write {
+                path: RelPath::new(format!("f{f}")),
+                offset: off,
+                data: data.clone(),
+            },
+        });
     }
     ev
 }
 
 fn small_events(n: u64) -> Vec<Event> {
-    let mut ev = vec![Event { time_ns: 1, writer: Writer::default(), op: Op::Mkdir { path: RelPath::new("d"), mode: 0o755, uid: 0, gid: 0 } }];
+    let mut ev = vec![Event {
+        time_ns: 1,
+        writer: Writer::default(),
+        op: Op::Mkdir {
+            path: RelPath::new("d"),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+    }];
     for i in 0..n / 4 {
         let p = RelPath::new(format!("d/f{i}"));
-        ev.push(Event { time_ns: 2, writer: Writer::default(), op: Op::Create { path: p.clone(), mode: 0o644, uid: 0, gid: 0 } });
-        ev.push(Event { time_ns: 2, writer: Writer::default(), op: Op::Write { path: p.clone(), offset: 0, data: b"hello, replica\n".to_vec() } });
-        ev.push(Event { time_ns: 2, writer: Writer::default(), op: Op::Chmod { path: p.clone(), mode: 0o600 } });
-        ev.push(Event { time_ns: 2, writer: Writer::default(), op: Op::Rename { from: p, to: RelPath::new(format!("d/g{i}")), flags: 0 } });
+        ev.push(Event {
+            time_ns: 2,
+            writer: Writer::default(),
+            op: Op::Create {
+                path: p.clone(),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        });
+        ev.push(Event {
+            time_ns: 2,
+            writer: Writer::default(),
+            op: Op::Write {
+                path: p.clone(),
+                offset: 0,
+                data: b"hello, replica\n".to_vec(),
+            },
+        });
+        ev.push(Event {
+            time_ns: 2,
+            writer: Writer::default(),
+            op: Op::Chmod {
+                path: p.clone(),
+                mode: 0o600,
+            },
+        });
+        ev.push(Event {
+            time_ns: 2,
+            writer: Writer::default(),
+            op: Op::Rename {
+                from: p,
+                to: RelPath::new(format!("d/g{i}")),
+                flags: 0,
+            },
+        });
     }
     ev
 }
 
 fn make_journal(dir: &Path, events: Vec<Event>) {
-    let mut j = Journal::open(dir, JournalOptions { fsync_window: Duration::from_millis(50), ..Default::default() }).unwrap();
+    let mut j = Journal::open(
+        dir,
+        JournalOptions {
+            fsync_window: Duration::from_millis(50),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for chunk in events.chunks(256) {
         j.append(chunk.to_vec()).unwrap();
     }
@@ -64,7 +129,10 @@ fn apply(jdir: &Path, work: &Path) -> f64 {
     let t = Instant::now();
     let (st, resume) = State::open(&state).unwrap();
     let mut e = Engine::new(FsTree::open(&root).unwrap(), st, resume, None);
-    let mut src = JournalSource { reader: &reader, poll: Duration::from_millis(1) };
+    let mut src = JournalSource {
+        reader: &reader,
+        poll: Duration::from_millis(1),
+    };
     e.run(&mut src, u64::MAX, false, |_| {}).unwrap();
     e.durable().unwrap();
     t.elapsed().as_secs_f64()
@@ -79,11 +147,15 @@ fn direct_payload(work: &Path, total_bytes: u64, block: usize) -> f64 {
     let mut data = vec![0u8; block];
     let per_file = total_bytes / FILES;
     let t = Instant::now();
-    let files: Vec<std::fs::File> = (0..FILES).map(|f| std::fs::File::create(root.join(format!("f{f}"))).unwrap()).collect();
+    let files: Vec<std::fs::File> = (0..FILES)
+        .map(|f| std::fs::File::create(root.join(format!("f{f}"))).unwrap())
+        .collect();
     for i in 0..total_bytes / block as u64 {
         rng.fill(&mut data);
         let f = i % FILES;
-        files[f as usize].write_all_at(&data, (i / FILES) * block as u64 % per_file).unwrap();
+        files[f as usize]
+            .write_all_at(&data, (i / FILES) * block as u64 % per_file)
+            .unwrap();
     }
     rustix::fs::syncfs(&files[0]).unwrap();
     t.elapsed().as_secs_f64()
@@ -114,7 +186,11 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-apply"));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let (total, small_n) = if quick { (64u64 << 20, 20_000u64) } else { (1u64 << 30, 200_000u64) };
+    let (total, small_n) = if quick {
+        (64u64 << 20, 20_000u64)
+    } else {
+        (1u64 << 30, 200_000u64)
+    };
     let block = 64 << 10;
 
     let j1 = work.join("j-payload");

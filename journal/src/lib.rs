@@ -2,6 +2,7 @@
 //! by redb. One writer process ([`Journal`]), any number of readers ([`JournalReader`]).
 //! The format is specified in docs/journal-format.md.
 
+mod commit;
 pub mod error;
 pub mod index;
 pub mod prune;

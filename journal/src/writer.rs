@@ -7,6 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foxing_proto::frame::{check_frame, decode_body, encode_frame, FrameHeader, FRAME_HEADER_LEN};
@@ -14,6 +15,7 @@ use foxing_proto::time::now_ns;
 use foxing_proto::{Event, Op};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use crate::commit::{commit_frames, Committer, Job, Pending};
 use crate::error::{DbContext, IoContext, JournalError, Result};
 use crate::index::{self, FrameFacts};
 use crate::segment::{scan_frames, segment_file_name, ScanEnd, SegmentHeader, SEGMENT_HEADER_LEN};
@@ -63,24 +65,18 @@ pub struct Recovery {
     pub segments_removed: u64,
 }
 
-struct Pending {
-    segment: u64,
-    offset: u64,
-    header: FrameHeader,
-    facts: FrameFacts,
-}
-
 pub struct Journal {
     layout: Layout,
     _lock: File,
-    db: Database,
-    seg: File,
+    db: Arc<Database>,
+    committer: Committer,
+    last_commit_start: Option<Instant>,
+    seg: Arc<File>,
     seg_path: PathBuf,
     seg_first_seq: u64,
     seg_len: u64,
     new_segments: Vec<(u64, u64)>,
     next_seq: u64,
-    durable_seq: u64,
     pending: Vec<Pending>,
     unsynced_since: Option<Instant>,
     opts: JournalOptions,
@@ -348,23 +344,27 @@ impl Journal {
                 .db(&layout.index)?;
             txn.commit().db(&layout.index)?;
         }
-        let mut j = Journal {
+        // Everything kept is durable now (fsynced above): index it before accepting appends.
+        commit_frames(&db, &layout.index, &pending, &new_segments, next_seq - 1)?;
+        let db = Arc::new(db);
+        let committer = Committer::start(db.clone(), layout.index.clone(), next_seq - 1)?;
+        let j = Journal {
             layout,
             _lock: lock,
             db,
-            seg,
+            committer,
+            last_commit_start: None,
+            seg: Arc::new(seg),
             seg_path,
             seg_first_seq,
             seg_len,
-            new_segments,
+            new_segments: Vec::new(),
             next_seq,
-            durable_seq: meta.durable_seq,
-            pending,
+            pending: Vec::new(),
             unsynced_since: None,
             opts,
             recovery,
         };
-        j.commit_index()?;
         if j.recovery != Recovery::default() {
             tracing::info!(recovery = ?j.recovery, "journal recovered");
         }
@@ -393,13 +393,14 @@ impl Journal {
 
     /// Every record up to this seq is on stable storage and indexed.
     pub fn durable_seq(&self) -> u64 {
-        self.durable_seq
+        self.committer.durable_seq()
     }
 
     /// Appends events, giving them consecutive seqs; returns the seqs given. The records are
     /// written to the segment at once and become durable at the next group commit (see
     /// [`Journal::maybe_sync`], [`Journal::sync`]).
     pub fn append(&mut self, events: Vec<Event>) -> Result<std::ops::Range<u64>> {
+        self.committer.check()?;
         let first = self.next_seq;
         let mut batch = Vec::new();
         let mut est = 0usize;
@@ -415,7 +416,11 @@ impl Journal {
         if !batch.is_empty() {
             self.write_records(&batch)?;
         }
-        self.maybe_sync()?;
+        if self.opts.fsync_window.is_zero() {
+            self.sync()?;
+        } else {
+            self.maybe_sync()?;
+        }
         Ok(first..self.next_seq)
     }
 
@@ -440,6 +445,7 @@ impl Journal {
     /// Appends a frame received as bytes (a replica archiving what the shipper sent). The frame
     /// is fully validated (crc, decode, seqs) and must continue the journal exactly.
     pub fn append_frame(&mut self, bytes: &[u8]) -> Result<FrameHeader> {
+        self.committer.check()?;
         let h = check_frame(bytes).map_err(|source| JournalError::Frame {
             seq: self.next_seq,
             source,
@@ -466,7 +472,11 @@ impl Journal {
             })?;
         let facts = index::frame_facts(&recs);
         self.write_frame_bytes(bytes, h, facts)?;
-        self.maybe_sync()?;
+        if self.opts.fsync_window.is_zero() {
+            self.sync()?;
+        } else {
+            self.maybe_sync()?;
+        }
         Ok(h)
     }
 
@@ -501,11 +511,13 @@ impl Journal {
         self.sync()?;
         let first = self.next_seq;
         let path = create_segment(&self.layout, first)?;
-        self.seg = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .ctx("open segment", &path)?;
+        self.seg = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .ctx("open segment", &path)?,
+        );
         self.seg_path = path;
         self.seg_first_seq = first;
         self.seg_len = SEGMENT_HEADER_LEN as u64;
@@ -513,52 +525,61 @@ impl Journal {
         Ok(())
     }
 
-    /// Group commit if the oldest unsynced append is at least one fsync window old.
+    /// Hands what was written to the group-commit thread if it is idle and at least one fsync
+    /// window has passed since its last commit started. Never waits for an fsync.
     pub fn maybe_sync(&mut self) -> Result<bool> {
-        match self.unsynced_since {
-            Some(t) if t.elapsed() >= self.opts.fsync_window => self.sync().map(|_| true),
-            _ => Ok(false),
+        self.committer.check()?;
+        if self.unsynced_since.is_none() || !self.committer.idle() {
+            return Ok(false);
         }
-    }
-
-    /// When the next group commit is due, if anything is waiting for one.
-    pub fn sync_deadline(&self) -> Option<Instant> {
-        self.unsynced_since.map(|t| t + self.opts.fsync_window)
-    }
-
-    /// fsyncs the segment and commits the index: everything appended so far becomes durable.
-    pub fn sync(&mut self) -> Result<u64> {
-        if self.unsynced_since.is_none() && self.pending.is_empty() && self.new_segments.is_empty()
-        {
-            return Ok(self.durable_seq);
-        }
-        self.seg.sync_data().ctx("fsync", &self.seg_path)?;
-        self.commit_index()?;
-        self.unsynced_since = None;
-        Ok(self.durable_seq)
-    }
-
-    fn commit_index(&mut self) -> Result<()> {
-        let p = &self.layout.index;
-        let txn = self.db.begin_write().db(p)?;
-        for pf in &self.pending {
-            index::insert_frame(&txn, pf.segment, pf.offset, &pf.header, &pf.facts).db(p)?;
-        }
-        {
-            let mut segs = txn.open_table(index::SEGMENTS).db(p)?;
-            for &(s, created) in &self.new_segments {
-                segs.insert(s, created).db(p)?;
+        if let Some(t) = self.last_commit_start {
+            if t.elapsed() < self.opts.fsync_window {
+                return Ok(false);
             }
-            let mut meta = txn.open_table(index::META).db(p)?;
-            meta.insert(index::META_DURABLE_SEQ, self.next_seq - 1)
-                .db(p)?;
-            meta.insert(index::META_DURABLE_TIME, now_ns()).db(p)?;
         }
-        txn.commit().db(p)?;
-        self.pending.clear();
-        self.new_segments.clear();
-        self.durable_seq = self.next_seq - 1;
+        self.submit()?;
+        Ok(true)
+    }
+
+    fn submit(&mut self) -> Result<()> {
+        let job = Job {
+            seg: self.seg.clone(),
+            seg_path: self.seg_path.clone(),
+            frames: std::mem::take(&mut self.pending),
+            new_segments: std::mem::take(&mut self.new_segments),
+            durable_seq: self.next_seq - 1,
+        };
+        self.committer.submit(job)?;
+        self.last_commit_start = Some(Instant::now());
+        self.unsynced_since = None;
         Ok(())
+    }
+
+    /// When [`Journal::maybe_sync`] should next be called, if anything waits for a commit.
+    pub fn sync_deadline(&self) -> Option<Instant> {
+        self.unsynced_since?;
+        let now = Instant::now();
+        if !self.committer.idle() {
+            return Some(now + Duration::from_millis(1));
+        }
+        Some(
+            self.last_commit_start
+                .map(|t| (t + self.opts.fsync_window).max(now))
+                .unwrap_or(now),
+        )
+    }
+
+    /// Makes everything appended so far durable (fsync + index commit) and waits for it.
+    pub fn sync(&mut self) -> Result<u64> {
+        self.committer.wait_idle()?;
+        if self.unsynced_since.is_some()
+            || !self.pending.is_empty()
+            || !self.new_segments.is_empty()
+        {
+            self.submit()?;
+            self.committer.wait_idle()?;
+        }
+        Ok(self.committer.durable_seq())
     }
 
     /// Deletes whole segments that hold only records before `keep_from_seq`. The newest segment
