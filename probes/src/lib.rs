@@ -1,1 +1,269 @@
-//! eBPF probes and loader (see issue: capture). Not yet implemented.
+//! Foxing's eBPF probes: the C programs in bpf/ (one .bpf.c per concern, layouts in foxing.h),
+//! built by build.rs, loaded and attached here with aya, and their ring buffer drained into
+//! [`RawEvent`]s for the recorder.
+
+pub mod layout;
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+
+pub use layout::FxEvent;
+
+/// The linked eBPF object.
+pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/foxing.bpf.o"));
+/// sha256 of the bpf/ sources the build saw.
+pub const SOURCES_SHA256: &str = env!("FOXING_BPF_SOURCES_SHA256");
+/// "clang" when this build compiled the object, "prebuilt" when it used the committed one.
+pub const BUILT_WITH: &str = env!("FOXING_BPF_BUILT");
+
+/// Every program in the object and the syscall tracepoint it attaches to.
+pub const TRACEPOINTS: &[(&str, &str)] = &[
+    ("fx_enter_write", "sys_enter_write"),
+    ("fx_exit_write", "sys_exit_write"),
+    ("fx_enter_pwrite64", "sys_enter_pwrite64"),
+    ("fx_exit_pwrite64", "sys_exit_pwrite64"),
+    ("fx_enter_fsync", "sys_enter_fsync"),
+    ("fx_exit_fsync", "sys_exit_fsync"),
+    ("fx_enter_fdatasync", "sys_enter_fdatasync"),
+    ("fx_exit_fdatasync", "sys_exit_fdatasync"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("watched root {path}: {source}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the eBPF object failed (are you root? is BTF at /sys/kernel/btf/vmlinux?)")]
+    Load(#[source] aya::EbpfError),
+    #[error("eBPF program {0} is missing from the object")]
+    MissingProgram(&'static str),
+    #[error("eBPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("eBPF map {0} is missing from the object")]
+    MissingMap(&'static str),
+    #[error("polling the ring buffer: {0}")]
+    Poll(#[source] std::io::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    pub root: PathBuf,
+    /// Writes up to this many bytes carry their payload; longer ones are inexact ranges.
+    pub payload_cap_bytes: u32,
+}
+
+/// One event from the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    pub header: FxEvent,
+    /// Path relative to the watched root.
+    pub path: Vec<u8>,
+    pub data: Vec<u8>,
+}
+
+impl RawEvent {
+    /// Parses a ring buffer record; `None` if it is malformed (counted by the caller).
+    pub fn parse(b: &[u8]) -> Option<RawEvent> {
+        let h = FxEvent::parse(b)?;
+        let p0 = layout::FX_EVENT_LEN;
+        let p1 = p0.checked_add(h.path_len as usize)?;
+        let d1 = p1.checked_add(h.data_len as usize)?;
+        if d1 > b.len() {
+            return None;
+        }
+        Some(RawEvent {
+            header: h,
+            path: b[p0..p1].to_vec(),
+            data: b[p1..d1].to_vec(),
+        })
+    }
+}
+
+pub struct Probes {
+    _ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+    drops: PerCpuArray<MapData, u64>,
+    /// CLOCK_REALTIME - CLOCK_BOOTTIME, to turn event times into wall-clock times.
+    pub boot_to_wall_ns: i128,
+}
+
+/// The kernel's dev_t encoding (MAJOR << 20 | MINOR) of a userspace st_dev.
+pub fn kernel_dev(st_dev: u64) -> u64 {
+    let major = rustix::fs::major(st_dev) as u64;
+    let minor = rustix::fs::minor(st_dev) as u64;
+    (major << 20) | minor
+}
+
+fn boot_to_wall_ns() -> i128 {
+    let ts = |c| {
+        let t = rustix::time::clock_gettime(c);
+        t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128
+    };
+    ts(rustix::time::ClockId::Realtime) - ts(rustix::time::ClockId::Boottime)
+}
+
+impl Probes {
+    /// Loads and attaches every probe for `cfg.root`. Needs root (CAP_BPF + CAP_PERFMON).
+    pub fn load(cfg: &ProbeConfig) -> Result<Probes, ProbeError> {
+        let st = rustix::fs::stat(&cfg.root).map_err(|e| ProbeError::Root {
+            path: cfg.root.clone(),
+            source: e.into(),
+        })?;
+        let dev = kernel_dev(st.st_dev);
+        let ino = st.st_ino;
+        let tgid = std::process::id();
+        let cap = cfg.payload_cap_bytes.min(layout::FX_PAYLOAD_MAX as u32);
+        ensure_tracefs();
+        let cpus = possible_cpus();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("scratch", cpus)
+            .override_global("root_dev", &dev, true)
+            .override_global("root_ino", &ino, true)
+            .override_global("self_tgid", &tgid, true)
+            .override_global("payload_cap_bytes", &cap, true)
+            .load(OBJECT)
+            .map_err(ProbeError::Load)?;
+        for (name, tp) in TRACEPOINTS {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or(ProbeError::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.load()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.attach("syscalls", tp)
+                .map_err(|source| ProbeError::Program { name, source })?;
+        }
+        let ring = RingBuf::try_from(
+            ebpf.take_map("events")
+                .ok_or(ProbeError::MissingMap("events"))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            name: "events",
+            source,
+        })?;
+        let drops = PerCpuArray::try_from(
+            ebpf.take_map("drops")
+                .ok_or(ProbeError::MissingMap("drops"))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            name: "drops",
+            source,
+        })?;
+        Ok(Probes {
+            _ebpf: ebpf,
+            ring,
+            drops,
+            boot_to_wall_ns: boot_to_wall_ns(),
+        })
+    }
+
+    /// Waits up to `timeout` for events, then drains what is there (at most `max`).
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        max: usize,
+        out: &mut Vec<RawEvent>,
+    ) -> Result<usize, ProbeError> {
+        let mut n = self.drain(max, out);
+        if n == 0 {
+            let fd = self.ring.as_fd();
+            let mut fds = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            let ts = rustix::time::Timespec {
+                tv_sec: timeout.as_secs() as _,
+                tv_nsec: timeout.subsec_nanos() as _,
+            };
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(ProbeError::Poll(e.into())),
+            }
+            n = self.drain(max, out);
+        }
+        Ok(n)
+    }
+
+    fn drain(&mut self, max: usize, out: &mut Vec<RawEvent>) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(item) = self.ring.next() else { break };
+            if let Some(ev) = RawEvent::parse(&item) {
+                out.push(ev);
+            } else {
+                tracing::warn!(len = item.len(), "malformed ring buffer record skipped");
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Events the kernel could not put in the ring buffer, summed over CPUs.
+    pub fn drops(&self) -> Result<u64, ProbeError> {
+        let v = self.drops.get(&0, 0).map_err(|source| ProbeError::Map {
+            name: "drops",
+            source,
+        })?;
+        Ok(v.iter().sum())
+    }
+
+    /// Wall-clock ns of an event's boot-time stamp.
+    pub fn wall_ns(&self, boot_ns: u64) -> u64 {
+        (boot_ns as i128 + self.boot_to_wall_ns).max(0) as u64
+    }
+}
+
+/// Tracepoint attachment needs tracefs; mount it where the kernel expects it if nobody did.
+fn ensure_tracefs() {
+    let dir = Path::new("/sys/kernel/tracing");
+    if dir.join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return;
+    }
+    match rustix::mount::mount(
+        "nodev",
+        dir,
+        "tracefs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    ) {
+        Ok(()) => tracing::info!("mounted tracefs at /sys/kernel/tracing"),
+        Err(e) => {
+            tracing::warn!(error = %e, "tracefs is not mounted and mounting it failed; attaching tracepoints will fail")
+        }
+    }
+}
+
+/// Number of possible CPUs (/sys/devices/system/cpu/possible, e.g. "0-255").
+fn possible_cpus() -> u32 {
+    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
+    let max = s
+        .trim()
+        .split(',')
+        .filter_map(|r| r.rsplit('-').next().and_then(|n| n.parse::<u32>().ok()))
+        .max();
+    max.map(|m| m + 1).unwrap_or(256)
+}
+
+/// Whether this process can load eBPF here (root and BTF).
+pub fn bpf_available() -> bool {
+    rustix::process::geteuid().is_root() && Path::new("/sys/kernel/btf/vmlinux").exists()
+}

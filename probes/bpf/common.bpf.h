@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/* Maps, configuration and helpers shared by every Foxing probe. Included by each .bpf.c;
+ * the definitions are __weak so the linked object holds one copy. */
+#ifndef FOXING_COMMON_BPF_H
+#define FOXING_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "foxing.h"
+
+/* Configuration, set by the loader before load. */
+const volatile __u64 root_dev SEC(".rodata") __weak = 0;
+const volatile __u64 root_ino SEC(".rodata") __weak = 0;
+const volatile __u32 self_tgid SEC(".rodata") __weak = 0;
+const volatile __u32 payload_cap_bytes SEC(".rodata") __weak = FX_PAYLOAD_MAX;
+
+/* The gapless event counter. */
+__u64 fx_seq SEC(".bss") __weak = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 20);
+} events SEC(".maps") __weak;
+
+/* Events that did not fit in the ring buffer, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps") __weak;
+
+/* Inodes whose events were dropped: the recorder resyncs them. key: (dev, ino). */
+struct fx_inode_key {
+	__u64 dev;
+	__u64 ino;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct fx_inode_key);
+	__type(value, __u64);
+} dirty SEC(".maps") __weak;
+
+/* Syscall arguments saved at sys_enter, by pid_tgid. */
+struct fx_args {
+	__u64 fd;
+	__u64 buf;
+	__u64 count;
+	__u64 pos;
+	__u64 flags;
+	__u64 mode;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct fx_args);
+} inflight SEC(".maps") __weak;
+
+/* Per-CPU scratch: the event being built (header, path, payload) and the path walk buffer. */
+#define FX_PATH_BUF (FX_PATH_MAX + 256)
+struct fx_scratch {
+	struct fx_event ev;
+	char body[FX_PATH_BUF + FX_PAYLOAD_MAX];
+	char walk[FX_PATH_BUF];
+};
+/* One slot per CPU (a per-CPU array value cannot exceed 32 KiB); the loader sets max_entries
+ * to the number of possible CPUs. Programs run with migration disabled. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct fx_scratch);
+} scratch SEC(".maps") __weak;
+
+static __always_inline bool fx_skip_task(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	return tgid == self_tgid;
+}
+
+static __always_inline void fx_save_args(struct fx_args *a)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&inflight, &id, a, BPF_ANY);
+}
+
+static __always_inline struct file *fx_fd_file(__u64 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
+	struct file *f = NULL;
+	if (fd >= max)
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* The stable prefix of the kernel's private struct mount (unchanged since Linux 3.3):
+ * hlist_node mnt_hash; struct mount *mnt_parent; struct dentry *mnt_mountpoint; struct vfsmount mnt.
+ * aya 0.14 fails CO-RE relocations into struct mount (call 0xbad2310 at load), so these are read
+ * at fixed offsets; probes/tests/layout.rs checks them against this kernel's BTF. */
+#define FX_MOUNT_PARENT_OFF 16
+#define FX_MOUNT_MOUNTPOINT_OFF 24
+#define FX_MOUNT_MNT_OFF 32
+
+struct fx_walk {
+	struct dentry *d;
+	struct vfsmount *vmnt;
+	struct mount *mnt;
+	__u32 off;
+	__u32 found;
+	char *buf;
+};
+
+/* One step up the tree: prepend the name of ctx->d, or stop at the watched root. */
+static long fx_walk_step(__u64 i, void *arg)
+{
+	struct fx_walk *w = arg;
+	struct dentry *d = w->d;
+	struct inode *inode = BPF_CORE_READ(d, d_inode);
+	__u64 ino = BPF_CORE_READ(inode, i_ino);
+	__u64 dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	if (ino == root_ino && dev == root_dev) {
+		w->found = 1;
+		return 1;
+	}
+	/* mnt_root is the first field of struct vfsmount (since 2.6); aya 0.14 fails to relocate
+	 * CO-RE accesses to offset-0 fields (the load shows call 0xbad2310), so read it plainly. */
+	struct dentry *mnt_root = NULL;
+	bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), (void *)w->vmnt);
+	if (d == mnt_root) {
+		struct mount *parent = NULL;
+		struct dentry *mp = NULL;
+		bpf_probe_read_kernel(&parent, sizeof(parent), (char *)w->mnt + FX_MOUNT_PARENT_OFF);
+		if (!parent || parent == w->mnt)
+			return 1; /* the namespace root: not under the watched root */
+		bpf_probe_read_kernel(&mp, sizeof(mp), (char *)w->mnt + FX_MOUNT_MOUNTPOINT_OFF);
+		w->d = mp;
+		w->mnt = parent;
+		w->vmnt = (struct vfsmount *)((char *)parent + FX_MOUNT_MNT_OFF);
+		return 0;
+	}
+	struct dentry *up = BPF_CORE_READ(d, d_parent);
+	if (up == d)
+		return 1;
+	__u32 len = BPF_CORE_READ(d, d_name.len);
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	len &= 255;
+	if (w->off < len + 1)
+		return 1; /* longer than PATH_MAX: not found (the recorder rescans) */
+	w->off -= len;
+	bpf_probe_read_kernel(&w->buf[w->off & (FX_PATH_MAX - 1)], len, name);
+	w->off -= 1;
+	w->buf[w->off & (FX_PATH_MAX - 1)] = '/';
+	w->d = up;
+	return 0;
+}
+
+/* Resolves the path of (dentry, vfsmount) below the watched root into s->walk.
+ * Returns the path length (0 for the root itself) and sets *start, or -1 if outside. */
+static __always_inline int fx_path(struct fx_scratch *s, struct dentry *d, struct vfsmount *vmnt, __u32 *start)
+{
+	struct fx_walk w = {
+		.d = d,
+		.vmnt = vmnt,
+		.mnt = (struct mount *)((char *)vmnt - FX_MOUNT_MNT_OFF),
+		.off = FX_PATH_MAX - 1,
+		.found = 0,
+		.buf = s->walk,
+	};
+	bpf_loop(1024, fx_walk_step, &w, 0);
+	if (!w.found)
+		return -1;
+	if (w.off >= FX_PATH_MAX - 1) {
+		*start = 0;
+		return 0;
+	}
+	/* Skip the leading '/'. */
+	*start = (w.off + 1) & (FX_PATH_MAX - 1);
+	return (FX_PATH_MAX - 1) - (w.off + 1);
+}
+
+static __always_inline struct fx_scratch *fx_scratch(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&scratch, &cpu);
+}
+
+/* Fills the common header fields. */
+static __always_inline void fx_header(struct fx_event *ev, __u32 op, struct inode *inode)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 ugid = bpf_get_current_uid_gid();
+	ev->time_ns = bpf_ktime_get_boot_ns();
+	ev->pid = (__u32)id;
+	ev->tgid = id >> 32;
+	ev->uid = (__u32)ugid;
+	ev->gid = ugid >> 32;
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	ev->op = op;
+	ev->flags = 0;
+	ev->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	ev->ino = BPF_CORE_READ(inode, i_ino);
+	ev->offset = 0;
+	ev->len = 0;
+	ev->arg = 0;
+	ev->data_len = 0;
+}
+
+static __always_inline void fx_count_drop(struct fx_event *ev)
+{
+	__u32 zero = 0;
+	__u64 *d = bpf_map_lookup_elem(&drops, &zero);
+	if (d)
+		__sync_fetch_and_add(d, 1);
+	struct fx_inode_key k = { .dev = ev->dev, .ino = ev->ino };
+	__u64 one = 1;
+	bpf_map_update_elem(&dirty, &k, &one, BPF_ANY);
+}
+
+/* Resolves the file's path; copies it after the header; returns 0 if the file is under the
+ * watched root (and not the root itself). */
+static __always_inline int fx_event_path(struct fx_scratch *s, struct file *f)
+{
+	__u32 start = 0;
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	struct vfsmount *m = BPF_CORE_READ(f, f_path.mnt);
+	int n = fx_path(s, d, m, &start);
+	if (n <= 0)
+		return -1;
+	__u32 len = n & (FX_PATH_MAX - 1);
+	bpf_probe_read_kernel(s->body, len, &s->walk[start & (FX_PATH_MAX - 1)]);
+	s->ev.path_len = len;
+	return 0;
+}
+
+/* Sends header + path + data_len bytes of payload (already in body after the path). */
+static __always_inline void fx_submit(struct fx_scratch *s)
+{
+	s->ev.seq = __sync_fetch_and_add(&fx_seq, 1);
+	__u64 size = sizeof(struct fx_event) + (s->ev.path_len & (FX_PATH_MAX - 1)) +
+		     (s->ev.data_len & (FX_PAYLOAD_MAX * 2 - 1));
+	if (size > sizeof(struct fx_scratch) - FX_PATH_BUF)
+		return;
+	if (bpf_ringbuf_output(&events, &s->ev, size, 0))
+		fx_count_drop(&s->ev);
+}
+
+#endif

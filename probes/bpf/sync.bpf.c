@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/* fsync(2) and fdatasync(2) on files under the root: restore points. */
+#include "common.bpf.h"
+
+static __always_inline int on_enter(__u64 fd)
+{
+	if (fx_skip_task())
+		return 0;
+	struct fx_args a = { .fd = fd };
+	fx_save_args(&a);
+	return 0;
+}
+
+static __always_inline int on_exit(long ret, __u32 op)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	__u64 fd = a->fd;
+	bpf_map_delete_elem(&inflight, &id);
+	if (ret != 0)
+		return 0;
+	struct file *f = fx_fd_file(fd);
+	if (!f)
+		return 0;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return 0;
+	fx_header(&s->ev, op, BPF_CORE_READ(f, f_inode));
+	if (fx_event_path(s, f))
+		return 0;
+	fx_submit(s);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_fsync")
+int fx_enter_fsync(struct trace_event_raw_sys_enter *ctx) { return on_enter(ctx->args[0]); }
+SEC("tracepoint/syscalls/sys_exit_fsync")
+int fx_exit_fsync(struct trace_event_raw_sys_exit *ctx) { return on_exit(ctx->ret, FX_OP_FSYNC); }
+SEC("tracepoint/syscalls/sys_enter_fdatasync")
+int fx_enter_fdatasync(struct trace_event_raw_sys_enter *ctx) { return on_enter(ctx->args[0]); }
+SEC("tracepoint/syscalls/sys_exit_fdatasync")
+int fx_exit_fdatasync(struct trace_event_raw_sys_exit *ctx) { return on_exit(ctx->ret, FX_OP_FDATASYNC); }
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/* Writes through write(2) and pwrite64(2): exact payloads up to the cap, ranges beyond it. */
+#include "common.bpf.h"
+
+static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 count, __u64 pos)
+{
+	if (fx_skip_task())
+		return 0;
+	struct fx_args a = { .fd = fd, .buf = buf, .count = count, .pos = pos };
+	fx_save_args(&a);
+	return 0;
+}
+
+static __always_inline int on_exit(long ret, bool positional)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	struct fx_args args = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	if (ret <= 0)
+		return 0;
+	struct file *f = fx_fd_file(args.fd);
+	if (!f)
+		return 0;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return 0;
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	fx_header(&s->ev, FX_OP_WRITE, inode);
+	if (fx_event_path(s, f))
+		return 0;
+	__u64 len = ret;
+	/* write(2) advanced f_pos past the bytes (also with O_APPEND). */
+	s->ev.offset = positional ? args.pos : BPF_CORE_READ(f, f_pos) - len;
+	s->ev.len = len;
+	__u32 cap = payload_cap_bytes;
+	if (cap > FX_PAYLOAD_MAX)
+		cap = FX_PAYLOAD_MAX;
+	if (len <= cap) {
+		__u32 off = s->ev.path_len & (FX_PATH_MAX - 1);
+		__u32 n = len & (FX_PAYLOAD_MAX * 2 - 1);
+		if (n > FX_PAYLOAD_MAX)
+			n = FX_PAYLOAD_MAX;
+		if (bpf_probe_read_user(&s->body[off], n, (void *)args.buf) == 0)
+			s->ev.data_len = n;
+		else
+			s->ev.flags |= FX_F_INEXACT;
+	} else {
+		s->ev.flags |= FX_F_INEXACT;
+	}
+	fx_submit(s);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int fx_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int fx_exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret, false);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pwrite64")
+int fx_enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pwrite64")
+int fx_exit_pwrite64(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret, true);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,80 @@
+//! Rust mirrors of the records in bpf/foxing.h. `tests/layout.rs` compiles a C program with the
+//! header and checks every offset and size against these.
+
+pub const FX_COMM_LEN: usize = 16;
+pub const FX_PATH_MAX: usize = 4096;
+pub const FX_PAYLOAD_MAX: usize = 256 * 1024;
+
+pub const FX_OP_WRITE: u32 = 1;
+pub const FX_OP_TRUNCATE: u32 = 2;
+pub const FX_OP_FSYNC: u32 = 3;
+pub const FX_OP_FDATASYNC: u32 = 4;
+pub const FX_OP_CREATE: u32 = 5;
+
+pub const FX_F_INEXACT: u32 = 1;
+pub const FX_F_TRUNC: u32 = 2;
+pub const FX_F_CREATED: u32 = 4;
+
+/// `struct fx_event`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FxEvent {
+    pub seq: u64,
+    pub time_ns: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; FX_COMM_LEN],
+    pub op: u32,
+    pub flags: u32,
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
+    pub len: u64,
+    pub arg: u64,
+    pub path_len: u32,
+    pub data_len: u32,
+}
+
+pub const FX_EVENT_LEN: usize = std::mem::size_of::<FxEvent>();
+
+impl FxEvent {
+    /// Reads the header from the start of a ring buffer record (bounds-checked, no alignment
+    /// assumptions).
+    pub fn parse(b: &[u8]) -> Option<FxEvent> {
+        use std::mem::offset_of;
+        if b.len() < FX_EVENT_LEN {
+            return None;
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let u64_at = |o: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[o..o + 8]);
+            u64::from_le_bytes(a)
+        };
+        let mut comm = [0u8; FX_COMM_LEN];
+        let c = offset_of!(FxEvent, comm);
+        comm.copy_from_slice(&b[c..c + FX_COMM_LEN]);
+        Some(FxEvent {
+            seq: u64_at(offset_of!(FxEvent, seq)),
+            time_ns: u64_at(offset_of!(FxEvent, time_ns)),
+            pid: u32_at(offset_of!(FxEvent, pid)),
+            tgid: u32_at(offset_of!(FxEvent, tgid)),
+            uid: u32_at(offset_of!(FxEvent, uid)),
+            gid: u32_at(offset_of!(FxEvent, gid)),
+            cgroup_id: u64_at(offset_of!(FxEvent, cgroup_id)),
+            comm,
+            op: u32_at(offset_of!(FxEvent, op)),
+            flags: u32_at(offset_of!(FxEvent, flags)),
+            dev: u64_at(offset_of!(FxEvent, dev)),
+            ino: u64_at(offset_of!(FxEvent, ino)),
+            offset: u64_at(offset_of!(FxEvent, offset)),
+            len: u64_at(offset_of!(FxEvent, len)),
+            arg: u64_at(offset_of!(FxEvent, arg)),
+            path_len: u32_at(offset_of!(FxEvent, path_len)),
+            data_len: u32_at(offset_of!(FxEvent, data_len)),
+        })
+    }
+}

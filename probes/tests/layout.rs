@@ -1,0 +1,147 @@
+//! Every field of every record in bpf/foxing.h sits where the Rust mirror says.
+
+use std::mem::{offset_of, size_of};
+use std::process::Command;
+
+use foxing_probes::layout::FxEvent;
+
+#[test]
+fn layout_matches_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("layout.c");
+    let fields = [
+        "seq",
+        "time_ns",
+        "pid",
+        "tgid",
+        "uid",
+        "gid",
+        "cgroup_id",
+        "comm",
+        "op",
+        "flags",
+        "dev",
+        "ino",
+        "offset",
+        "len",
+        "arg",
+        "path_len",
+        "data_len",
+    ];
+    let mut src = String::from("#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include \"foxing.h\"\nint main(void) {\n");
+    src.push_str("printf(\"size %zu\\n\", sizeof(struct fx_event));\n");
+    for f in fields {
+        src.push_str(&format!(
+            "printf(\"{f} %zu\\n\", offsetof(struct fx_event, {f}));\n"
+        ));
+    }
+    src.push_str("return 0; }\n");
+    std::fs::write(&c, src).unwrap();
+    let exe = dir.path().join("layout");
+    let inc = concat!(env!("CARGO_MANIFEST_DIR"), "/bpf");
+    let st = Command::new("cc")
+        .arg(format!("-I{inc}"))
+        .arg(&c)
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success());
+    let out = String::from_utf8(Command::new(&exe).output().unwrap().stdout).unwrap();
+    let got: std::collections::HashMap<&str, usize> = out
+        .lines()
+        .map(|l| {
+            l.split_once(' ')
+                .map(|(k, v)| (k, v.parse().unwrap()))
+                .unwrap()
+        })
+        .collect();
+    let rust = [
+        ("size", size_of::<FxEvent>()),
+        ("seq", offset_of!(FxEvent, seq)),
+        ("time_ns", offset_of!(FxEvent, time_ns)),
+        ("pid", offset_of!(FxEvent, pid)),
+        ("tgid", offset_of!(FxEvent, tgid)),
+        ("uid", offset_of!(FxEvent, uid)),
+        ("gid", offset_of!(FxEvent, gid)),
+        ("cgroup_id", offset_of!(FxEvent, cgroup_id)),
+        ("comm", offset_of!(FxEvent, comm)),
+        ("op", offset_of!(FxEvent, op)),
+        ("flags", offset_of!(FxEvent, flags)),
+        ("dev", offset_of!(FxEvent, dev)),
+        ("ino", offset_of!(FxEvent, ino)),
+        ("offset", offset_of!(FxEvent, offset)),
+        ("len", offset_of!(FxEvent, len)),
+        ("arg", offset_of!(FxEvent, arg)),
+        ("path_len", offset_of!(FxEvent, path_len)),
+        ("data_len", offset_of!(FxEvent, data_len)),
+    ];
+    for (k, v) in rust {
+        assert_eq!(
+            got[k], v,
+            "struct fx_event {k}: C says {}, Rust {v}",
+            got[k]
+        );
+    }
+}
+
+/// The fixed offsets into the kernel's private struct mount (bpf/common.bpf.h) hold on this
+/// kernel, read from its BTF.
+#[test]
+fn struct_mount_offsets_match_this_kernel() {
+    let out = match Command::new("bpftool")
+        .args([
+            "btf",
+            "dump",
+            "file",
+            "/sys/kernel/btf/vmlinux",
+            "format",
+            "raw",
+        ])
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => {
+            assert!(
+                std::env::var("FOXING_REQUIRE_BPF")
+                    .map(|v| v != "1")
+                    .unwrap_or(true),
+                "FOXING_REQUIRE_BPF=1 but bpftool cannot read /sys/kernel/btf/vmlinux"
+            );
+            eprintln!("skipping: bpftool or kernel BTF unavailable");
+            return;
+        }
+    };
+    let mut lines = out.lines().skip_while(|l| !l.contains("STRUCT 'mount' "));
+    assert!(lines.next().is_some(), "no struct mount in kernel BTF");
+    let members: std::collections::HashMap<String, u64> = lines
+        .take_while(|l| l.starts_with('\t'))
+        .filter_map(|l| {
+            let name = l.split('\'').nth(1)?.to_string();
+            let bits = l
+                .split("bits_offset=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name, bits))
+        })
+        .collect();
+    let c =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/common.bpf.h")).unwrap();
+    let def = |name: &str| -> u64 {
+        c.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("#define {name} "))
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap()
+    };
+    assert_eq!(members["mnt_parent"] / 8, def("FX_MOUNT_PARENT_OFF"));
+    assert_eq!(
+        members["mnt_mountpoint"] / 8,
+        def("FX_MOUNT_MOUNTPOINT_OFF")
+    );
+    assert_eq!(members["mnt"] / 8, def("FX_MOUNT_MNT_OFF"));
+}
