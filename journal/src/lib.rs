@@ -7,6 +7,7 @@ pub mod error;
 pub mod index;
 pub mod prune;
 pub mod reader;
+pub mod recorder;
 pub mod replicas;
 pub mod segment;
 pub mod show;

@@ -27,6 +27,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Capture every change under ROOT into the journal until SIGTERM/SIGINT (needs root).
+    Record {
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        journal: PathBuf,
+        /// Group commit window in milliseconds (0: fsync every batch).
+        #[arg(long, default_value_t = foxing_journal::writer::DEFAULT_FSYNC_WINDOW_MS)]
+        fsync_window_ms: u64,
+        /// Writes up to this size carry their bytes; larger ones are re-read (inexact).
+        #[arg(long, default_value_t = 256 * 1024)]
+        payload_cap_bytes: u32,
+        /// Print the final statistics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running recorder of JDIR for a new base, and wait until it is complete.
+    Base {
+        #[arg(long)]
+        journal: PathBuf,
+        /// Give up after this long (e.g. 10min).
+        #[arg(long, default_value = "1h")]
+        timeout: String,
+    },
     /// Print records, one a line (JSON lines with --json).
     Dump {
         #[arg(long)]
@@ -103,6 +127,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
+        Cmd::Record {
+            root,
+            journal,
+            fsync_window_ms,
+            payload_cap_bytes,
+            json,
+        } => record(root, journal, fsync_window_ms, payload_cap_bytes, json),
+        Cmd::Base { journal, timeout } => request_base(&journal, &timeout),
         Cmd::Dump {
             journal,
             from,
@@ -467,4 +499,104 @@ fn prune_cmd(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file where a running recorder leaves its pid.
+fn pid_file(journal: &Path) -> PathBuf {
+    journal.join("recorder.pid")
+}
+
+fn record(
+    root: PathBuf,
+    journal: PathBuf,
+    window_ms: u64,
+    cap: u32,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    use foxing_journal::recorder::{Recorder, RecorderOptions};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, base.clone())?;
+    let opts = RecorderOptions {
+        root: root.clone(),
+        journal: journal.clone(),
+        journal_opts: JournalOptions {
+            fsync_window: std::time::Duration::from_millis(window_ms),
+            ..JournalOptions::default()
+        },
+        payload_cap_bytes: cap,
+    };
+    let mut rec = Recorder::start(opts)?;
+    std::fs::write(pid_file(&journal), std::process::id().to_string())
+        .with_context(|| format!("cannot write {}", pid_file(&journal).display()))?;
+    tracing::info!(root = %root.display(), journal = %journal.display(), "recording");
+    let res = rec.run(&stop, &base);
+    let _ = std::fs::remove_file(pid_file(&journal));
+    res?;
+    let durable = rec.journal().durable_seq();
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"durable_seq": durable, "stats": rec.stats}))?
+        );
+    } else {
+        let s = &rec.stats;
+        println!(
+            "stopped: durable up to seq {durable}; {} events, {} records, {} payload bytes, {} inexact ranges, {} lost events, {} bases ({} entries)",
+            s.events, s.records, s.payload_bytes, s.inexact_ranges, s.lost_events, s.bases, s.base_entries
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn request_base(journal: &Path, timeout: &str) -> anyhow::Result<ExitCode> {
+    let timeout = parse_duration(timeout).map_err(anyhow::Error::msg)?;
+    let pid: i32 = std::fs::read_to_string(pid_file(journal))
+        .with_context(|| {
+            format!(
+                "no recorder is running for {} ({} is missing)",
+                journal.display(),
+                pid_file(journal).display()
+            )
+        })?
+        .trim()
+        .parse()
+        .context("recorder.pid is not a pid")?;
+    let before = open_reader(journal)?
+        .bases()?
+        .iter()
+        .filter(|b| b.end_seq.is_some())
+        .count();
+    let target =
+        rustix::process::Pid::from_raw(pid).ok_or_else(|| anyhow::anyhow!("bad pid {pid}"))?;
+    rustix::process::kill_process(target, rustix::process::Signal::USR1)
+        .with_context(|| format!("cannot signal the recorder (pid {pid}); is it still running?"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let r = open_reader(journal)?;
+        let bases = r.bases()?;
+        let complete: Vec<_> = bases.iter().filter(|b| b.end_seq.is_some()).collect();
+        if complete.len() > before {
+            if let Some(b) = complete.last() {
+                println!(
+                    "base {} complete: seq {}..={} ({} .. {})",
+                    b.id,
+                    b.begin_seq,
+                    b.end_seq.unwrap_or(0),
+                    fmt_time_ns(b.begin_time_ns),
+                    fmt_time_ns(b.end_time_ns.unwrap_or(0))
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the recorder did not complete a base within the timeout");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -1,0 +1,131 @@
+//! Capture end to end on this kernel: a tree with content is recorded (base, then a live data
+//! workload in another process), the journal is applied to a fresh directory, and the two trees
+//! are identical (content, holes' zeros, modes, owners, symlinks, xattrs).
+//! Needs root and BPF: skipped without them unless FOXING_REQUIRE_BPF=1 (CI), where it fails.
+
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use foxing_applier::fs::FsTree;
+use foxing_applier::run::{Engine, JournalSource};
+use foxing_applier::snapshot::{diff, snapshot, user_xattrs};
+use foxing_applier::state::State;
+use foxing_journal::recorder::{Recorder, RecorderOptions};
+use foxing_journal::{JournalOptions, JournalReader};
+
+fn require_bpf() -> bool {
+    if foxing_probes::bpf_available() {
+        return true;
+    }
+    assert!(
+        !std::env::var("FOXING_REQUIRE_BPF").is_ok_and(|v| v == "1"),
+        "FOXING_REQUIRE_BPF=1 but this process cannot load eBPF (root and /sys/kernel/btf/vmlinux needed)"
+    );
+    eprintln!("skipping: needs root and BPF");
+    false
+}
+
+fn seed_tree(root: &std::path::Path) {
+    std::fs::create_dir_all(root.join("base/16384")).unwrap();
+    let mut rng = fastrand::Rng::with_seed(5);
+    for i in 0..6 {
+        let mut data = vec![0u8; 300_000 + i * 70_000];
+        rng.fill(&mut data);
+        std::fs::write(root.join(format!("base/16384/{}", 1000 + i)), &data).unwrap();
+    }
+    // A sparse file: data, a hole, data.
+    let f = std::fs::File::create(root.join("sparse.db")).unwrap();
+    f.write_all_at(b"head", 0).unwrap();
+    f.write_all_at(b"tail", 3 << 20).unwrap();
+    std::fs::write(root.join("log"), b"").unwrap();
+    std::os::unix::fs::symlink("base/16384/1000", root.join("link")).unwrap();
+    std::fs::set_permissions(
+        root.join("log"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    rustix::fs::setxattr(
+        root.join("sparse.db"),
+        "user.kind",
+        b"sparse",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn recorded_data_workload_replays_to_an_identical_tree() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    seed_tree(&src);
+    let opts = RecorderOptions {
+        root: src.clone(),
+        journal: jdir.clone(),
+        journal_opts: JournalOptions::default(),
+        payload_cap_bytes: 64 * 1024,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut rec = Recorder::start(opts).unwrap();
+    let st = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let never = AtomicBool::new(false);
+        rec.run(&st, &never).unwrap();
+        rec.stats.clone()
+    });
+    // Wait for the base to complete before the workload (it would also work during it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = JournalReader::open(&jdir) {
+            if r.bases().unwrap().iter().any(|b| b.end_seq.is_some()) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no base after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+        .arg(&src)
+        .args(["7", "3000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let stats = handle.join().unwrap();
+    assert_eq!(stats.lost_events, 0);
+    assert!(stats.events > 2500, "{stats:?}");
+    assert!(
+        stats.inexact_ranges > 0,
+        "large writes must have gone the inexact way: {stats:?}"
+    );
+
+    let dst = d.path().join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    let reader = JournalReader::open(&jdir).unwrap();
+    let (state, resume) = State::open(&d.path().join("state")).unwrap();
+    let mut e = Engine::new(FsTree::open(&dst).unwrap(), state, resume, None);
+    e.run(
+        &mut JournalSource {
+            reader: &reader,
+            poll: Duration::from_millis(1),
+        },
+        u64::MAX,
+        false,
+        |_| {},
+    )
+    .unwrap();
+    let a = snapshot(&mut FsTree::open(&src).unwrap(), user_xattrs).unwrap();
+    let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
+    assert_eq!(diff(&a, &b), Vec::<String>::new());
+    assert!(reader.sync_point_count().unwrap() > 100);
+}
