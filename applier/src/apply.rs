@@ -309,6 +309,25 @@ impl Applier {
         }
     }
 
+    /// `p` itself, or where it leads if it is a symlink (inside the root); None if absent or
+    /// leading outside (counted as skipped).
+    fn deref(&mut self, t: &mut dyn Tree, p: &RelPath) -> Result<Option<RelPath>, TreeError> {
+        match t.stat(p)? {
+            None => {
+                self.stats.skipped_absent += 1;
+                Ok(None)
+            }
+            Some(s) if matches!(s.kind, NodeKind::Symlink(_)) => {
+                let r = t.follow(p)?;
+                if r.is_none() {
+                    self.stats.skipped_absent += 1;
+                }
+                Ok(r)
+            }
+            Some(_) => Ok(Some(p.clone())),
+        }
+    }
+
     fn present(&mut self, t: &mut dyn Tree, p: &RelPath) -> Result<bool, TreeError> {
         if t.stat(p)?.is_some() {
             Ok(true)
@@ -337,8 +356,12 @@ impl Applier {
             }
             Op::Dirty { .. } => self.stats.inexact_ranges += 1,
             Op::Truncate { path, size } => {
-                if self.regular(t, path)? {
-                    t.truncate(path, *size)?;
+                // truncate(2) follows symlinks: so does a recorded Truncate of a symlink path.
+                let target = self.deref(t, path)?;
+                if let Some(p) = target {
+                    if self.regular(t, &p)? {
+                        t.truncate(&p, *size)?;
+                    }
                 }
             }
             Op::Fallocate {
@@ -432,8 +455,9 @@ impl Applier {
                 self.touch(new);
             }
             Op::Chmod { path, mode } => {
-                if self.present(t, path)? {
-                    t.chmod(path, *mode)?;
+                // Linux cannot chmod a symlink: a Chmod of a symlink path changed its target.
+                if let Some(p) = self.deref(t, path)? {
+                    t.chmod(&p, *mode)?;
                 }
             }
             Op::Chown { path, uid, gid } => {

@@ -442,6 +442,36 @@ impl Tree for FsTree {
         Ok(v)
     }
 
+    fn follow(&mut self, p: &RelPath) -> TreeResult<Option<RelPath>> {
+        // Symlinks inside the root are followed; any escape (absolute or `..` past the root)
+        // fails with EXDEV and counts as "not beneath the root".
+        let fd = match rustix::fs::openat2(
+            &self.root,
+            OsStr::from_bytes(p.as_bytes()),
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::XDEV) | Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(err(e)),
+        };
+        let target = rustix::fs::readlink(proc_path(&fd), Vec::new())
+            .map_err(err)?
+            .into_bytes();
+        let root = rustix::fs::readlink(proc_path(&self.root), Vec::new())
+            .map_err(err)?
+            .into_bytes();
+        match target.strip_prefix(root.as_slice()) {
+            Some(rest) if rest.first() == Some(&b'/') && rest.len() > 1 => {
+                Ok(Some(RelPath::new(&rest[1..])))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn list_dir(&mut self, p: Option<&RelPath>) -> TreeResult<Vec<Vec<u8>>> {
         let fd = match p {
             None => rustix::fs::openat(

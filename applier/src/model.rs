@@ -190,6 +190,14 @@ impl Tree for ModelTree {
     }
 
     fn truncate(&mut self, p: &RelPath, size: u64) -> TreeResult<()> {
+        if let Some(ino) = self.lookup(p)? {
+            if matches!(self.inodes[&ino].kind, NodeKind::Symlink(_)) {
+                return match self.follow(p)? {
+                    Some(t) if t != *p => self.truncate(&t, size),
+                    _ => Err(TreeError::NotFound),
+                };
+            }
+        }
         self.file_mut(p)?.data.resize(size as usize, 0);
         Ok(())
     }
@@ -334,7 +342,14 @@ impl Tree for ModelTree {
     }
 
     fn chmod(&mut self, p: &RelPath, mode: u32) -> TreeResult<()> {
+        // As Linux: chmod of a symlink acts on what it leads to.
         let ino = self.existing(p)?;
+        if matches!(self.inodes[&ino].kind, NodeKind::Symlink(_)) {
+            return match self.follow(p)? {
+                Some(t) if t != *p => self.chmod(&t, mode),
+                _ => Err(TreeError::NotFound),
+            };
+        }
         if let Some(i) = self.inodes.get_mut(&ino) {
             if !matches!(i.kind, NodeKind::Symlink(_)) {
                 i.mode = mode & 0o7777;
@@ -412,6 +427,44 @@ impl Tree for ModelTree {
 
     fn read_file(&mut self, p: &RelPath) -> TreeResult<Vec<u8>> {
         Ok(self.file_mut(p)?.data.clone())
+    }
+
+    fn follow(&mut self, p: &RelPath) -> TreeResult<Option<RelPath>> {
+        // Resolve component by component, following relative symlinks; absolute ones or `..`
+        // past the root leave it.
+        let mut pending: Vec<Vec<u8>> =
+            p.0.split(|&c| c == b'/')
+                .rev()
+                .map(|c| c.to_vec())
+                .collect();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = pending.pop() {
+            match c.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    if done.pop().is_none() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            done.push(c);
+            let cur = RelPath::new(done.join(&b'/'));
+            let Some(ino) = self.lookup(&cur).unwrap_or(None) else {
+                return Ok(None);
+            };
+            if let NodeKind::Symlink(t) = &self.inodes[&ino].kind {
+                hops += 1;
+                if hops > 40 || t.first() == Some(&b'/') {
+                    return Ok(None);
+                }
+                done.pop();
+                pending.extend(t.split(|&c| c == b'/').rev().map(|c| c.to_vec()));
+            }
+        }
+        Ok((!done.is_empty()).then(|| RelPath::new(done.join(&b'/'))))
     }
 
     fn list_dir(&mut self, p: Option<&RelPath>) -> TreeResult<Vec<Vec<u8>>> {

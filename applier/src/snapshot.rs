@@ -95,13 +95,31 @@ fn walk(
     Ok(())
 }
 
+fn short(e: &EntrySnap) -> String {
+    let content = e
+        .content
+        .as_ref()
+        .map(|c| format!("{} bytes crc32c {:08x}", c.len(), crc32c::crc32c(c)))
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{:?} content={} mode={:o} uid={} gid={} xattrs={} link_of={:?}",
+        e.kind,
+        content,
+        e.mode,
+        e.uid,
+        e.gid,
+        e.xattrs.len(),
+        e.link_of
+    )
+}
+
 /// Human-readable differences between two snapshots (empty when identical).
 pub fn diff(a: &BTreeMap<RelPath, EntrySnap>, b: &BTreeMap<RelPath, EntrySnap>) -> Vec<String> {
     let mut d = Vec::new();
     for (p, ea) in a {
         match b.get(p) {
             None => d.push(format!("{p}: only in the first tree")),
-            Some(eb) if ea != eb => d.push(format!("{p}: {ea:?} != {eb:?}")),
+            Some(eb) if ea != eb => d.push(format!("{p}: {} != {}", short(ea), short(eb))),
             _ => {}
         }
     }

@@ -97,6 +97,9 @@ pub trait Tree {
     fn get_xattr(&mut self, p: &RelPath, name: &[u8]) -> TreeResult<Option<Vec<u8>>>;
     /// Whole content of a regular file (comparisons and tests).
     fn read_file(&mut self, p: &RelPath) -> TreeResult<Vec<u8>>;
+    /// Where `p` leads when its symlinks are followed, if that stays beneath the root and
+    /// exists (what chmod(2) or truncate(2) of `p` acted on at the source).
+    fn follow(&mut self, p: &RelPath) -> TreeResult<Option<RelPath>>;
     /// Names in a directory (`None` = the root).
     fn list_dir(&mut self, p: Option<&RelPath>) -> TreeResult<Vec<Vec<u8>>>;
 }

@@ -30,7 +30,7 @@ fn same(a: &mut dyn Tree, b: &mut dyn Tree) -> Vec<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
     fn replica_model_equals_source_model(acts in proptest::collection::vec(act(), 1..60)) {

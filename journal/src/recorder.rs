@@ -57,6 +57,7 @@ pub struct Recorder {
     events: Vec<RawEvent>,
     pub stats: RecorderStats,
     last_drops: u64,
+    in_resync: bool,
 }
 
 fn writer_of(h: &FxEvent) -> Writer {
@@ -89,6 +90,66 @@ fn rel(root: &Path, p: &Path) -> Option<RelPath> {
     let r = p.strip_prefix(root).ok()?;
     let b = r.as_os_str().as_bytes();
     (!b.is_empty()).then(|| RelPath::new(b))
+}
+
+/// Joins a directory's absolute path and a name as a process gave them, normalizes `.` and
+/// `..` lexically, and returns the path relative to `root_abs` (both absolute), or None if it is
+/// outside (or the root itself). Pure; see docs/capture.md for the symlink caveat.
+pub fn resolve_under(root_abs: &[u8], dir: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    let mut comps: Vec<&[u8]> = Vec::new();
+    let full: Vec<&[u8]> = if name.first() == Some(&b'/') {
+        name.split(|&c| c == b'/').collect()
+    } else {
+        dir.split(|&c| c == b'/')
+            .chain(name.split(|&c| c == b'/'))
+            .collect()
+    };
+    for c in full {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                comps.pop();
+            }
+            c => comps.push(c),
+        }
+    }
+    let root: Vec<&[u8]> = root_abs
+        .split(|&c| c == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    if comps.len() <= root.len() || comps[..root.len()] != root[..] {
+        return None;
+    }
+    Some(comps[root.len()..].join(&b'/'))
+}
+
+/// Replaces the parent directories of `rel` by their physical path (symlinked directories on
+/// the way resolved), as the kernel resolved them. Done when the event is converted, so a
+/// parent symlink changed in between is resolved as it is then (docs/capture.md).
+fn physical_parent(root: &Path, rel: Vec<u8>) -> RelPath {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(i) = rel.iter().rposition(|&c| c == b'/') else {
+        return RelPath::new(rel);
+    };
+    let parent = root.join(std::ffi::OsStr::from_bytes(&rel[..i]));
+    match std::fs::canonicalize(&parent) {
+        Ok(c) if c != parent => match c.strip_prefix(root) {
+            Ok(r) if !r.as_os_str().is_empty() => {
+                let mut v = r.as_os_str().as_bytes().to_vec();
+                v.extend_from_slice(&rel[i..]);
+                RelPath::new(v)
+            }
+            _ => RelPath::new(rel),
+        },
+        _ => RelPath::new(rel),
+    }
+}
+
+fn split_nul(b: &[u8]) -> (&[u8], &[u8]) {
+    match b.iter().position(|&c| c == 0) {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (b, &[]),
+    }
 }
 
 fn entry_meta(path: &Path, md: &std::fs::Metadata) -> std::io::Result<EntryMeta> {
@@ -205,6 +266,7 @@ impl Recorder {
             events: Vec::new(),
             stats: RecorderStats::default(),
             last_drops: 0,
+            in_resync: false,
         })
     }
 
@@ -237,6 +299,9 @@ impl Recorder {
         let n = evs.len();
         let mut out = Vec::with_capacity(n);
         let mut lost = 0u64;
+        // A moved-in subtree is read while this batch is converted: later events must wait in
+        // the ring until this batch is journaled, or they would be journaled out of order.
+        let was_resyncing = std::mem::replace(&mut self.in_resync, true);
         for ev in &evs {
             if let Some(expect) = self.next_kernel_seq {
                 if ev.header.seq > expect {
@@ -244,8 +309,16 @@ impl Recorder {
                 }
             }
             self.next_kernel_seq = Some(ev.header.seq + 1);
-            self.convert(ev, &mut out);
+            if ev.header.op >= FX_OP_PATH_UNLINK {
+                if let Err(e) = self.convert_path_op(ev, &mut out) {
+                    self.in_resync = was_resyncing;
+                    return Err(e);
+                }
+            } else {
+                self.convert(ev, &mut out);
+            }
         }
+        self.in_resync = was_resyncing;
         self.stats.events += n as u64;
         self.events = evs;
         let drops = self.probes.drops()?;
@@ -273,6 +346,9 @@ impl Recorder {
     fn convert(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
         let h = &ev.header;
         let path = RelPath::new(ev.path.clone());
+        if path.as_bytes().is_empty() {
+            return; // the root itself
+        }
         if path.check().is_err() {
             tracing::warn!(path = %path, "event with an unusable path skipped");
             return;
@@ -313,8 +389,170 @@ impl Recorder {
                     kind,
                 }));
             }
+            FX_OP_CREATE => {
+                out.push(mk(Op::Create {
+                    path: path.clone(),
+                    mode: h.mode & 0o7777,
+                    uid: h.owner_uid,
+                    gid: h.owner_gid,
+                }));
+                if h.flags & FX_F_TRUNC != 0 {
+                    out.push(mk(Op::Truncate { path, size: 0 }));
+                }
+            }
+            FX_OP_TRUNCATE => out.push(mk(Op::Truncate { path, size: h.len })),
+            FX_OP_FCHMOD => out.push(mk(Op::Chmod {
+                path,
+                mode: h.mode & 0o7777,
+            })),
+            FX_OP_FCHOWN => out.push(mk(Op::Chown {
+                path,
+                uid: Some(h.owner_uid),
+                gid: Some(h.owner_gid),
+            })),
             other => tracing::warn!(op = other, "unknown event op skipped"),
         }
+    }
+
+    /// Converts a path-based event (dir + name pairs, resolved here against the root).
+    fn convert_path_op(&mut self, ev: &RawEvent, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let h = &ev.header;
+        let root_abs = self.opts.root.as_os_str().as_bytes().to_vec();
+        let (d1, n1) = split_nul(&ev.path);
+        let (d2, n2) = split_nul(&ev.data);
+        let p1 = resolve_under(&root_abs, d1, n1).map(|p| physical_parent(&self.opts.root, p));
+        let p2 = resolve_under(&root_abs, d2, n2).map(|p| physical_parent(&self.opts.root, p));
+        let time_ns = self.probes.wall_ns(h.time_ns);
+        let w = writer_of(h);
+        let mk = |op| Event {
+            time_ns,
+            writer: w.clone(),
+            op,
+        };
+        let root = self.opts.root.clone();
+        // A path op that follows a final symlink acts on its target: resolve it as the kernel did.
+        let follow = |p: Option<RelPath>| -> Option<RelPath> {
+            let p = p?;
+            let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+            match std::fs::canonicalize(&full) {
+                Ok(c) => resolve_under(&root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new),
+                Err(_) => Some(p),
+            }
+        };
+        match h.op {
+            FX_OP_PATH_UNLINK => {
+                if let Some(p) = p1 {
+                    out.push(mk(if h.flags & FX_F_RMDIR != 0 {
+                        Op::Rmdir { path: p }
+                    } else {
+                        Op::Unlink { path: p }
+                    }));
+                }
+            }
+            FX_OP_PATH_MKDIR => {
+                if let Some(p) = p1 {
+                    let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+                    let (mode, uid, gid) = match std::fs::symlink_metadata(&full) {
+                        Ok(md) if md.is_dir() => (md.mode() & 0o7777, md.uid(), md.gid()),
+                        _ => ((h.arg as u32 & 0o7777) & !h.umask, h.uid, h.gid),
+                    };
+                    out.push(mk(Op::Mkdir {
+                        path: p,
+                        mode,
+                        uid,
+                        gid,
+                    }));
+                }
+            }
+            FX_OP_PATH_RENAME => match (p1, p2) {
+                (Some(from), Some(to)) => out.push(mk(Op::Rename {
+                    from,
+                    to,
+                    flags: h.arg as u32,
+                })),
+                // Moved out of the root: gone from the replica's point of view.
+                (Some(from), None) => out.push(mk(Op::Resync {
+                    path: from,
+                    meta: None,
+                })),
+                // Moved in: read what arrived.
+                (None, Some(to)) => {
+                    self.append(std::mem::take(out))?;
+                    self.resync_subtree(&to)?;
+                }
+                (None, None) => {}
+            },
+            FX_OP_PATH_LINK => match (p1, p2) {
+                (Some(existing), Some(new)) => out.push(mk(Op::Link { existing, new })),
+                (None, Some(new)) => {
+                    self.append(std::mem::take(out))?;
+                    self.resync_subtree(&new)?;
+                }
+                _ => {}
+            },
+            FX_OP_PATH_SYMLINK => {
+                if let Some(p) = p2 {
+                    if !n1.is_empty() {
+                        out.push(mk(Op::Symlink {
+                            path: p,
+                            target: n1.to_vec(),
+                            uid: h.uid,
+                            gid: h.gid,
+                        }));
+                    }
+                }
+            }
+            FX_OP_PATH_CHMOD => {
+                // A symlink's own mode cannot change: the applier follows a symlink path itself,
+                // in the replica's state at this seq, which is exactly what the kernel did here.
+                if let Some(p) = p1 {
+                    out.push(mk(Op::Chmod {
+                        path: p,
+                        mode: h.arg as u32 & 0o7777,
+                    }));
+                }
+            }
+            FX_OP_PATH_CHOWN => {
+                let p = if h.flags & FX_F_NOFOLLOW != 0 {
+                    p1
+                } else {
+                    follow(p1)
+                };
+                if let Some(p) = p {
+                    let opt = |v: u32| (v != u32::MAX).then_some(v);
+                    out.push(mk(Op::Chown {
+                        path: p,
+                        uid: opt(h.arg as u32),
+                        gid: opt((h.arg >> 32) as u32),
+                    }));
+                }
+            }
+            FX_OP_PATH_TRUNCATE => {
+                // truncate(2) follows symlinks; the applier does the same (see Chmod).
+                if let Some(p) = p1 {
+                    out.push(mk(Op::Truncate {
+                        path: p,
+                        size: h.arg,
+                    }));
+                }
+            }
+            other => tracing::warn!(op = other, "unknown path event skipped"),
+        }
+        Ok(())
+    }
+
+    /// Journals the current state of `path` and everything below it (a subtree that arrived
+    /// from outside the root).
+    fn resync_subtree(&mut self, path: &RelPath) -> anyhow::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let full = self
+            .opts
+            .root
+            .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
+        let mut links = HashMap::new();
+        self.resync_entry(&full, &mut links)?;
+        Ok(())
     }
 
     /// Re-reads a range of a source file (a write too large to carry, or lost) as ResyncData.
@@ -364,57 +602,15 @@ impl Recorder {
         let begin = self.own(Op::BaseBegin { base_id });
         self.append(vec![begin])?;
         let root = self.opts.root.clone();
-        let mut stack = vec![root.clone()];
-        let mut n = 0u64;
         let mut links: HashMap<(u64, u64), RelPath> = HashMap::new();
-        while let Some(dir) = stack.pop() {
-            let mut entries: Vec<_> = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot list a directory during the base");
-                    continue;
-                }
-            };
-            entries.sort();
-            for p in entries.into_iter().rev() {
-                // Events that happened before this entry's read get earlier seqs.
-                self.pump(Duration::ZERO)?;
-                let Some(rp) = rel(&root, &p) else { continue };
-                let md = match std::fs::symlink_metadata(&p) {
-                    Ok(md) => md,
-                    Err(_) => continue, // gone since the listing: its unlink is journaled live
-                };
-                let meta = match entry_meta(&p, &md) {
-                    Ok(m) => m,
-                    Err(_) => continue,
-                };
-                n += 1;
-                if md.is_file() && md.nlink() > 1 {
-                    if let Some(first) = links.get(&(md.dev(), md.ino())) {
-                        let ev = self.own(Op::Link {
-                            existing: first.clone(),
-                            new: rp.clone(),
-                        });
-                        self.append(vec![ev])?;
-                        continue;
-                    }
-                    links.insert((md.dev(), md.ino()), rp.clone());
-                }
-                let mut evs = vec![self.own(Op::Resync {
-                    path: rp.clone(),
-                    meta: Some(meta),
-                })];
-                if md.is_file() {
-                    if let Ok(f) = File::open(&p) {
-                        for (off, len) in data_ranges(&f, md.size()) {
-                            self.reread_into(&f, &rp, off, len, &mut evs);
-                        }
-                    }
-                } else if md.is_dir() {
-                    stack.push(p.clone());
-                }
-                self.append(evs)?;
-            }
+        let mut n = 0u64;
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(&root) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+            Err(e) => anyhow::bail!("cannot list the watched root {}: {e}", root.display()),
+        };
+        entries.sort();
+        for p in entries {
+            n += self.resync_entry(&p, &mut links)?;
         }
         let end = self.own(Op::BaseEnd { base_id });
         self.append(vec![end])?;
@@ -422,6 +618,72 @@ impl Recorder {
         self.stats.base_entries += n;
         tracing::info!(base_id, entries = n, "base complete");
         Ok(base_id)
+    }
+
+    /// Journals `p` (Resync + content) and, for a directory, everything below it; drains live
+    /// events before each entry so they keep their place. Returns the entries journaled.
+    fn resync_entry(
+        &mut self,
+        p: &Path,
+        links: &mut HashMap<(u64, u64), RelPath>,
+    ) -> anyhow::Result<u64> {
+        let root = self.opts.root.clone();
+        let mut stack = vec![p.to_path_buf()];
+        let mut n = 0;
+        while let Some(p) = stack.pop() {
+            self.pump_nested()?;
+            let Some(rp) = rel(&root, &p) else { continue };
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            }; // gone: its removal is journaled live
+            let Ok(meta) = entry_meta(&p, &md) else {
+                continue;
+            };
+            n += 1;
+            if md.is_file() && md.nlink() > 1 {
+                if let Some(first) = links.get(&(md.dev(), md.ino())) {
+                    let ev = self.own(Op::Link {
+                        existing: first.clone(),
+                        new: rp.clone(),
+                    });
+                    self.append(vec![ev])?;
+                    continue;
+                }
+                links.insert((md.dev(), md.ino()), rp.clone());
+            }
+            let mut evs = vec![self.own(Op::Resync {
+                path: rp.clone(),
+                meta: Some(meta),
+            })];
+            if md.is_file() {
+                if let Ok(f) = File::open(&p) {
+                    for (off, len) in data_ranges(&f, md.size()) {
+                        self.reread_into(&f, &rp, off, len, &mut evs);
+                    }
+                }
+            } else if md.is_dir() {
+                if let Ok(rd) = std::fs::read_dir(&p) {
+                    let mut kids: Vec<PathBuf> =
+                        rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+                    kids.sort();
+                    stack.extend(kids.into_iter().rev());
+                }
+            }
+            self.append(evs)?;
+        }
+        Ok(n)
+    }
+
+    /// Journals pending live events while a base or subtree resync is running (not recursing
+    /// into another resync: moved-in subtrees found meanwhile are read by this walk or the next).
+    fn pump_nested(&mut self) -> anyhow::Result<()> {
+        if self.in_resync {
+            return Ok(());
+        }
+        self.in_resync = true;
+        let r = self.pump(Duration::ZERO);
+        self.in_resync = false;
+        r.map(|_| ())
     }
 
     fn reread_into(&self, f: &File, path: &RelPath, offset: u64, len: u64, out: &mut Vec<Event>) {
@@ -463,5 +725,30 @@ impl Recorder {
         while self.pump(Duration::from_millis(10))? > 0 {}
         self.journal.sync()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_under;
+
+    #[test]
+    fn paths_resolve_against_the_root() {
+        let r = |d: &str, n: &str| {
+            resolve_under(b"/srv/data", d.as_bytes(), n.as_bytes())
+                .map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(r("/srv/data", "a"), Some("a".into()));
+        assert_eq!(r("/srv/data/x", "../y/./z"), Some("y/z".into()));
+        assert_eq!(r("/", "/srv/data/a/b"), Some("a/b".into()));
+        assert_eq!(r("/srv", "data/a"), Some("a".into()));
+        assert_eq!(r("/srv/data", "../other"), None);
+        assert_eq!(r("/srv/data", "."), None, "the root itself");
+        assert_eq!(
+            r("/srv/database", "x"),
+            None,
+            "a sibling with a common prefix is outside"
+        );
+        assert_eq!(r("/tmp", "a"), None);
     }
 }

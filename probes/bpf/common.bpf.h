@@ -114,6 +114,7 @@ struct fx_walk {
 	struct mount *mnt;
 	__u32 off;
 	__u32 found;
+	__u32 absolute; /* walk to the namespace root instead of stopping at the watched root */
 	char *buf;
 };
 
@@ -127,7 +128,8 @@ static long fx_walk_step(__u64 i, void *arg)
 	__u64 dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	if (ino == root_ino && dev == root_dev) {
 		w->found = 1;
-		return 1;
+		if (!w->absolute)
+			return 1;
 	}
 	/* mnt_root is the first field of struct vfsmount (since 2.6); aya 0.14 fails to relocate
 	 * CO-RE accesses to offset-0 fields (the load shows call 0xbad2310), so read it plainly. */
@@ -171,6 +173,7 @@ static __always_inline int fx_path(struct fx_scratch *s, struct dentry *d, struc
 		.mnt = (struct mount *)((char *)vmnt - FX_MOUNT_MNT_OFF),
 		.off = FX_PATH_MAX - 1,
 		.found = 0,
+		.absolute = 0,
 		.buf = s->walk,
 	};
 	bpf_loop(1024, fx_walk_step, &w, 0);
@@ -183,6 +186,30 @@ static __always_inline int fx_path(struct fx_scratch *s, struct dentry *d, struc
 	/* Skip the leading '/'. */
 	*start = (w.off + 1) & (FX_PATH_MAX - 1);
 	return (FX_PATH_MAX - 1) - (w.off + 1);
+}
+
+/* The absolute path of (dentry, vfsmount) in the caller's mount namespace, written to
+ * dst[0..]; returns its length ("/" for the root). */
+static __always_inline __u32 fx_abs_path(struct fx_scratch *s, struct dentry *d, struct vfsmount *vmnt, char *dst)
+{
+	struct fx_walk w = {
+		.d = d,
+		.vmnt = vmnt,
+		.mnt = (struct mount *)((char *)vmnt - FX_MOUNT_MNT_OFF),
+		.off = FX_PATH_MAX - 1,
+		.found = 0,
+		.absolute = 1,
+		.buf = s->walk,
+	};
+	bpf_loop(1024, fx_walk_step, &w, 0);
+	if (w.off >= FX_PATH_MAX - 1) {
+		dst[0] = '/';
+		return 1;
+	}
+	__u32 start = w.off & (FX_PATH_MAX - 1);
+	__u32 len = ((FX_PATH_MAX - 1) - start) & (FX_PATH_MAX - 1);
+	bpf_probe_read_kernel(dst, len, &s->walk[start]);
+	return len;
 }
 
 static __always_inline struct fx_scratch *fx_scratch(void)
@@ -205,12 +232,25 @@ static __always_inline void fx_header(struct fx_event *ev, __u32 op, struct inod
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	ev->op = op;
 	ev->flags = 0;
-	ev->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	ev->ino = BPF_CORE_READ(inode, i_ino);
+	ev->dev = inode ? BPF_CORE_READ(inode, i_sb, s_dev) : 0;
+	ev->ino = inode ? BPF_CORE_READ(inode, i_ino) : 0;
 	ev->offset = 0;
 	ev->len = 0;
 	ev->arg = 0;
 	ev->data_len = 0;
+	ev->path_len = 0;
+	ev->mode = 0;
+	ev->owner_uid = 0;
+	ev->owner_gid = 0;
+	ev->umask = 0;
+	if (inode) {
+		__u16 m = 0;
+		/* i_mode is the first field of struct inode (aya 0.14 cannot relocate offset 0). */
+		bpf_probe_read_kernel(&m, sizeof(m), (void *)inode);
+		ev->mode = m;
+		ev->owner_uid = BPF_CORE_READ(inode, i_uid.val);
+		ev->owner_gid = BPF_CORE_READ(inode, i_gid.val);
+	}
 }
 
 static __always_inline void fx_count_drop(struct fx_event *ev)
@@ -244,12 +284,48 @@ static __always_inline int fx_event_path(struct fx_scratch *s, struct file *f)
 static __always_inline void fx_submit(struct fx_scratch *s)
 {
 	s->ev.seq = __sync_fetch_and_add(&fx_seq, 1);
-	__u64 size = sizeof(struct fx_event) + (s->ev.path_len & (FX_PATH_MAX - 1)) +
+	__u64 size = sizeof(struct fx_event) + (s->ev.path_len & (FX_PATH_MAX * 2 - 1)) +
 		     (s->ev.data_len & (FX_PAYLOAD_MAX * 2 - 1));
 	if (size > sizeof(struct fx_scratch) - FX_PATH_BUF)
 		return;
 	if (bpf_ringbuf_output(&events, &s->ev, size, 0))
 		fx_count_drop(&s->ev);
+}
+
+/* AT_FDCWD, and a marker for "no directory" (symlink targets). */
+#define FX_AT_FDCWD ((__u64)(__s64)-100)
+#define FX_NO_DIR ((__u64)(__s64)-1000)
+
+/* Writes "dir\0name" at dst (dst has room for 2 * FX_PATH_MAX): dir is the absolute path of
+ * dirfd (or "/" when name is absolute, "" for FX_NO_DIR); returns the bytes written (without a
+ * final NUL), or -1. */
+static __always_inline int fx_dir_name(struct fx_scratch *s, __u64 dirfd, __u64 uname, char *dst)
+{
+	char c = 0;
+	__u32 n = 0;
+	bpf_probe_read_user(&c, 1, (void *)uname);
+	if (dirfd == FX_NO_DIR) {
+		n = 0;
+	} else if (c == '/') {
+		dst[0] = '/';
+		n = 1;
+	} else if (dirfd == FX_AT_FDCWD) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+		struct dentry *d = BPF_CORE_READ(task, fs, pwd.dentry);
+		struct vfsmount *m = BPF_CORE_READ(task, fs, pwd.mnt);
+		n = fx_abs_path(s, d, m, dst);
+	} else {
+		struct file *f = fx_fd_file(dirfd);
+		if (!f)
+			return -1;
+		n = fx_abs_path(s, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), dst);
+	}
+	n &= FX_PATH_MAX - 1;
+	dst[n] = 0;
+	long l = bpf_probe_read_user_str(&dst[(n + 1) & (FX_PATH_MAX - 1)], FX_PATH_MAX, (void *)uname);
+	if (l <= 0)
+		return -1;
+	return n + l; /* dir, NUL, name (l counts the name's NUL, which we drop) */
 }
 
 #endif

@@ -11,17 +11,32 @@
 #define FX_PAYLOAD_MAX (256 * 1024)
 
 enum fx_op {
+	/* fd-based: path = the file's path relative to the watched root. */
 	FX_OP_WRITE = 1,     /* offset, len; payload follows unless FX_F_INEXACT */
-	FX_OP_TRUNCATE = 2,  /* len = new size */
+	FX_OP_TRUNCATE = 2,  /* len = new size (ftruncate) */
 	FX_OP_FSYNC = 3,
 	FX_OP_FDATASYNC = 4,
-	FX_OP_CREATE = 5,    /* open with O_CREAT (mode in arg) or O_TRUNC (FX_F_TRUNC) */
+	FX_OP_CREATE = 5,    /* open with O_CREAT or O_TRUNC: mode/owner_uid/owner_gid of the inode */
+	FX_OP_FCHMOD = 6,    /* mode */
+	FX_OP_FCHOWN = 7,    /* owner_uid, owner_gid of the inode after the call */
+	/* path-based: path = dir1 '\0' name1, data = dir2 '\0' name2 (dirN absolute, nameN as the
+	 * caller gave it); the recorder joins and normalizes them against the watched root. */
+	FX_OP_PATH_UNLINK = 16,   /* flags & FX_F_RMDIR for rmdir/AT_REMOVEDIR */
+	FX_OP_PATH_MKDIR = 17,    /* arg = mode, umask */
+	FX_OP_PATH_RENAME = 18,   /* arg = renameat2 flags; 1 -> 2 */
+	FX_OP_PATH_LINK = 19,     /* 1 (existing) -> 2 (new) */
+	FX_OP_PATH_SYMLINK = 20,  /* name1 = target, 2 = the new link */
+	FX_OP_PATH_CHMOD = 21,    /* arg = mode */
+	FX_OP_PATH_CHOWN = 22,    /* arg = uid | gid << 32 (0xffffffff = unchanged) */
+	FX_OP_PATH_TRUNCATE = 23, /* len = size */
 };
 
 enum fx_flags {
 	FX_F_INEXACT = 1,    /* payload not captured: re-read offset..offset+len */
 	FX_F_TRUNC = 2,      /* open truncated the file */
 	FX_F_CREATED = 4,    /* open created the file (O_CREAT and it did not exist before) */
+	FX_F_RMDIR = 8,      /* unlink of a directory */
+	FX_F_NOFOLLOW = 16,  /* path op does not follow a final symlink (lchown, AT_SYMLINK_NOFOLLOW) */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the
@@ -44,6 +59,10 @@ struct fx_event {
 	__u64 arg;        /* op-specific: open mode */
 	__u32 path_len;
 	__u32 data_len;
+	__u32 mode;       /* inode i_mode (CREATE, FCHMOD) */
+	__u32 owner_uid;  /* inode owner (CREATE, FCHOWN) */
+	__u32 owner_gid;
+	__u32 umask;      /* the caller's umask (path ops that create) */
 };
 
 #endif

@@ -10,10 +10,22 @@ pub const FX_OP_TRUNCATE: u32 = 2;
 pub const FX_OP_FSYNC: u32 = 3;
 pub const FX_OP_FDATASYNC: u32 = 4;
 pub const FX_OP_CREATE: u32 = 5;
+pub const FX_OP_FCHMOD: u32 = 6;
+pub const FX_OP_FCHOWN: u32 = 7;
+pub const FX_OP_PATH_UNLINK: u32 = 16;
+pub const FX_OP_PATH_MKDIR: u32 = 17;
+pub const FX_OP_PATH_RENAME: u32 = 18;
+pub const FX_OP_PATH_LINK: u32 = 19;
+pub const FX_OP_PATH_SYMLINK: u32 = 20;
+pub const FX_OP_PATH_CHMOD: u32 = 21;
+pub const FX_OP_PATH_CHOWN: u32 = 22;
+pub const FX_OP_PATH_TRUNCATE: u32 = 23;
 
 pub const FX_F_INEXACT: u32 = 1;
 pub const FX_F_TRUNC: u32 = 2;
 pub const FX_F_CREATED: u32 = 4;
+pub const FX_F_RMDIR: u32 = 8;
+pub const FX_F_NOFOLLOW: u32 = 16;
 
 /// `struct fx_event`.
 #[repr(C)]
@@ -36,6 +48,10 @@ pub struct FxEvent {
     pub arg: u64,
     pub path_len: u32,
     pub data_len: u32,
+    pub mode: u32,
+    pub owner_uid: u32,
+    pub owner_gid: u32,
+    pub umask: u32,
 }
 
 pub const FX_EVENT_LEN: usize = std::mem::size_of::<FxEvent>();
@@ -75,6 +91,10 @@ impl FxEvent {
             arg: u64_at(offset_of!(FxEvent, arg)),
             path_len: u32_at(offset_of!(FxEvent, path_len)),
             data_len: u32_at(offset_of!(FxEvent, data_len)),
+            mode: u32_at(offset_of!(FxEvent, mode)),
+            owner_uid: u32_at(offset_of!(FxEvent, owner_uid)),
+            owner_gid: u32_at(offset_of!(FxEvent, owner_gid)),
+            umask: u32_at(offset_of!(FxEvent, umask)),
         })
     }
 }

@@ -98,12 +98,23 @@ fn writes_pwrites_and_fsyncs_under_the_root_are_captured_exactly() {
         .find(|e| e.header.flags & FX_F_INEXACT != 0)
         .unwrap();
     assert_eq!(big_ev.header.len, 100 * 1024);
-    let syncs: Vec<u32> = mine
+    let ops: Vec<(u32, &[u8])> = mine
         .iter()
         .filter(|e| e.header.op != FX_OP_WRITE)
-        .map(|e| e.header.op)
+        .map(|e| (e.header.op, e.path.as_slice()))
         .collect();
-    assert_eq!(syncs, vec![FX_OP_FSYNC, FX_OP_FDATASYNC]);
+    assert_eq!(
+        ops,
+        vec![
+            (FX_OP_CREATE, &b"sub/deeper/a.dat"[..]),
+            (FX_OP_FSYNC, &b"sub/deeper/a.dat"[..]),
+            (FX_OP_FDATASYNC, &b"sub/deeper/a.dat"[..]),
+            (FX_OP_CREATE, &b"log"[..]),
+        ]
+    );
+    let create = mine.iter().find(|e| e.header.op == FX_OP_CREATE).unwrap();
+    assert_eq!(create.header.mode & 0o170000, 0o100000, "S_IFREG");
+    assert_eq!(create.header.owner_uid, 0);
     assert!(
         !evs.iter().any(|e| e.path.ends_with(b"outside.dat")),
         "a file outside the root was captured"

@@ -75,6 +75,10 @@ fn layout_matches_c() {
         ("arg", offset_of!(FxEvent, arg)),
         ("path_len", offset_of!(FxEvent, path_len)),
         ("data_len", offset_of!(FxEvent, data_len)),
+        ("mode", offset_of!(FxEvent, mode)),
+        ("owner_uid", offset_of!(FxEvent, owner_uid)),
+        ("owner_gid", offset_of!(FxEvent, owner_gid)),
+        ("umask", offset_of!(FxEvent, umask)),
     ];
     for (k, v) in rust {
         assert_eq!(

@@ -55,6 +55,121 @@ fn seed_tree(root: &std::path::Path) {
     .unwrap();
 }
 
+fn record_while(
+    src: &std::path::Path,
+    jdir: &std::path::Path,
+    work: impl FnOnce(),
+) -> foxing_journal::recorder::RecorderStats {
+    let opts = RecorderOptions {
+        root: src.to_path_buf(),
+        journal: jdir.to_path_buf(),
+        journal_opts: JournalOptions::default(),
+        payload_cap_bytes: 64 * 1024,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut rec = Recorder::start(opts).unwrap();
+    let st = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let never = AtomicBool::new(false);
+        rec.run(&st, &never).unwrap();
+        rec.stats.clone()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = JournalReader::open(jdir) {
+            if r.bases().unwrap().iter().any(|b| b.end_seq.is_some()) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no base after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    work();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap()
+}
+
+fn apply_and_compare(src: &std::path::Path, jdir: &std::path::Path, work: &std::path::Path) {
+    let dst = work.join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    let reader = JournalReader::open(jdir).unwrap();
+    let (state, resume) = State::open(&work.join("state")).unwrap();
+    let mut e = Engine::new(FsTree::open(&dst).unwrap(), state, resume, None);
+    e.run(
+        &mut JournalSource {
+            reader: &reader,
+            poll: Duration::from_millis(1),
+        },
+        u64::MAX,
+        false,
+        |_| {},
+    )
+    .unwrap();
+    let a = snapshot(&mut FsTree::open(src).unwrap(), user_xattrs).unwrap();
+    let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
+    assert_eq!(diff(&a, &b), Vec::<String>::new());
+}
+
+#[test]
+fn recorded_namespace_workload_replays_to_an_identical_tree() {
+    if !require_bpf() {
+        return;
+    }
+    for seed in ["11", "12", "13", "14"] {
+        namespace_round(seed);
+    }
+}
+
+fn namespace_round(seed: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    seed_tree(&src);
+    let outside = d.path().join("outside");
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+            .arg(&src)
+            .args([seed, "4000", "ns"])
+            .arg(&outside)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert_eq!(stats.lost_events, 0);
+    assert!(
+        stats.events > 1000,
+        "the workload did too little: {stats:?}"
+    );
+    let entries = walkdir_count(&src.join("ns"));
+    assert!(
+        entries >= 3,
+        "the namespace workload left too little to compare: {entries}"
+    );
+    apply_and_compare(&src, &jdir, d.path());
+}
+
+fn walkdir_count(p: &std::path::Path) -> usize {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let t = e.file_type().unwrap();
+                    1 + if t.is_dir() {
+                        walkdir_count(&e.path())
+                    } else {
+                        0
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn recorded_data_workload_replays_to_an_identical_tree() {
     if !require_bpf() {

@@ -1,7 +1,11 @@
 //! A data workload for capture tests, run as a child of the test (the recorder ignores its own
 //! process): random pwrites, appends, large writes and fsyncs into the existing files of ROOT.
 //!
-//!     workload ROOT SEED OPS
+//!     workload ROOT SEED OPS [ns OUTSIDE]
+//!
+//! With `ns`, namespace changes too: creates, mkdir, renames (files, directories, over
+//! existing targets), unlink, rmdir, symlinks, hard links, chmod, chown, truncate, and moves
+//! into and out of the root from OUTSIDE.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -14,6 +18,13 @@ fn main() -> anyhow::Result<()> {
     );
     let seed: u64 = a.next().unwrap_or_else(|| "1".into()).parse()?;
     let ops: usize = a.next().unwrap_or_else(|| "1000".into()).parse()?;
+    if a.next().as_deref() == Some("ns") {
+        let outside = std::path::PathBuf::from(
+            a.next()
+                .ok_or_else(|| anyhow::anyhow!("ns needs OUTSIDE"))?,
+        );
+        return namespace(&root, &outside, seed, ops);
+    }
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut files = Vec::new();
     for e in walk(&root) {
@@ -68,4 +79,63 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Namespace workload in ROOT/ns (names from a small pool so operations collide).
+fn namespace(
+    root: &std::path::Path,
+    outside: &std::path::Path,
+    seed: u64,
+    ops: usize,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let ns = root.join("ns");
+    std::fs::create_dir_all(&ns)?;
+    std::fs::create_dir_all(outside)?;
+    let names = ["a", "b", "c", "d", "d/x", "d/y", "e", "e/z", "f/g"];
+    let pick = |rng: &mut fastrand::Rng| ns.join(names[rng.usize(..names.len())]);
+    for i in 0..ops {
+        let p = pick(&mut rng);
+        let q = pick(&mut rng);
+        // Every call may fail (missing parent, not empty, ...): like a real program, go on.
+        let _ = match rng.u8(..16) {
+            0 | 1 => std::fs::write(&p, format!("content {i} {}", "x".repeat(rng.usize(..3000)))),
+            2 => std::fs::create_dir(&p),
+            3 | 4 => std::fs::rename(&p, &q),
+            5 => std::fs::remove_file(&p),
+            6 => std::fs::remove_dir(&p),
+            7 => std::os::unix::fs::symlink(format!("target-{i}"), &p),
+            8 => std::fs::hard_link(&p, &q),
+            9 => std::fs::set_permissions(
+                &p,
+                std::fs::Permissions::from_mode(0o600 | rng.u32(..0o77)),
+            ),
+            10 => std::os::unix::fs::lchown(&p, Some(1000 + rng.u32(..3)), None),
+            11 => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_len(rng.u64(..5000))),
+            12 => {
+                // Arrives from outside the root.
+                let o = outside.join(format!("in{i}"));
+                std::fs::create_dir_all(o.join("sub"))
+                    .and_then(|_| std::fs::write(o.join("sub/file"), format!("moved in {i}")))
+                    .and_then(|_| std::fs::rename(&o, &p))
+            }
+            13 => std::fs::rename(&p, outside.join(format!("out{i}"))),
+            14 => {
+                // truncate(2) by path (std has only ftruncate).
+                use std::os::unix::ffi::OsStrExt;
+                let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
+                // SAFETY: a valid NUL-terminated path; truncate(2) reads it and returns.
+                match unsafe { libc::truncate(c.as_ptr(), rng.u64(..4000) as libc::off_t) } {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            }
+            _ => std::fs::File::create(&p).map(|_| ()),
+        };
+    }
+    Ok(())
 }

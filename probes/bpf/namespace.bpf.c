@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/* Path-based changes: unlink, rmdir, mkdir, rename, link, symlink, chmod, chown, truncate.
+ * At exit (success only) the event carries each directory's absolute path and the name as the
+ * caller gave it; the recorder joins, normalizes and keeps those under the watched root. */
+#include "common.bpf.h"
+
+#define FX_AT_REMOVEDIR 0x200
+#define FX_AT_SYMLINK_NOFOLLOW 0x100
+
+static __always_inline int save(__u64 dfd1, __u64 p1, __u64 dfd2, __u64 p2, __u64 flags, __u64 mode)
+{
+	if (fx_skip_task())
+		return 0;
+	struct fx_args a = { .fd = dfd1, .buf = p1, .count = dfd2, .pos = p2, .flags = flags, .mode = mode };
+	fx_save_args(&a);
+	return 0;
+}
+
+static __always_inline int path_exit(long ret, __u32 op, bool two)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	struct fx_args args = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	if (ret != 0)
+		return 0;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return 0;
+	fx_header(&s->ev, op, NULL);
+	int n1 = fx_dir_name(s, args.fd, args.buf, &s->body[0]);
+	if (n1 < 0)
+		return 0;
+	s->ev.path_len = n1 & (FX_PATH_MAX * 2 - 1);
+	if (two) {
+		int n2 = fx_dir_name(s, args.count, args.pos, &s->body[s->ev.path_len & (FX_PATH_MAX * 2 - 1)]);
+		if (n2 < 0)
+			return 0;
+		s->ev.data_len = n2 & (FX_PATH_MAX * 2 - 1);
+	}
+	s->ev.arg = args.mode;
+	__u64 fl = args.flags;
+	if (op == FX_OP_PATH_UNLINK && (fl & FX_AT_REMOVEDIR))
+		s->ev.flags |= FX_F_RMDIR;
+	if (fl & FX_AT_SYMLINK_NOFOLLOW)
+		s->ev.flags |= FX_F_NOFOLLOW;
+	if (op == FX_OP_PATH_RENAME)
+		s->ev.arg = fl;
+	if (op == FX_OP_PATH_MKDIR) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+		s->ev.umask = BPF_CORE_READ(task, fs, umask);
+	}
+	fx_submit(s);
+	return 0;
+}
+
+#define ENTER(sc) SEC("tracepoint/syscalls/sys_enter_" #sc) int fx_enter_##sc(struct trace_event_raw_sys_enter *ctx)
+#define EXIT(sc, op, two) \
+	SEC("tracepoint/syscalls/sys_exit_" #sc) int fx_exit_##sc(struct trace_event_raw_sys_exit *ctx) { return path_exit(ctx->ret, op, two); }
+
+ENTER(unlink) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, 0, 0); }
+EXIT(unlink, FX_OP_PATH_UNLINK, false)
+ENTER(unlinkat) { return save(ctx->args[0], ctx->args[1], 0, 0, ctx->args[2], 0); }
+EXIT(unlinkat, FX_OP_PATH_UNLINK, false)
+ENTER(rmdir) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, FX_AT_REMOVEDIR, 0); }
+EXIT(rmdir, FX_OP_PATH_UNLINK, false)
+ENTER(mkdir) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, 0, ctx->args[1]); }
+EXIT(mkdir, FX_OP_PATH_MKDIR, false)
+ENTER(mkdirat) { return save(ctx->args[0], ctx->args[1], 0, 0, 0, ctx->args[2]); }
+EXIT(mkdirat, FX_OP_PATH_MKDIR, false)
+ENTER(rename) { return save(FX_AT_FDCWD, ctx->args[0], FX_AT_FDCWD, ctx->args[1], 0, 0); }
+EXIT(rename, FX_OP_PATH_RENAME, true)
+ENTER(renameat) { return save(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], 0, 0); }
+EXIT(renameat, FX_OP_PATH_RENAME, true)
+ENTER(renameat2) { return save(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], ctx->args[4], 0); }
+EXIT(renameat2, FX_OP_PATH_RENAME, true)
+ENTER(link) { return save(FX_AT_FDCWD, ctx->args[0], FX_AT_FDCWD, ctx->args[1], 0, 0); }
+EXIT(link, FX_OP_PATH_LINK, true)
+ENTER(linkat) { return save(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], 0, 0); }
+EXIT(linkat, FX_OP_PATH_LINK, true)
+ENTER(symlink) { return save(FX_NO_DIR, ctx->args[0], FX_AT_FDCWD, ctx->args[1], 0, 0); }
+EXIT(symlink, FX_OP_PATH_SYMLINK, true)
+ENTER(symlinkat) { return save(FX_NO_DIR, ctx->args[0], ctx->args[1], ctx->args[2], 0, 0); }
+EXIT(symlinkat, FX_OP_PATH_SYMLINK, true)
+ENTER(chmod) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, 0, ctx->args[1]); }
+EXIT(chmod, FX_OP_PATH_CHMOD, false)
+ENTER(fchmodat) { return save(ctx->args[0], ctx->args[1], 0, 0, 0, ctx->args[2]); }
+EXIT(fchmodat, FX_OP_PATH_CHMOD, false)
+ENTER(fchmodat2) { return save(ctx->args[0], ctx->args[1], 0, 0, ctx->args[3], ctx->args[2]); }
+EXIT(fchmodat2, FX_OP_PATH_CHMOD, false)
+ENTER(chown) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, 0, (ctx->args[1] & 0xffffffff) | (ctx->args[2] << 32)); }
+EXIT(chown, FX_OP_PATH_CHOWN, false)
+ENTER(lchown) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, FX_AT_SYMLINK_NOFOLLOW, (ctx->args[1] & 0xffffffff) | (ctx->args[2] << 32)); }
+EXIT(lchown, FX_OP_PATH_CHOWN, false)
+ENTER(fchownat) { return save(ctx->args[0], ctx->args[1], 0, 0, ctx->args[4], (ctx->args[2] & 0xffffffff) | (ctx->args[3] << 32)); }
+EXIT(fchownat, FX_OP_PATH_CHOWN, false)
+ENTER(truncate) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, 0, ctx->args[1]); }
+SEC("tracepoint/syscalls/sys_exit_truncate")
+int fx_exit_truncate(struct trace_event_raw_sys_exit *ctx)
+{
+	/* The length was saved as args.mode by the enter below. */
+	return path_exit(ctx->ret, FX_OP_PATH_TRUNCATE, false);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
