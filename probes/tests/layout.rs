@@ -27,6 +27,10 @@ fn layout_matches_c() {
         "arg",
         "path_len",
         "data_len",
+        "mode",
+        "owner_uid",
+        "owner_gid",
+        "umask",
     ];
     let mut src = String::from("#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include \"foxing.h\"\nint main(void) {\n");
     src.push_str("printf(\"size %zu\\n\", sizeof(struct fx_event));\n");
