@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     }
     anyhow::ensure!(!files.is_empty(), "no files under {}", root.display());
     let mut log = std::fs::OpenOptions::new()
+        .create(true)
         .append(true)
         .open(root.join("log"))?;
     for i in 0..ops {
