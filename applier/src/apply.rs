@@ -48,6 +48,9 @@ pub struct ApplyStats {
     pub ownership_skipped: u64,
     /// Entries removed at the end of a base because the base did not list them.
     pub base_removed: u64,
+    /// Records inside a gap window (between a Gap and its GapHealed) that did not apply to the
+    /// replica, which is known to differ there; the heal that follows repairs it.
+    pub skipped_in_gap: u64,
 }
 
 /// Per-session apply state (resync times, hard-link groups, base tracking).
@@ -59,6 +62,8 @@ pub struct Applier {
     /// Source (dev, ino) -> a replica path already holding it (hard links across a base).
     links: HashMap<(u64, u64), RelPath>,
     base: Option<BaseTracking>,
+    /// (gap record seq, healed seq or u64::MAX): records strictly inside may not apply cleanly.
+    gap_windows: Vec<(u64, u64)>,
 }
 
 struct BaseTracking {
@@ -199,6 +204,15 @@ fn check_target(seq: u64, target: &[u8]) -> Result<(), ApplyError> {
 }
 
 impl Applier {
+    /// Gap windows known from the journal index (resuming inside one after a restart).
+    pub fn set_gap_windows(&mut self, windows: Vec<(u64, u64)>) {
+        self.gap_windows = windows;
+    }
+
+    fn in_gap(&self, seq: u64) -> bool {
+        self.gap_windows.iter().any(|&(g, h)| g < seq && seq < h)
+    }
+
     /// Applies one record. On error nothing after it should be applied: the replica stays the
     /// source's state as of the records before it.
     pub fn apply(&mut self, t: &mut dyn Tree, r: &Record) -> Result<(), ApplyError> {
@@ -209,10 +223,26 @@ impl Applier {
             .first()
             .map(|p| p.to_string())
             .unwrap_or_default();
+        match &r.op {
+            Op::Gap { .. } => self.gap_windows.push((seq, u64::MAX)),
+            Op::GapHealed { gap_seq } => {
+                for w in self.gap_windows.iter_mut().filter(|w| w.0 == *gap_seq) {
+                    w.1 = seq;
+                }
+            }
+            _ => {}
+        }
         let res = self.apply_op(t, r);
         self.stats.records += 1;
         match res {
             Ok(()) => Ok(()),
+            // Validation passed (the record itself is well-formed); the replica differs from what
+            // it assumes because records were lost before it: skip, the heal follows.
+            Err(e) if self.in_gap(seq) => {
+                tracing::debug!(seq, error = %e, "record inside a gap window did not apply; the heal repairs it");
+                self.stats.skipped_in_gap += 1;
+                Ok(())
+            }
             Err(TreeError::Refused(what)) => Err(ApplyError::Refused {
                 seq,
                 what: format!("{op_name} {path_str}: {what}"),

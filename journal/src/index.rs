@@ -83,6 +83,7 @@ pub fn gap_reason_code(r: foxing_proto::GapReason) -> u8 {
         DirtyMapFull => 2,
         RecorderDown => 3,
         ConcurrentWriters => 4,
+        MovedIn => 5,
     }
 }
 

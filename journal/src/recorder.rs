@@ -36,6 +36,7 @@ pub struct RecorderOptions {
     pub journal: PathBuf,
     pub journal_opts: JournalOptions,
     pub payload_cap_bytes: u32,
+    pub ring_size_bytes: u32,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -58,6 +59,8 @@ pub struct Recorder {
     pub stats: RecorderStats,
     last_drops: u64,
     in_resync: bool,
+    /// Gap records journaled in this batch whose heal (a base) is still due.
+    pending_heals: Vec<u64>,
 }
 
 fn writer_of(h: &FxEvent) -> Writer {
@@ -255,6 +258,7 @@ impl Recorder {
         let probes = Probes::load(&ProbeConfig {
             root: root.clone(),
             payload_cap_bytes: opts.payload_cap_bytes,
+            ring_size_bytes: opts.ring_size_bytes,
         })
         .context("cannot load the eBPF probes")?;
         let opts = RecorderOptions { root, ..opts };
@@ -267,6 +271,7 @@ impl Recorder {
             stats: RecorderStats::default(),
             last_drops: 0,
             in_resync: false,
+            pending_heals: Vec::new(),
         })
     }
 
@@ -332,12 +337,18 @@ impl Recorder {
                 reason: GapReason::RingFull,
             }));
             self.append(out)?;
-            let gap_seq = self.journal.next_seq() - 1;
-            self.base()?;
-            let heal = self.own(Op::GapHealed { gap_seq });
-            self.append(vec![heal])?;
+            self.pending_heals.push(self.journal.next_seq() - 1);
         } else {
             self.append(out)?;
+        }
+        if !self.pending_heals.is_empty() && !self.in_resync {
+            let heals = std::mem::take(&mut self.pending_heals);
+            self.base()?;
+            let evs = heals
+                .into_iter()
+                .map(|gap_seq| self.own(Op::GapHealed { gap_seq }))
+                .collect();
+            self.append(evs)?;
         }
         self.journal.maybe_sync()?;
         Ok(n)
@@ -476,19 +487,14 @@ impl Recorder {
                     path: from,
                     meta: None,
                 })),
-                // Moved in: read what arrived.
-                (None, Some(to)) => {
-                    self.append(std::mem::take(out))?;
-                    self.resync_subtree(&to)?;
-                }
+                // Moved in: its content is read by a base once this batch is journaled; reading
+                // it now would read state newer than the records between here and then.
+                (None, Some(_)) => self.moved_in(out)?,
                 (None, None) => {}
             },
             FX_OP_PATH_LINK => match (p1, p2) {
                 (Some(existing), Some(new)) => out.push(mk(Op::Link { existing, new })),
-                (None, Some(new)) => {
-                    self.append(std::mem::take(out))?;
-                    self.resync_subtree(&new)?;
-                }
+                (None, Some(_)) => self.moved_in(out)?,
                 _ => {}
             },
             FX_OP_PATH_SYMLINK => {
@@ -542,16 +548,15 @@ impl Recorder {
         Ok(())
     }
 
-    /// Journals the current state of `path` and everything below it (a subtree that arrived
-    /// from outside the root).
-    fn resync_subtree(&mut self, path: &RelPath) -> anyhow::Result<()> {
-        use std::os::unix::ffi::OsStrExt;
-        let full = self
-            .opts
-            .root
-            .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
-        let mut links = HashMap::new();
-        self.resync_entry(&full, &mut links)?;
+    /// Something arrived from outside the root: journal a gap now (the replica cannot know its
+    /// content from the records) and heal it with a base after this batch.
+    fn moved_in(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        out.push(self.own(Op::Gap {
+            lost: 0,
+            reason: GapReason::MovedIn,
+        }));
+        self.append(std::mem::take(out))?;
+        self.pending_heals.push(self.journal.next_seq() - 1);
         Ok(())
     }
 
@@ -640,7 +645,7 @@ impl Recorder {
                 continue;
             };
             n += 1;
-            if md.is_file() && md.nlink() > 1 {
+            if !md.is_dir() && md.nlink() > 1 {
                 if let Some(first) = links.get(&(md.dev(), md.ino())) {
                     let ev = self.own(Op::Link {
                         existing: first.clone(),

@@ -120,7 +120,12 @@ pub struct ProbeConfig {
     pub root: PathBuf,
     /// Writes up to this many bytes carry their payload; longer ones are inexact ranges.
     pub payload_cap_bytes: u32,
+    /// Size of the kernel ring buffer (a power of two, at least one page).
+    pub ring_size_bytes: u32,
 }
+
+/// Default kernel ring buffer size.
+pub const DEFAULT_RING_SIZE_BYTES: u32 = 64 << 20;
 
 /// One event from the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,6 +192,7 @@ impl Probes {
         let cpus = possible_cpus();
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("scratch", cpus)
+            .map_max_entries("events", cfg.ring_size_bytes.max(4096).next_power_of_two())
             .override_global("root_dev", &dev, true)
             .override_global("root_ino", &ino, true)
             .override_global("self_tgid", &tgid, true)

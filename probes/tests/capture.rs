@@ -41,6 +41,7 @@ fn writes_pwrites_and_fsyncs_under_the_root_are_captured_exactly() {
     let mut p = Probes::load(&ProbeConfig {
         root: root.clone(),
         payload_cap_bytes: 64 * 1024,
+        ring_size_bytes: foxing_probes::DEFAULT_RING_SIZE_BYTES,
     })
     .unwrap();
 

@@ -8,7 +8,7 @@
 //!   0   4 magic          b"FXFR"
 //!   4   1 version        FRAME_VERSION (1)
 //!   5   1 codec          0 = raw postcard, 1 = zstd
-//!   6   2 flags          FLAG_* summary of the records inside
+//!   6   2 flags          FLAG_* summary of the records inside (the index decodes flagged frames)
 //!   8   4 body_len       bytes of body after the header
 //!  12   4 raw_len        bytes of postcard after decompression
 //!  16   8 first_seq
@@ -230,7 +230,7 @@ pub fn summary_flags(records: &[Record]) -> u16 {
             Op::Sync { .. } => FLAG_SYNC,
             Op::BaseBegin { .. } => FLAG_BASE_BEGIN,
             Op::BaseEnd { .. } => FLAG_BASE_END,
-            Op::Gap { .. } => FLAG_GAP,
+            Op::Gap { .. } | Op::GapHealed { .. } => FLAG_GAP,
             Op::Dirty { .. } => FLAG_INEXACT,
             _ => 0,
         }

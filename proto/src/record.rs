@@ -206,6 +206,9 @@ pub enum GapReason {
     RecorderDown,
     /// Concurrent writers on one inode: effect order unknown, range resynced.
     ConcurrentWriters,
+    /// Something arrived from outside the root (rename or link into it): its content is read by
+    /// the heal that follows.
+    MovedIn,
 }
 
 /// What a record does. Variant order is part of the on-disk format.

@@ -74,6 +74,7 @@ fn gap_reason() -> impl Strategy<Value = GapReason> {
         Just(GapReason::DirtyMapFull),
         Just(GapReason::RecorderDown),
         Just(GapReason::ConcurrentWriters),
+        Just(GapReason::MovedIn),
     ]
 }
 

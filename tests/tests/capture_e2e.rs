@@ -60,11 +60,21 @@ fn record_while(
     jdir: &std::path::Path,
     work: impl FnOnce(),
 ) -> foxing_journal::recorder::RecorderStats {
+    record_with(src, jdir, foxing_probes::DEFAULT_RING_SIZE_BYTES, work)
+}
+
+fn record_with(
+    src: &std::path::Path,
+    jdir: &std::path::Path,
+    ring_size_bytes: u32,
+    work: impl FnOnce(),
+) -> foxing_journal::recorder::RecorderStats {
     let opts = RecorderOptions {
         root: src.to_path_buf(),
         journal: jdir.to_path_buf(),
         journal_opts: JournalOptions::default(),
         payload_cap_bytes: 64 * 1024,
+        ring_size_bytes,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let mut rec = Recorder::start(opts).unwrap();
@@ -96,6 +106,14 @@ fn apply_and_compare(src: &std::path::Path, jdir: &std::path::Path, work: &std::
     let reader = JournalReader::open(jdir).unwrap();
     let (state, resume) = State::open(&work.join("state")).unwrap();
     let mut e = Engine::new(FsTree::open(&dst).unwrap(), state, resume, None);
+    e.applier.set_gap_windows(
+        reader
+            .gaps()
+            .unwrap()
+            .iter()
+            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
+            .collect(),
+    );
     e.run(
         &mut JournalSource {
             reader: &reader,
@@ -184,6 +202,7 @@ fn recorded_data_workload_replays_to_an_identical_tree() {
         journal: jdir.clone(),
         journal_opts: JournalOptions::default(),
         payload_cap_bytes: 64 * 1024,
+        ring_size_bytes: foxing_probes::DEFAULT_RING_SIZE_BYTES,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let mut rec = Recorder::start(opts).unwrap();
@@ -243,4 +262,51 @@ fn recorded_data_workload_replays_to_an_identical_tree() {
     let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
     assert_eq!(diff(&a, &b), Vec::<String>::new());
     assert!(reader.sync_point_count().unwrap() > 100);
+}
+
+/// Guarantee 3: a ring buffer far too small for the workload drops events; every loss is
+/// detected, counted, journaled as a gap, and healed (a new base), so the replica still
+/// converges.
+#[test]
+fn forced_ring_overflow_is_detected_journaled_and_healed() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    seed_tree(&src);
+    let outside = d.path().join("outside");
+    let stats = record_with(&src, &jdir, 64 * 1024, || {
+        for (seed, mode) in [("21", None), ("22", Some("ns"))] {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_workload"));
+            c.arg(&src).args([seed, "3000"]);
+            if let Some(m) = mode {
+                c.arg(m).arg(&outside);
+            }
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+    assert!(
+        stats.lost_events > 0,
+        "a 64 KiB ring should have overflowed: {stats:?}"
+    );
+    assert!(
+        stats.bases >= 2,
+        "the loss must be healed by a new base: {stats:?}"
+    );
+    let r = JournalReader::open(&jdir).unwrap();
+    let gaps = r.gaps().unwrap();
+    assert!(!gaps.is_empty(), "the loss must be journaled");
+    assert!(
+        gaps.iter().all(|g| g.healed_seq.is_some()),
+        "every gap healed: {gaps:?}"
+    );
+    assert_eq!(gaps.iter().map(|g| g.lost).sum::<u64>(), stats.lost_events);
+    apply_and_compare(&src, &jdir, d.path());
 }

@@ -137,9 +137,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Point::TimeNs(t) => cut_at_time(&reader, meta.first_seq, meta.durable_seq, t)?,
             };
+            // Sync points inside a gap window (records were lost, or content arrived from
+            // outside, until the heal) are not consistent states: they are not offered.
+            let windows: Vec<(u64, u64)> = reader
+                .gaps()?
+                .iter()
+                .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
+                .collect();
             let mut points: Vec<RestorePoint> = reader
                 .sync_points(meta.first_seq, meta.durable_seq)?
                 .into_iter()
+                .filter(|s| !windows.iter().any(|&(g, h)| g < s.seq && s.seq < h))
                 .map(|s| RestorePoint {
                     seq: s.seq,
                     time_ns: s.time_ns,
@@ -164,6 +172,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
 
     let mut engine = Engine::new(tree, state, resume, Some(&stop_flag));
+    engine.applier.set_gap_windows(
+        reader
+            .gaps()?
+            .iter()
+            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
+            .collect(),
+    );
     let applied_before = engine.applied_seq();
     // Where to start: a restore starts at its base; a new replica at the journal's start (or
     // its newest complete base if older history was pruned).

@@ -39,6 +39,9 @@ enum Cmd {
         /// Writes up to this size carry their bytes; larger ones are re-read (inexact).
         #[arg(long, default_value_t = 256 * 1024)]
         payload_cap_bytes: u32,
+        /// Kernel ring buffer size in bytes (a power of two).
+        #[arg(long, default_value_t = foxing_probes::DEFAULT_RING_SIZE_BYTES)]
+        ring_size_bytes: u32,
         /// Print the final statistics as JSON.
         #[arg(long)]
         json: bool,
@@ -132,8 +135,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             journal,
             fsync_window_ms,
             payload_cap_bytes,
+            ring_size_bytes,
             json,
-        } => record(root, journal, fsync_window_ms, payload_cap_bytes, json),
+        } => record(
+            root,
+            journal,
+            fsync_window_ms,
+            payload_cap_bytes,
+            ring_size_bytes,
+            json,
+        ),
         Cmd::Base { journal, timeout } => request_base(&journal, &timeout),
         Cmd::Dump {
             journal,
@@ -511,6 +522,7 @@ fn record(
     journal: PathBuf,
     window_ms: u64,
     cap: u32,
+    ring: u32,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     use foxing_journal::recorder::{Recorder, RecorderOptions};
@@ -530,6 +542,7 @@ fn record(
             ..JournalOptions::default()
         },
         payload_cap_bytes: cap,
+        ring_size_bytes: ring,
     };
     let mut rec = Recorder::start(opts)?;
     std::fs::write(pid_file(&journal), std::process::id().to_string())
