@@ -148,6 +148,23 @@ fn physical_parent(root: &Path, rel: Vec<u8>) -> RelPath {
     }
 }
 
+/// The (atime, mtime) a utimensat event sets: None for UTIME_OMIT, the event time for UTIME_NOW.
+fn times(h: &FxEvent, now_ns: u64) -> (Option<i64>, Option<i64>) {
+    let pick = |omit: u32, now: u32, v: u64| {
+        if h.flags & omit != 0 {
+            None
+        } else if h.flags & now != 0 {
+            Some(now_ns as i64)
+        } else {
+            Some(v as i64)
+        }
+    };
+    (
+        pick(FX_F_ATIME_OMIT, FX_F_ATIME_NOW, h.offset),
+        pick(FX_F_MTIME_OMIT, FX_F_MTIME_NOW, h.len),
+    )
+}
+
 fn split_nul(b: &[u8]) -> (&[u8], &[u8]) {
     match b.iter().position(|&c| c == 0) {
         Some(i) => (&b[..i], &b[i + 1..]),
@@ -206,6 +223,18 @@ fn entry_meta(path: &Path, md: &std::fs::Metadata) -> std::io::Result<EntryMeta>
         nlink: md.nlink() as u32,
         xattrs,
     })
+}
+
+/// Opens a regular file of the source for reading without ever blocking (a fifo put in its
+/// place would block an ordinary open) or following a final symlink.
+fn open_source_file(p: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(p)
+        .ok()?;
+    f.metadata().ok()?.is_file().then_some(f)
 }
 
 /// The data ranges of a file (holes skipped), as (offset, len).
@@ -356,6 +385,20 @@ impl Recorder {
 
     fn convert(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
         let h = &ev.header;
+        if h.op == FX_OP_SYNCFS || h.op == FX_OP_SYNC {
+            let kind = if h.op == FX_OP_SYNC {
+                SyncKind::Sync
+            } else {
+                SyncKind::Syncfs
+            };
+            let time_ns = self.probes.wall_ns(h.time_ns);
+            out.push(Event {
+                time_ns,
+                writer: writer_of(h),
+                op: Op::Sync { path: None, kind },
+            });
+            return;
+        }
         let path = RelPath::new(ev.path.clone());
         if path.as_bytes().is_empty() {
             return; // the root itself
@@ -421,6 +464,40 @@ impl Recorder {
                 uid: Some(h.owner_uid),
                 gid: Some(h.owner_gid),
             })),
+            FX_OP_FALLOCATE => out.push(mk(Op::Fallocate {
+                path,
+                mode: h.arg as u32,
+                offset: h.offset,
+                len: h.len,
+            })),
+            FX_OP_SYNC_FILE_RANGE => out.push(mk(Op::Sync {
+                path: Some(path),
+                kind: SyncKind::SyncFileRange,
+            })),
+            FX_OP_FUTIMES => {
+                let (a, m) = times(h, time_ns);
+                out.push(mk(Op::SetTimes {
+                    path,
+                    atime_ns: a,
+                    mtime_ns: m,
+                }));
+            }
+            FX_OP_FSETXATTR => {
+                let (name, value) = split_nul(&ev.data);
+                out.push(mk(Op::SetXattr {
+                    path,
+                    name: name.to_vec(),
+                    value: value.to_vec(),
+                    flags: 0,
+                }));
+            }
+            FX_OP_FREMOVEXATTR => {
+                let (name, _) = split_nul(&ev.data);
+                out.push(mk(Op::RemoveXattr {
+                    path,
+                    name: name.to_vec(),
+                }));
+            }
             other => tracing::warn!(op = other, "unknown event op skipped"),
         }
     }
@@ -543,6 +620,68 @@ impl Recorder {
                     }));
                 }
             }
+            FX_OP_PATH_UTIMES => {
+                if let Some(p) = p1 {
+                    let (a, m) = times(h, time_ns);
+                    out.push(mk(Op::SetTimes {
+                        path: p,
+                        atime_ns: a,
+                        mtime_ns: m,
+                    }));
+                }
+            }
+            FX_OP_PATH_SETXATTR | FX_OP_PATH_REMOVEXATTR => {
+                // data is name '\0' value here, not a second dir/name pair.
+                let p = if h.flags & FX_F_NOFOLLOW != 0 {
+                    p1
+                } else {
+                    follow(p1)
+                };
+                if let Some(p) = p {
+                    let (name, value) = split_nul(&ev.data);
+                    out.push(mk(if h.op == FX_OP_PATH_SETXATTR {
+                        Op::SetXattr {
+                            path: p,
+                            name: name.to_vec(),
+                            value: value.to_vec(),
+                            flags: 0,
+                        }
+                    } else {
+                        Op::RemoveXattr {
+                            path: p,
+                            name: name.to_vec(),
+                        }
+                    }));
+                }
+            }
+            FX_OP_PATH_MKNOD => {
+                if let Some(p) = p1 {
+                    let mode = h.arg as u32;
+                    let perm = (mode & 0o7777) & !h.umask;
+                    let kind = match mode & 0o170000 {
+                        0o010000 => Some(EntryKind::Fifo),
+                        0o140000 => Some(EntryKind::Socket),
+                        0o020000 => Some(EntryKind::CharDevice { rdev: h.offset }),
+                        0o060000 => Some(EntryKind::BlockDevice { rdev: h.offset }),
+                        _ => None,
+                    };
+                    out.push(mk(match kind {
+                        Some(kind) => Op::Mknod {
+                            path: p,
+                            kind,
+                            mode: perm,
+                            uid: h.uid,
+                            gid: h.gid,
+                        },
+                        None => Op::Create {
+                            path: p,
+                            mode: perm,
+                            uid: h.uid,
+                            gid: h.gid,
+                        },
+                    }));
+                }
+            }
             other => tracing::warn!(op = other, "unknown path event skipped"),
         }
         Ok(())
@@ -574,7 +713,9 @@ impl Recorder {
             .opts
             .root
             .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
-        let Ok(f) = File::open(&full) else { return };
+        let Some(f) = open_source_file(&full) else {
+            return;
+        };
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         let end = offset.saturating_add(len).min(size);
         let mut pos = offset;
@@ -661,7 +802,7 @@ impl Recorder {
                 meta: Some(meta),
             })];
             if md.is_file() {
-                if let Ok(f) = File::open(&p) {
+                if let Some(f) = open_source_file(&p) {
                     for (off, len) in data_ranges(&f, md.size()) {
                         self.reread_into(&f, &rp, off, len, &mut evs);
                     }

@@ -19,6 +19,13 @@ enum fx_op {
 	FX_OP_CREATE = 5,    /* open with O_CREAT or O_TRUNC: mode/owner_uid/owner_gid of the inode */
 	FX_OP_FCHMOD = 6,    /* mode */
 	FX_OP_FCHOWN = 7,    /* owner_uid, owner_gid of the inode after the call */
+	FX_OP_FALLOCATE = 8, /* arg = mode, offset, len */
+	FX_OP_SYNC_FILE_RANGE = 9,
+	FX_OP_SYNCFS = 10,   /* path empty: the root's filesystem */
+	FX_OP_SYNC = 11,     /* path empty: sync(2) */
+	FX_OP_FUTIMES = 12,  /* offset = atime ns, len = mtime ns (FX_F_*TIME_* flags) */
+	FX_OP_FSETXATTR = 13, /* data = name '\0' value */
+	FX_OP_FREMOVEXATTR = 14, /* data = name */
 	/* path-based: path = dir1 '\0' name1, data = dir2 '\0' name2 (dirN absolute, nameN as the
 	 * caller gave it); the recorder joins and normalizes them against the watched root. */
 	FX_OP_PATH_UNLINK = 16,   /* flags & FX_F_RMDIR for rmdir/AT_REMOVEDIR */
@@ -29,6 +36,10 @@ enum fx_op {
 	FX_OP_PATH_CHMOD = 21,    /* arg = mode */
 	FX_OP_PATH_CHOWN = 22,    /* arg = uid | gid << 32 (0xffffffff = unchanged) */
 	FX_OP_PATH_TRUNCATE = 23, /* len = size */
+	FX_OP_PATH_UTIMES = 24,   /* as FX_OP_FUTIMES; data empty */
+	FX_OP_PATH_SETXATTR = 25, /* data = name '\0' value (not a dir/name pair) */
+	FX_OP_PATH_REMOVEXATTR = 26, /* data = name */
+	FX_OP_PATH_MKNOD = 27,    /* arg = mode (with S_IFMT), offset = rdev, umask */
 };
 
 enum fx_flags {
@@ -37,6 +48,10 @@ enum fx_flags {
 	FX_F_CREATED = 4,    /* open created the file (O_CREAT and it did not exist before) */
 	FX_F_RMDIR = 8,      /* unlink of a directory */
 	FX_F_NOFOLLOW = 16,  /* path op does not follow a final symlink (lchown, AT_SYMLINK_NOFOLLOW) */
+	FX_F_ATIME_OMIT = 32,
+	FX_F_ATIME_NOW = 64,
+	FX_F_MTIME_OMIT = 128,
+	FX_F_MTIME_NOW = 256,
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

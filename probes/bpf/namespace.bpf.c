@@ -48,7 +48,11 @@ static __always_inline int path_exit(long ret, __u32 op, bool two)
 		s->ev.flags |= FX_F_NOFOLLOW;
 	if (op == FX_OP_PATH_RENAME)
 		s->ev.arg = fl;
-	if (op == FX_OP_PATH_MKDIR) {
+	if (op == FX_OP_PATH_MKNOD) {
+		s->ev.offset = fl; /* rdev */
+		s->ev.flags &= ~FX_F_NOFOLLOW;
+	}
+	if (op == FX_OP_PATH_MKDIR || op == FX_OP_PATH_MKNOD) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
 		s->ev.umask = BPF_CORE_READ(task, fs, umask);
 	}
@@ -103,5 +107,10 @@ int fx_exit_truncate(struct trace_event_raw_sys_exit *ctx)
 	/* The length was saved as args.mode by the enter below. */
 	return path_exit(ctx->ret, FX_OP_PATH_TRUNCATE, false);
 }
+
+ENTER(mknod) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, ctx->args[2], ctx->args[1]); }
+EXIT(mknod, FX_OP_PATH_MKNOD, false)
+ENTER(mknodat) { return save(ctx->args[0], ctx->args[1], 0, 0, ctx->args[3], ctx->args[2]); }
+EXIT(mknodat, FX_OP_PATH_MKNOD, false)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

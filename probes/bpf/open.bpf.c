@@ -95,4 +95,40 @@ int fx_enter_fchown(struct trace_event_raw_sys_enter *ctx) { return save(ctx->ar
 SEC("tracepoint/syscalls/sys_exit_fchown")
 int fx_exit_fchown(struct trace_event_raw_sys_exit *ctx) { return fd_exit(ctx->ret, FX_OP_FCHOWN); }
 
+SEC("tracepoint/syscalls/sys_enter_fallocate")
+int fx_enter_fallocate(struct trace_event_raw_sys_enter *ctx)
+{
+	if (fx_skip_task())
+		return 0;
+	struct fx_args a = { .fd = ctx->args[0], .flags = ctx->args[1], .pos = ctx->args[2], .count = ctx->args[3] };
+	fx_save_args(&a);
+	return 0;
+}
+SEC("tracepoint/syscalls/sys_exit_fallocate")
+int fx_exit_fallocate(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	struct fx_args args = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	if (ctx->ret != 0)
+		return 0;
+	struct file *f = fx_fd_file(args.fd);
+	if (!f)
+		return 0;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return 0;
+	fx_header(&s->ev, FX_OP_FALLOCATE, BPF_CORE_READ(f, f_inode));
+	if (fx_event_path(s, f))
+		return 0;
+	s->ev.arg = args.flags;
+	s->ev.offset = args.pos;
+	s->ev.len = args.count;
+	fx_submit(s);
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -43,4 +43,51 @@ int fx_enter_fdatasync(struct trace_event_raw_sys_enter *ctx) { return on_enter(
 SEC("tracepoint/syscalls/sys_exit_fdatasync")
 int fx_exit_fdatasync(struct trace_event_raw_sys_exit *ctx) { return on_exit(ctx->ret, FX_OP_FDATASYNC); }
 
+SEC("tracepoint/syscalls/sys_enter_sync_file_range")
+int fx_enter_sync_file_range(struct trace_event_raw_sys_enter *ctx) { return on_enter(ctx->args[0]); }
+SEC("tracepoint/syscalls/sys_exit_sync_file_range")
+int fx_exit_sync_file_range(struct trace_event_raw_sys_exit *ctx) { return on_exit(ctx->ret, FX_OP_SYNC_FILE_RANGE); }
+
+/* syncfs(fd): a restore point when the fd's filesystem is the watched root's. */
+SEC("tracepoint/syscalls/sys_enter_syncfs")
+int fx_enter_syncfs(struct trace_event_raw_sys_enter *ctx) { return on_enter(ctx->args[0]); }
+SEC("tracepoint/syscalls/sys_exit_syncfs")
+int fx_exit_syncfs(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	__u64 fd = a->fd;
+	bpf_map_delete_elem(&inflight, &id);
+	if (ctx->ret != 0)
+		return 0;
+	struct file *f = fx_fd_file(fd);
+	if (!f)
+		return 0;
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	if (BPF_CORE_READ(inode, i_sb, s_dev) != root_dev)
+		return 0;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return 0;
+	fx_header(&s->ev, FX_OP_SYNCFS, inode);
+	fx_submit(s);
+	return 0;
+}
+
+/* sync(2): every filesystem, so the root's too. */
+SEC("tracepoint/syscalls/sys_exit_sync")
+int fx_exit_sync(struct trace_event_raw_sys_exit *ctx)
+{
+	if (fx_skip_task())
+		return 0;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return 0;
+	fx_header(&s->ev, FX_OP_SYNC, NULL);
+	fx_submit(s);
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -78,4 +78,78 @@ int fx_exit_pwrite64(struct trace_event_raw_sys_exit *ctx)
 	return on_exit(ctx->ret, true);
 }
 
+/* Writes whose bytes are not copied (vectors, copies between files): an inexact range that the
+ * recorder re-reads. pos_ptr: user pointer to the output offset updated by the call, or 0. */
+static __always_inline int range_enter(__u64 fd, __u64 pos, __u64 pos_ptr, __u64 positional)
+{
+	if (fx_skip_task())
+		return 0;
+	struct fx_args a = { .fd = fd, .pos = pos, .buf = pos_ptr, .flags = positional };
+	fx_save_args(&a);
+	return 0;
+}
+
+static __always_inline int range_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	struct fx_args args = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	if (ret <= 0)
+		return 0;
+	struct file *f = fx_fd_file(args.fd);
+	if (!f)
+		return 0;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return 0;
+	fx_header(&s->ev, FX_OP_WRITE, BPF_CORE_READ(f, f_inode));
+	if (fx_event_path(s, f))
+		return 0;
+	__u64 end = 0;
+	if (args.flags == 1 && args.pos != (__u64)-1) {
+		end = args.pos + ret;
+	} else if (args.buf) {
+		bpf_probe_read_user(&end, sizeof(end), (void *)args.buf);
+	} else {
+		end = BPF_CORE_READ(f, f_pos);
+	}
+	s->ev.offset = end - ret;
+	s->ev.len = ret;
+	s->ev.flags = FX_F_INEXACT;
+	fx_submit(s);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int fx_enter_writev(struct trace_event_raw_sys_enter *ctx) { return range_enter(ctx->args[0], 0, 0, 0); }
+SEC("tracepoint/syscalls/sys_exit_writev")
+int fx_exit_writev(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_enter_pwritev")
+int fx_enter_pwritev(struct trace_event_raw_sys_enter *ctx) { return range_enter(ctx->args[0], ctx->args[3], 0, 1); }
+SEC("tracepoint/syscalls/sys_exit_pwritev")
+int fx_exit_pwritev(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
+/* pwritev2 with offset -1 writes at the file position. */
+SEC("tracepoint/syscalls/sys_enter_pwritev2")
+int fx_enter_pwritev2(struct trace_event_raw_sys_enter *ctx) { return range_enter(ctx->args[0], ctx->args[3], 0, 1); }
+SEC("tracepoint/syscalls/sys_exit_pwritev2")
+int fx_exit_pwritev2(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
+/* copy_file_range(fd_in, off_in*, fd_out, off_out*, len, flags) */
+SEC("tracepoint/syscalls/sys_enter_copy_file_range")
+int fx_enter_copy_file_range(struct trace_event_raw_sys_enter *ctx) { return range_enter(ctx->args[2], 0, ctx->args[3], 0); }
+SEC("tracepoint/syscalls/sys_exit_copy_file_range")
+int fx_exit_copy_file_range(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
+/* sendfile(out_fd, in_fd, offset*, count): the offset pointer is the input's. */
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int fx_enter_sendfile64(struct trace_event_raw_sys_enter *ctx) { return range_enter(ctx->args[0], 0, 0, 0); }
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int fx_exit_sendfile64(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
+/* splice(fd_in, off_in*, fd_out, off_out*, len, flags) */
+SEC("tracepoint/syscalls/sys_enter_splice")
+int fx_enter_splice(struct trace_event_raw_sys_enter *ctx) { return range_enter(ctx->args[2], 0, ctx->args[3], 0); }
+SEC("tracepoint/syscalls/sys_exit_splice")
+int fx_exit_splice(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -12,6 +12,13 @@ pub const FX_OP_FDATASYNC: u32 = 4;
 pub const FX_OP_CREATE: u32 = 5;
 pub const FX_OP_FCHMOD: u32 = 6;
 pub const FX_OP_FCHOWN: u32 = 7;
+pub const FX_OP_FALLOCATE: u32 = 8;
+pub const FX_OP_SYNC_FILE_RANGE: u32 = 9;
+pub const FX_OP_SYNCFS: u32 = 10;
+pub const FX_OP_SYNC: u32 = 11;
+pub const FX_OP_FUTIMES: u32 = 12;
+pub const FX_OP_FSETXATTR: u32 = 13;
+pub const FX_OP_FREMOVEXATTR: u32 = 14;
 pub const FX_OP_PATH_UNLINK: u32 = 16;
 pub const FX_OP_PATH_MKDIR: u32 = 17;
 pub const FX_OP_PATH_RENAME: u32 = 18;
@@ -20,12 +27,20 @@ pub const FX_OP_PATH_SYMLINK: u32 = 20;
 pub const FX_OP_PATH_CHMOD: u32 = 21;
 pub const FX_OP_PATH_CHOWN: u32 = 22;
 pub const FX_OP_PATH_TRUNCATE: u32 = 23;
+pub const FX_OP_PATH_UTIMES: u32 = 24;
+pub const FX_OP_PATH_SETXATTR: u32 = 25;
+pub const FX_OP_PATH_REMOVEXATTR: u32 = 26;
+pub const FX_OP_PATH_MKNOD: u32 = 27;
 
 pub const FX_F_INEXACT: u32 = 1;
 pub const FX_F_TRUNC: u32 = 2;
 pub const FX_F_CREATED: u32 = 4;
 pub const FX_F_RMDIR: u32 = 8;
 pub const FX_F_NOFOLLOW: u32 = 16;
+pub const FX_F_ATIME_OMIT: u32 = 32;
+pub const FX_F_ATIME_NOW: u32 = 64;
+pub const FX_F_MTIME_OMIT: u32 = 128;
+pub const FX_F_MTIME_NOW: u32 = 256;
 
 /// `struct fx_event`.
 #[repr(C)]

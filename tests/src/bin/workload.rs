@@ -99,8 +99,30 @@ fn namespace(
     for i in 0..ops {
         let p = pick(&mut rng);
         let q = pick(&mut rng);
+        // Never open a fifo for writing (it would block): those ops only touch regular files.
+        // (opens follow symlinks, so look through them)
+        let regular = std::fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false);
+        let op = rng.u8(..23);
+        let fifo = |x: &std::path::Path| {
+            std::fs::metadata(x)
+                .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
+                .unwrap_or(false)
+        };
+        if matches!(op, 11 | 16 | 17 | 21 | 22) && !regular
+            || matches!(op, 0 | 1 | 15) && fifo(&p)
+            || op == 21 && !std::fs::metadata(&q).map(|m| m.is_file()).unwrap_or(false)
+        {
+            continue;
+        }
         // Every call may fail (missing parent, not empty, ...): like a real program, go on.
-        let _ = match rng.u8(..16) {
+        let _ = match op {
+            0 | 1
+                if std::fs::metadata(&p)
+                    .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
+                    .unwrap_or(false) =>
+            {
+                Ok(())
+            }
             0 | 1 => std::fs::write(&p, format!("content {i} {}", "x".repeat(rng.usize(..3000)))),
             2 => std::fs::create_dir(&p),
             3 | 4 => std::fs::rename(&p, &q),
@@ -135,7 +157,73 @@ fn namespace(
                     _ => Err(std::io::Error::last_os_error()),
                 }
             }
-            _ => std::fs::File::create(&p).map(|_| ()),
+            15 => std::fs::File::create(&p).map(|_| ()),
+            16 => std::fs::OpenOptions::new()
+                .append(true)
+                .open(&p)
+                .and_then(|mut f| {
+                    use std::io::Write;
+                    let a = format!("vec {i} ");
+                    f.write_vectored(&[
+                        std::io::IoSlice::new(a.as_bytes()),
+                        std::io::IoSlice::new(b"tail\n"),
+                    ])
+                    .map(|_| ())
+                }),
+            17 => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .and_then(|f| {
+                    use std::os::fd::AsRawFd;
+                    // SAFETY: a valid open fd; fallocate(2) only reads its arguments.
+                    let r = unsafe {
+                        libc::fallocate(
+                            f.as_raw_fd(),
+                            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                            rng.i64(..2000),
+                            rng.i64(1..3000),
+                        )
+                    };
+                    if r == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                }),
+            18 => rustix::fs::setxattr(
+                &p,
+                "user.k",
+                format!("v{i}").as_bytes(),
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(Into::into),
+            19 => rustix::fs::removexattr(&p, "user.k").map_err(Into::into),
+            20 => {
+                use std::os::unix::ffi::OsStrExt;
+                let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
+                // SAFETY: a valid NUL-terminated path.
+                match unsafe { libc::mkfifo(c.as_ptr(), 0o640) } {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            }
+            21 => (|| {
+                let mut from = std::fs::File::open(&q)?;
+                if !from.metadata()?.is_file() {
+                    return Ok(());
+                }
+                let mut to = std::fs::OpenOptions::new().write(true).open(&p)?;
+                if !to.metadata()?.is_file() {
+                    return Ok(());
+                }
+                std::io::copy(&mut from, &mut to).map(|_| ())
+            })(),
+            _ => std::fs::File::options().write(true).open(&p).and_then(|f| {
+                f.set_modified(
+                    std::time::SystemTime::UNIX_EPOCH
+                        + std::time::Duration::from_secs(1_700_000_000 + i as u64),
+                )
+            }),
         };
     }
     Ok(())
