@@ -60,7 +60,7 @@ pub struct Applier {
     /// Times from the last Resync of a path, re-applied after its data (writes move mtime).
     resync_times: HashMap<RelPath, (i64, i64)>,
     /// Source (dev, ino) -> a replica path already holding it (hard links across a base).
-    links: HashMap<(u64, u64), RelPath>,
+    links: HashMap<(u64, u64), (RelPath, u64)>,
     base: Option<BaseTracking>,
     /// (gap record seq, healed seq or u64::MAX): records strictly inside may not apply cleanly.
     gap_windows: Vec<(u64, u64)>,
@@ -609,24 +609,34 @@ impl Applier {
         self.touch(p);
         let kind = NodeKind::from_entry(&m.kind);
         // A second name of an object this session already resynced: link instead of copy.
-        if kind == NodeKind::Regular && m.nlink > 1 {
-            if let Some(other) = self.links.get(&(m.dev, m.ino)).cloned() {
+        let linked = kind == NodeKind::Regular && m.nlink > 1;
+        if linked {
+            if let Some((other, other_ino)) = self.links.get(&(m.dev, m.ino)).cloned() {
                 if other != *p {
-                    if let (Some(o), cur) = (t.stat(&other)?, t.stat(p)?) {
-                        if o.kind == NodeKind::Regular {
-                            if cur.as_ref().map(|c| c.ino) != Some(o.ino) {
+                    match t.stat(&other)? {
+                        // Still the object recorded for this source inode: p is another name.
+                        Some(o) if o.kind == NodeKind::Regular && o.ino == other_ino => {
+                            if t.stat(p)?.map(|c| c.ino) != Some(o.ino) {
                                 remove_all(t, p)?;
                                 self.ensure_parents(t, p)?;
                                 t.link(&other, p)?;
                             }
                             return Ok(());
                         }
+                        // Moved or replaced since: p becomes the group's representative.
+                        _ => {
+                            self.links.remove(&(m.dev, m.ino));
+                        }
                     }
                 }
             }
-            self.links.insert((m.dev, m.ino), p.clone());
         }
         self.ensure_kind(t, p, &kind, m.mode)?;
+        if linked {
+            if let Some(st) = t.stat(p)? {
+                self.links.insert((m.dev, m.ino), (p.clone(), st.ino));
+            }
+        }
         if kind == NodeKind::Regular {
             // Content follows as ResyncData; holes stay holes.
             t.truncate(p, 0)?;
