@@ -61,6 +61,11 @@ pub struct Recorder {
     in_resync: bool,
     /// Gap records journaled in this batch whose heal (a base) is still due.
     pending_heals: Vec<u64>,
+    /// A base is walking the tree.
+    base_active: bool,
+    /// Rename targets seen during a base: the walk may already have passed their new place
+    /// (and not yet their old one), so they are walked again.
+    walk_extra: Vec<PathBuf>,
 }
 
 fn writer_of(h: &FxEvent) -> Writer {
@@ -301,6 +306,8 @@ impl Recorder {
             last_drops: 0,
             in_resync: false,
             pending_heals: Vec::new(),
+            base_active: false,
+            walk_extra: Vec::new(),
         })
     }
 
@@ -755,9 +762,20 @@ impl Recorder {
             Err(e) => anyhow::bail!("cannot list the watched root {}: {e}", root.display()),
         };
         entries.sort();
-        for p in entries {
-            n += self.resync_entry(&p, &mut links)?;
-        }
+        self.base_active = true;
+        self.walk_extra.clear();
+        let walked = (|| -> anyhow::Result<u64> {
+            let mut n = 0;
+            for p in entries {
+                n += self.resync_entry(&p, &mut links)?;
+            }
+            while let Some(p) = self.walk_extra.pop() {
+                n += self.resync_entry(&p, &mut links)?;
+            }
+            Ok(n)
+        })();
+        self.base_active = false;
+        n += walked?;
         let end = self.own(Op::BaseEnd { base_id });
         self.append(vec![end])?;
         self.stats.bases += 1;
@@ -778,6 +796,7 @@ impl Recorder {
         let mut n = 0;
         while let Some(p) = stack.pop() {
             self.pump_nested()?;
+            stack.append(&mut self.walk_extra);
             let Some(rp) = rel(&root, &p) else { continue };
             let Ok(md) = std::fs::symlink_metadata(&p) else {
                 continue;
