@@ -197,70 +197,26 @@ fn recorded_data_workload_replays_to_an_identical_tree() {
     let src = d.path().join("src");
     let jdir = d.path().join("journal");
     seed_tree(&src);
-    let opts = RecorderOptions {
-        root: src.clone(),
-        journal: jdir.clone(),
-        journal_opts: JournalOptions::default(),
-        payload_cap_bytes: 64 * 1024,
-        ring_size_bytes: foxing_probes::DEFAULT_RING_SIZE_BYTES,
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut rec = Recorder::start(opts).unwrap();
-    let st = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let never = AtomicBool::new(false);
-        rec.run(&st, &never).unwrap();
-        rec.stats.clone()
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+            .arg(&src)
+            .args(["7", "3000"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
-    // Wait for the base to complete before the workload (it would also work during it).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = JournalReader::open(&jdir) {
-            if r.bases().unwrap().iter().any(|b| b.end_seq.is_some()) {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "no base after 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-        .arg(&src)
-        .args(["7", "3000"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    let stats = handle.join().unwrap();
     assert_eq!(stats.lost_events, 0);
     assert!(stats.events > 2500, "{stats:?}");
     assert!(
         stats.inexact_ranges > 0,
         "large writes must have gone the inexact way: {stats:?}"
     );
-
-    let dst = d.path().join("dst");
-    std::fs::create_dir_all(&dst).unwrap();
+    apply_and_compare(&src, &jdir, d.path());
     let reader = JournalReader::open(&jdir).unwrap();
-    let (state, resume) = State::open(&d.path().join("state")).unwrap();
-    let mut e = Engine::new(FsTree::open(&dst).unwrap(), state, resume, None);
-    e.run(
-        &mut JournalSource {
-            reader: &reader,
-            poll: Duration::from_millis(1),
-        },
-        u64::MAX,
-        false,
-        |_| {},
-    )
-    .unwrap();
-    let a = snapshot(&mut FsTree::open(&src).unwrap(), user_xattrs).unwrap();
-    let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
-    assert_eq!(diff(&a, &b), Vec::<String>::new());
     assert!(reader.sync_point_count().unwrap() > 100);
 }
 
