@@ -127,6 +127,13 @@ impl Committer {
         self.lock().durable_seq
     }
 
+    /// Sets the durable seq of an empty journal that was re-based (see `Journal::adopt`).
+    pub fn reset_durable(&self, durable_seq: u64) {
+        let mut st = self.lock();
+        debug_assert!(!st.in_flight);
+        st.durable_seq = durable_seq;
+    }
+
     pub fn idle(&self) -> bool {
         !self.lock().in_flight
     }

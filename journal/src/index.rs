@@ -31,6 +31,10 @@ pub const META_FIRST_SEQ: &str = "first_seq";
 /// Max record time seen so far (the TIMES high-water mark).
 pub const META_HW_TIME: &str = "hw_time_ns";
 
+/// Random identity of the journal's history, made when the journal is created; a replica's
+/// archive carries its source's id (the same seqs mean the same records).
+pub const META_JOURNAL_ID: &str = "journal_id";
+
 /// Index format version stored in META.
 pub const INDEX_FORMAT_VERSION: u64 = 1;
 

@@ -53,6 +53,7 @@ pub struct Meta {
     pub durable_time_ns: u64,
     pub first_seq: u64,
     pub hw_time_ns: u64,
+    pub journal_id: u64,
 }
 
 pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<Meta> {
@@ -65,6 +66,7 @@ pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<Meta>
         durable_time_ns: get(index::META_DURABLE_TIME)?,
         first_seq: get(index::META_FIRST_SEQ)?.max(1),
         hw_time_ns: get(index::META_HW_TIME)?,
+        journal_id: get(index::META_JOURNAL_ID)?,
     })
 }
 
@@ -88,4 +90,15 @@ pub fn list_segments(layout: &Layout) -> Result<Vec<(u64, PathBuf)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// A fresh random journal id (never 0).
+pub(crate) fn new_journal_id() -> Result<u64> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    let path = Path::new("/dev/urandom");
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .ctx("read", path)?;
+    Ok(u64::from_le_bytes(b).max(1))
 }

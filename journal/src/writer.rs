@@ -111,6 +111,13 @@ impl Journal {
             .db(&layout.index)?;
         let txn = db.begin_write().db(&layout.index)?;
         index::create_tables(&txn).db(&layout.index)?;
+        {
+            let mut t = txn.open_table(index::META).db(&layout.index)?;
+            if t.get(index::META_JOURNAL_ID).db(&layout.index)?.is_none() {
+                t.insert(index::META_JOURNAL_ID, crate::new_journal_id()?)
+                    .db(&layout.index)?;
+            }
+        }
         txn.commit().db(&layout.index)?;
         let meta = crate::read_meta(&db, &layout.index)?;
         if meta.format_version != index::INDEX_FORMAT_VERSION {
@@ -369,6 +376,66 @@ impl Journal {
             tracing::info!(recovery = ?j.recovery, "journal recovered");
         }
         Ok(j)
+    }
+
+    /// The journal's identity (see [`crate::index::META_JOURNAL_ID`]).
+    pub fn journal_id(&self) -> Result<u64> {
+        Ok(crate::read_meta(self.db.as_ref(), &self.layout.index)?.journal_id)
+    }
+
+    /// Whether nothing was ever appended (the journal holds no frame).
+    pub fn is_empty(&self) -> bool {
+        self.next_seq == self.seg_first_seq
+            && self.seg_len == SEGMENT_HEADER_LEN as u64
+            && self.pending.is_empty()
+            && list_segments(&self.layout).map(|s| s.len() == 1).unwrap_or(false)
+    }
+
+    /// Makes an empty journal the archive of another one: it takes that journal's id and starts
+    /// at `start_seq` (a replica that joins after older records were pruned). Durable on return.
+    pub fn adopt(&mut self, journal_id: u64, start_seq: u64) -> Result<()> {
+        assert!(journal_id != 0 && start_seq >= 1, "adopt: id and start seq must be set");
+        self.sync()?;
+        if !self.is_empty() {
+            return Err(JournalError::Inconsistent(format!(
+                "cannot adopt journal {journal_id:016x} in {}: it already holds records",
+                self.layout.dir.display()
+            )));
+        }
+        if start_seq != self.seg_first_seq {
+            // Old segment first: a crash in between leaves no segment (recreated empty on open)
+            // or only the new one; either is an empty journal that can be adopted again.
+            std::fs::remove_file(&self.seg_path).ctx("remove empty segment", &self.seg_path)?;
+            fsync_dir(&self.layout.segments)?;
+            let path = create_segment(&self.layout, start_seq)?;
+            let seg = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .ctx("open segment", &path)?;
+            self.seg_path = path;
+            self.seg = Arc::new(seg);
+        }
+        let txn = self.db.begin_write().db(&self.layout.index)?;
+        {
+            let mut segs = txn.open_table(index::SEGMENTS).db(&self.layout.index)?;
+            segs.retain(|_, _| false).db(&self.layout.index)?;
+            segs.insert(start_seq, now_ns()).db(&self.layout.index)?;
+            let mut t = txn.open_table(index::META).db(&self.layout.index)?;
+            t.insert(index::META_JOURNAL_ID, journal_id)
+                .db(&self.layout.index)?;
+            t.insert(index::META_FIRST_SEQ, start_seq)
+                .db(&self.layout.index)?;
+            t.insert(index::META_DURABLE_SEQ, start_seq - 1)
+                .db(&self.layout.index)?;
+        }
+        txn.commit().db(&self.layout.index)?;
+        self.seg_first_seq = start_seq;
+        self.next_seq = start_seq;
+        self.seg_len = SEGMENT_HEADER_LEN as u64;
+        self.new_segments.clear();
+        self.committer.reset_durable(start_seq - 1);
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {

@@ -371,3 +371,39 @@ fn append_frame_accepts_only_the_next_valid_frame() {
     drop(a);
     assert_eq!(all_records(dst.path()), expected(1, 60));
 }
+
+#[test]
+fn an_empty_archive_adopts_its_source_identity_and_start_seq() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let src_id = {
+        let mut j = Journal::open(src.path(), opts()).unwrap();
+        j.append((1..=40).map(ev).collect()).unwrap();
+        j.append((41..=60).map(ev).collect()).unwrap();
+        j.journal_id().unwrap()
+    };
+    assert_ne!(src_id, 0);
+    let r = JournalReader::open(src.path()).unwrap();
+    assert_eq!(r.meta().unwrap().journal_id, src_id);
+    let frames = r.frames(41, 60).unwrap();
+    assert_eq!(frames[0].header.first_seq, 41);
+    {
+        let mut a = Journal::open(dst.path(), opts()).unwrap();
+        assert!(a.is_empty());
+        assert_ne!(a.journal_id().unwrap(), src_id, "ids are random");
+        a.adopt(src_id, 41).unwrap();
+        for f in &frames {
+            a.append_frame(&f.bytes).unwrap();
+        }
+        assert!(!a.is_empty());
+        assert!(a.adopt(src_id, 61).is_err(), "a journal with records keeps its identity");
+    }
+    let a = Journal::open(dst.path(), opts()).unwrap();
+    assert_eq!(a.journal_id().unwrap(), src_id);
+    assert_eq!(a.next_seq(), 61);
+    drop(a);
+    let m = JournalReader::open(dst.path()).unwrap().meta().unwrap();
+    assert_eq!((m.first_seq, m.durable_seq), (41, 60));
+    assert_eq!(all_records(dst.path()), expected(41, 60));
+    assert!(verify(dst.path()).unwrap().ok());
+}

@@ -1,4 +1,4 @@
-//! Foxing's shared vocabulary: the record model, the frame codec and (later) the wire messages.
+//! Foxing's shared vocabulary: the record model, the frame codec and the wire protocol.
 //!
 //! Pure logic only: no file or network I/O, no async, deterministic. Everything that crosses a
 //! process boundary is specified byte by byte in docs/journal-format.md and docs/wire-protocol.md.
@@ -6,6 +6,7 @@
 pub mod frame;
 pub mod record;
 pub mod time;
+pub mod wire;
 
 pub use frame::{decode_frame, encode_frame, FrameError, FrameHeader};
 pub use record::{
