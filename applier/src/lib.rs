@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod fs;
 pub mod model;
+pub mod net;
 pub mod pitr;
 pub mod run;
 pub mod snapshot;

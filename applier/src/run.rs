@@ -19,11 +19,7 @@ pub const DURABLE_CHECKPOINT_INTERVAL_MS: u64 = 2000;
 /// Where frames come from: the local journal today, the network with the transport.
 pub trait FrameSource {
     /// The next frames holding records from `next_seq` on; empty after `timeout` if none.
-    fn next_frames(
-        &mut self,
-        next_seq: u64,
-        timeout: Duration,
-    ) -> Result<Vec<RawFrame>, foxing_journal::JournalError>;
+    fn next_frames(&mut self, next_seq: u64, timeout: Duration) -> Result<Vec<RawFrame>, RunError>;
 }
 
 /// Reads frames from a journal directory (the source's, or a replica's archive).
@@ -33,17 +29,13 @@ pub struct JournalSource<'a> {
 }
 
 impl FrameSource for JournalSource<'_> {
-    fn next_frames(
-        &mut self,
-        next_seq: u64,
-        timeout: Duration,
-    ) -> Result<Vec<RawFrame>, foxing_journal::JournalError> {
+    fn next_frames(&mut self, next_seq: u64, timeout: Duration) -> Result<Vec<RawFrame>, RunError> {
         let deadline = Instant::now() + timeout;
         loop {
             let durable = self.reader.meta()?.durable_seq;
             if durable >= next_seq {
                 let until = durable.min(next_seq.saturating_add(64 * 1024));
-                return self.reader.frames(next_seq, until);
+                return Ok(self.reader.frames(next_seq, until)?);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -62,6 +54,8 @@ pub enum RunError {
     State(#[from] StateError),
     #[error(transparent)]
     Journal(#[from] foxing_journal::JournalError),
+    #[error("frame source: {0}")]
+    Source(String),
     #[error("frame holding seq {seq} is damaged")]
     Frame {
         seq: u64,

@@ -388,13 +388,18 @@ impl Journal {
         self.next_seq == self.seg_first_seq
             && self.seg_len == SEGMENT_HEADER_LEN as u64
             && self.pending.is_empty()
-            && list_segments(&self.layout).map(|s| s.len() == 1).unwrap_or(false)
+            && list_segments(&self.layout)
+                .map(|s| s.len() == 1)
+                .unwrap_or(false)
     }
 
     /// Makes an empty journal the archive of another one: it takes that journal's id and starts
     /// at `start_seq` (a replica that joins after older records were pruned). Durable on return.
     pub fn adopt(&mut self, journal_id: u64, start_seq: u64) -> Result<()> {
-        assert!(journal_id != 0 && start_seq >= 1, "adopt: id and start seq must be set");
+        assert!(
+            journal_id != 0 && start_seq >= 1,
+            "adopt: id and start seq must be set"
+        );
         self.sync()?;
         if !self.is_empty() {
             return Err(JournalError::Inconsistent(format!(

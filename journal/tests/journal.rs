@@ -396,7 +396,10 @@ fn an_empty_archive_adopts_its_source_identity_and_start_seq() {
             a.append_frame(&f.bytes).unwrap();
         }
         assert!(!a.is_empty());
-        assert!(a.adopt(src_id, 61).is_err(), "a journal with records keeps its identity");
+        assert!(
+            a.adopt(src_id, 61).is_err(),
+            "a journal with records keeps its identity"
+        );
     }
     let a = Journal::open(dst.path(), opts()).unwrap();
     assert_eq!(a.journal_id().unwrap(), src_id);

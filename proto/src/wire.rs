@@ -143,7 +143,10 @@ pub struct Ack {
 pub enum Message {
     Hello(Hello),
     Welcome(Welcome),
-    Refuse { code: RefuseCode, reason: String },
+    Refuse {
+        code: RefuseCode,
+        reason: String,
+    },
     /// One journal frame, byte for byte as stored.
     Frame(Vec<u8>),
     Heartbeat(Heartbeat),
@@ -671,7 +674,10 @@ impl ReplicaSession {
             (_, Message::Refuse { code, reason }) => Err(ReplicaError::Refused { code, reason }),
             (false, Message::Welcome(w)) => {
                 if w.version < self.hello.version_min || w.version > self.hello.version_max {
-                    return proto(format!("welcome chose wire version {} that was not offered", w.version));
+                    return proto(format!(
+                        "welcome chose wire version {} that was not offered",
+                        w.version
+                    ));
                 }
                 if self.hello.journal_id != 0 && w.journal_id != self.hello.journal_id {
                     return proto(format!(
@@ -718,7 +724,11 @@ impl ReplicaSession {
             (established, m) => proto(format!(
                 "unexpected {} message {}",
                 Message::kind_name(m.kind()),
-                if established { "while streaming" } else { "before welcome" }
+                if established {
+                    "while streaming"
+                } else {
+                    "before welcome"
+                }
             )),
         }
     }
@@ -855,12 +865,27 @@ mod tests {
         };
         let w = answer_hello(&h(0, 0), &view(), true).unwrap();
         assert_eq!((w.start_seq, w.apply_from_seq), (1, 1));
-        assert_eq!(answer_hello(&h(7, 50), &view(), true).unwrap().start_seq, 50);
-        assert_eq!(answer_hello(&h(7, 101), &view(), true).unwrap().start_seq, 101);
+        assert_eq!(
+            answer_hello(&h(7, 50), &view(), true).unwrap().start_seq,
+            50
+        );
+        assert_eq!(
+            answer_hello(&h(7, 101), &view(), true).unwrap().start_seq,
+            101
+        );
         let code = |r: Result<Welcome, Refusal>| r.unwrap_err().code;
-        assert_eq!(code(answer_hello(&h(7, 102), &view(), true)), RefuseCode::Ahead);
-        assert_eq!(code(answer_hello(&h(8, 5), &view(), true)), RefuseCode::WrongJournal);
-        assert_eq!(code(answer_hello(&h(7, 5), &view(), false)), RefuseCode::Name);
+        assert_eq!(
+            code(answer_hello(&h(7, 102), &view(), true)),
+            RefuseCode::Ahead
+        );
+        assert_eq!(
+            code(answer_hello(&h(8, 5), &view(), true)),
+            RefuseCode::WrongJournal
+        );
+        assert_eq!(
+            code(answer_hello(&h(7, 5), &view(), false)),
+            RefuseCode::Name
+        );
         let mut v = view();
         v.first_seq = 10;
         v.new_replica_start = 12;
@@ -877,7 +902,10 @@ mod tests {
     #[test]
     fn replica_session_checks_the_stream() {
         let mut s = ReplicaSession::new("r", 7, 4);
-        assert!(s.on_message(Message::Frame(frame(4, 1))).is_err(), "frame before welcome");
+        assert!(
+            s.on_message(Message::Frame(frame(4, 1))).is_err(),
+            "frame before welcome"
+        );
         let mut s = ReplicaSession::new("r", 7, 4);
         let mut w = answer_hello(&s.hello, &view(), true).unwrap();
         s.on_message(Message::Welcome(w.clone())).unwrap();
@@ -886,11 +914,20 @@ mod tests {
             Some(ReplicaEvent::Frame(_, _))
         ));
         assert_eq!(s.next_seq, 6);
-        assert!(s.on_message(Message::Frame(frame(4, 2))).is_err(), "replayed frame");
-        assert!(s.on_message(Message::Frame(frame(7, 1))).is_err(), "skipped seq");
+        assert!(
+            s.on_message(Message::Frame(frame(4, 2))).is_err(),
+            "replayed frame"
+        );
+        assert!(
+            s.on_message(Message::Frame(frame(7, 1))).is_err(),
+            "skipped seq"
+        );
         let mut s = ReplicaSession::new("r", 7, 4);
         w.start_seq = 3;
-        assert!(s.on_message(Message::Welcome(w)).is_err(), "start not asked for");
+        assert!(
+            s.on_message(Message::Welcome(w)).is_err(),
+            "start not asked for"
+        );
     }
 
     #[test]

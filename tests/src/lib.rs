@@ -41,6 +41,13 @@ pub fn synth_event(seq: u64) -> Event {
             to: RelPath::new(format!("r{}", rng.u32(..))),
             flags: 0,
         },
+        // Directories appear now and then, so applying a synthetic journal writes real data.
+        _ if rng.u8(..3) == 0 => Op::Mkdir {
+            path: RelPath::new(format!("d{}", rng.u8(..8))),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
         _ => Op::Chmod {
             path,
             mode: 0o600 | rng.u32(..0o77),
@@ -81,4 +88,91 @@ pub fn durable_end(jdir: &Path) -> anyhow::Result<Option<(u64, u64)>> {
         let (seg, off, len, _, _) = v.value();
         (seg, off + len as u64)
     }))
+}
+
+/// A binary of this workspace (built by `cargo test --workspace` / `cargo build --bins`), found
+/// next to the running test executable.
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("target directory");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (scripts/test.sh does) before these tests",
+        p.display()
+    );
+    p
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    pub child: std::process::Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut std::process::Command) -> Proc {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// kill -9 and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `timeout` for the exit; SIGKILL after that. Returns the status.
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        unsafe {
+            libc::kill(self.pid(), libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                self.kill9();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("bind a UDP port on loopback")
 }

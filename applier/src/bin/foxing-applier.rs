@@ -32,8 +32,28 @@ struct Cli {
     #[arg(long)]
     state: PathBuf,
     /// Journal to apply from (the source's or an archive).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "connect", required_unless_present = "connect")]
     journal: Option<PathBuf>,
+    /// Replicate from a shipper at host:port (QUIC, mutual TLS). Received frames are archived in
+    /// SDIR/archive (same format as a journal: restore from it with --journal SDIR/archive).
+    #[arg(long, requires_all = ["cert", "key", "ca"], conflicts_with = "until")]
+    connect: Option<String>,
+    /// This replica's certificate (NAME.pem from `foxing-shipper certs`).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The CA that signed the shipper's certificate.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The replica's name (its certificate must be valid for it); default: the --cert file name
+    /// without extension.
+    #[arg(long)]
+    name: Option<String>,
+    /// The name the shipper's certificate must be valid for; default: the host in --connect.
+    #[arg(long)]
+    server_name: Option<String>,
     /// Restore to this point: RFC 3339, unix seconds, or seq:N. Stops at the last sync point
     /// at or before it.
     #[arg(long)]
@@ -96,8 +116,11 @@ fn cut_at_time(r: &JournalReader, first: u64, durable: u64, t: u64) -> anyhow::R
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.connect.is_some() {
+        return run_connected(cli);
+    }
     let Some(journal) = cli.journal.clone() else {
-        bail!("give --journal JDIR (the --connect form comes with the transport)");
+        bail!("give --journal JDIR or --connect ADDR");
     };
     if !journal.is_dir() {
         bail!("journal directory {} does not exist", journal.display());
@@ -280,6 +303,166 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 stats.ownership_skipped
             );
         }
+    }
+    Ok(())
+}
+
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("cannot install signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Where a replica with no checkpoint starts applying in a journal that does not start at 1:
+/// its oldest base (a base rebuilds the whole tree), else its first record.
+fn fresh_start(reader: &JournalReader) -> anyhow::Result<u64> {
+    let meta = reader.meta()?;
+    if meta.first_seq <= 1 {
+        return Ok(1);
+    }
+    Ok(reader
+        .bases()?
+        .iter()
+        .map(|b| b.begin_seq)
+        .filter(|&s| s >= meta.first_seq)
+        .min()
+        .unwrap_or(meta.first_seq))
+}
+
+fn run_connected(cli: Cli) -> anyhow::Result<()> {
+    use foxing_applier::net::{self, ConnectOptions, NetSource};
+    use std::sync::atomic::Ordering;
+    let addr = cli.connect.clone().unwrap_or_default();
+    let (Some(cert), Some(key), Some(ca)) = (cli.cert.clone(), cli.key.clone(), cli.ca.clone())
+    else {
+        bail!("--connect needs --cert, --key and --ca");
+    };
+    let name = match &cli.name {
+        Some(n) => n.clone(),
+        None => cert
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .context("give --name: the replica name its certificate is valid for")?,
+    };
+    let server_name = match &cli.server_name {
+        Some(n) => n.clone(),
+        None => addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
+            .with_context(|| format!("--connect {addr}: expected host:port"))?,
+    };
+    std::fs::create_dir_all(&cli.root)
+        .with_context(|| format!("cannot create replica root {}", cli.root.display()))?;
+    let tree = FsTree::open(&cli.root)
+        .with_context(|| format!("cannot open replica root {}", cli.root.display()))?;
+    let (state, resume) = State::open(&cli.state)
+        .with_context(|| format!("cannot open state {}", cli.state.display()))?;
+    let archive_dir = cli.state.join("archive");
+    let stop = stop_flag()?;
+    let handle = net::start(
+        ConnectOptions {
+            addr: addr.clone(),
+            server_name,
+            name: name.clone(),
+            tls: foxing_shipper::TlsFiles { cert, key, ca },
+            archive: archive_dir.clone(),
+            retry: cli.follow,
+        },
+        stop.clone(),
+    )?;
+    // Wait for the first session (or its failure).
+    let joined = loop {
+        match handle.joined.recv_timeout(Duration::from_millis(100)) {
+            Ok(j) => break Some(j),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => {}
+            Err(_) => break None,
+        }
+    };
+    let joined = match joined {
+        Some(Ok(j)) => j,
+        Some(Err(msg)) => {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.thread.join();
+            bail!("cannot replicate from {addr}: {msg}");
+        }
+        None => {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.thread.join();
+            return Ok(());
+        }
+    };
+    let reader = JournalReader::open(&archive_dir)
+        .with_context(|| format!("cannot read the archive {}", archive_dir.display()))?;
+    let mut engine = Engine::new(tree, state, resume, Some(&stop));
+    engine.applier.set_gap_windows(
+        reader
+            .gaps()?
+            .iter()
+            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
+            .collect(),
+    );
+    let applied_before = engine.applied_seq();
+    if applied_before == 0 {
+        let start = if joined.adopted {
+            joined.welcome.apply_from_seq
+        } else {
+            fresh_start(&reader)?
+        };
+        if start > 1 {
+            if std::fs::read_dir(&cli.root)?.next().is_some() {
+                stop.store(true, Ordering::Relaxed);
+                bail!("replica root {} is not empty and has no checkpoint; replicate into an empty directory", cli.root.display());
+            }
+            engine.skip_to(start - 1)?;
+        }
+    }
+    let stop_seq = if cli.follow {
+        u64::MAX
+    } else {
+        joined.welcome.durable_seq
+    };
+    let status = handle.status.clone();
+    let mut src = NetSource::new(&reader, &handle.frames, &status);
+    let res = engine.run(&mut src, stop_seq, true, |seq| {
+        status.applied_seq.store(seq, Ordering::Relaxed)
+    });
+    let res = res.and_then(|()| engine.durable());
+    stop.store(true, Ordering::Relaxed);
+    let _ = handle.thread.join();
+    res?;
+    let applied = engine.applied_seq();
+    let stats = engine.applier.stats.clone();
+    let archived = status.archived_seq.load(Ordering::Relaxed);
+    if let Some(msg) = status.fatal() {
+        bail!("replication from {addr} stopped: {msg}");
+    }
+    if cli.json {
+        let v = json!({
+            "root": cli.root.display().to_string(),
+            "shipper": addr,
+            "replica": name,
+            "archive": archive_dir.display().to_string(),
+            "applied_from": applied_before + 1,
+            "applied_seq": applied,
+            "archived_seq": archived,
+            "source_durable_seq": status.source_durable_seq.load(Ordering::Relaxed),
+            "reconnects": status.reconnects.load(Ordering::Relaxed),
+            "bytes_received": status.bytes_received.load(Ordering::Relaxed),
+            "stats": stats,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "replicated from {addr} as {name}: applied seq {}..={} to {} ({} records, {} bytes written); archived through seq {archived} in {}",
+            applied_before + 1,
+            applied,
+            cli.root.display(),
+            stats.records,
+            stats.bytes_written,
+            archive_dir.display()
+        );
     }
     Ok(())
 }

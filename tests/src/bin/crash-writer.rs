@@ -12,9 +12,11 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = args
         .next()
-        .ok_or_else(|| anyhow::anyhow!("usage: crash-writer DIR WINDOW_MS SEED"))?;
+        .ok_or_else(|| anyhow::anyhow!("usage: crash-writer DIR WINDOW_MS SEED [PAUSE_MS]"))?;
     let window_ms: u64 = args.next().unwrap_or_else(|| "2".into()).parse()?;
     let seed: u64 = args.next().unwrap_or_else(|| "1".into()).parse()?;
+    // Optional pause between batches (ms), to pace a long-running source journal.
+    let pause_ms: u64 = args.next().unwrap_or_else(|| "0".into()).parse()?;
     let opts = JournalOptions {
         fsync_window: Duration::from_millis(window_ms),
         segment_size_bytes: 256 << 10,
@@ -33,6 +35,10 @@ fn main() -> anyhow::Result<()> {
         j.append((first..first + n).map(synth_event).collect())?;
         if rng.u8(..20) == 0 {
             j.sync()?;
+        }
+        if pause_ms > 0 {
+            std::thread::sleep(Duration::from_millis(pause_ms));
+            j.maybe_sync()?;
         }
         if j.durable_seq() > reported {
             reported = j.durable_seq();

@@ -1,0 +1,508 @@
+//! `foxing-applier --connect`: the replica's network side. A thread keeps a QUIC session to the
+//! shipper (reconnecting with exponential backoff and jitter), archives every received frame in
+//! the replica's own journal (`SDIR/archive`, same format as the source's), acknowledges what the
+//! archive has fsynced, and hands frames to the apply engine through a bounded channel.
+//!
+//! The archive is the truth: the channel is only a low-latency shortcut. When the engine falls
+//! behind and the channel is full, frames are not queued in memory; the engine reads them back
+//! from the archive ([`NetSource`]). So memory stays bounded however slow the replica tree is.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use foxing_journal::{Journal, JournalOptions, JournalReader, RawFrame};
+use foxing_proto::wire::{
+    self, Ack, Message, MessageDecoder, ReplicaError, ReplicaEvent, ReplicaSession, Welcome,
+};
+use foxing_shipper::TlsFiles;
+
+use crate::run::{FrameSource, RunError};
+
+/// Frames handed to the engine in memory before it must read them back from the archive.
+pub const CHANNEL_FRAMES: usize = 256;
+/// First reconnect delay; doubles per failed attempt up to [`RECONNECT_MAX_MS`], with ±50 %
+/// jitter; a session that was welcomed resets it.
+pub const RECONNECT_INITIAL_MS: u64 = 200;
+pub const RECONNECT_MAX_MS: u64 = 30_000;
+/// The shipper must answer Hello within this long.
+pub const WELCOME_TIMEOUT_MS: u64 = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// host:port of the shipper.
+    pub addr: String,
+    /// Name the shipper's certificate must be valid for.
+    pub server_name: String,
+    /// This replica's name (its certificate must be valid for it).
+    pub name: String,
+    pub tls: TlsFiles,
+    /// The replica's archive journal.
+    pub archive: PathBuf,
+    /// Keep reconnecting after failures (follow mode); otherwise the first failure is final.
+    pub retry: bool,
+}
+
+/// What the network thread shares with the rest of the applier.
+#[derive(Default)]
+pub struct NetStatus {
+    pub connected: AtomicBool,
+    pub archived_seq: AtomicU64,
+    pub source_durable_seq: AtomicU64,
+    pub source_durable_time_ns: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Set when the network side stopped for good; the engine stops with this message.
+    pub fatal: Mutex<Option<String>>,
+    /// Set by the engine: the seq applied to the tree (reported in acks).
+    pub applied_seq: AtomicU64,
+}
+
+impl NetStatus {
+    fn fail(&self, msg: String) {
+        let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        f.get_or_insert(msg);
+    }
+
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The first session's outcome, for the engine's start.
+#[derive(Clone, Debug)]
+pub struct Joined {
+    pub welcome: Welcome,
+    /// The archive was empty and took the source's identity in this session.
+    pub adopted: bool,
+}
+
+pub struct NetHandle {
+    pub status: Arc<NetStatus>,
+    pub joined: Receiver<Result<Joined, String>>,
+    pub frames: Receiver<RawFrame>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the network thread. It opens (and owns) the archive journal.
+pub fn start(opts: ConnectOptions, stop: Arc<AtomicBool>) -> anyhow::Result<NetHandle> {
+    let mut archive = Journal::open(&opts.archive, JournalOptions::default()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the replica archive {}: {e}",
+            opts.archive.display()
+        )
+    })?;
+    let client = foxing_shipper::tls::client_config(&opts.tls)?;
+    let status = Arc::new(NetStatus::default());
+    status
+        .archived_seq
+        .store(archive.durable_seq(), Ordering::Relaxed);
+    let (jtx, jrx) = std::sync::mpsc::sync_channel(1);
+    let (ftx, frx) = std::sync::mpsc::sync_channel(CHANNEL_FRAMES);
+    let st = status.clone();
+    let thread = std::thread::Builder::new()
+        .name("foxing-net".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let msg = format!("cannot start the async runtime: {e}");
+                    st.fail(msg.clone());
+                    let _ = jtx.send(Err(msg));
+                    return;
+                }
+            };
+            rt.block_on(net_loop(opts, client, &mut archive, st, jtx, ftx, stop));
+            if let Err(e) = archive.sync() {
+                tracing::error!(error = %e, "final fsync of the archive failed");
+            }
+        })?;
+    Ok(NetHandle {
+        status,
+        joined: jrx,
+        frames: frx,
+        thread,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("{0}")]
+    Fatal(String),
+    #[error("{0}")]
+    Retry(String),
+}
+
+fn retry(e: impl std::fmt::Display) -> SessionError {
+    SessionError::Retry(e.to_string())
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, SessionError> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| retry(format!("cannot resolve {addr}: {e}")))?
+        .next()
+        .ok_or_else(|| retry(format!("{addr} resolves to no address")))
+}
+
+/// What every session of the network thread shares.
+struct Link {
+    opts: ConnectOptions,
+    status: Arc<NetStatus>,
+    frames: SyncSender<RawFrame>,
+    stop: Arc<AtomicBool>,
+}
+
+async fn net_loop(
+    opts: ConnectOptions,
+    client: quinn::ClientConfig,
+    archive: &mut Journal,
+    status: Arc<NetStatus>,
+    joined: SyncSender<Result<Joined, String>>,
+    frames: SyncSender<RawFrame>,
+    stop: Arc<AtomicBool>,
+) {
+    // Dual-stack where IPv6 exists, IPv4 otherwise.
+    let bound = quinn::Endpoint::client((std::net::Ipv6Addr::UNSPECIFIED, 0).into())
+        .or_else(|_| quinn::Endpoint::client((std::net::Ipv4Addr::UNSPECIFIED, 0).into()));
+    let mut endpoint = match bound {
+        Ok(e) => e,
+        Err(e) => {
+            let msg = format!("cannot open a UDP socket: {e}");
+            status.fail(msg.clone());
+            let _ = joined.send(Err(msg));
+            return;
+        }
+    };
+    endpoint.set_default_client_config(client);
+    let link = Link {
+        opts,
+        status,
+        frames,
+        stop,
+    };
+    let (opts, status, stop) = (&link.opts, &link.status, &link.stop);
+    let mut joined = Some(joined);
+    let mut backoff = RECONNECT_INITIAL_MS;
+    while !stop.load(Ordering::Relaxed) {
+        let mut welcomed = false;
+        let res = session(&endpoint, &link, archive, &mut joined, &mut welcomed).await;
+        status.connected.store(false, Ordering::Relaxed);
+        let msg = match res {
+            Ok(()) => break,
+            Err(SessionError::Fatal(m)) => {
+                tracing::error!(shipper = %opts.addr, error = %m, "replication stopped");
+                status.fail(m.clone());
+                if let Some(j) = joined.take() {
+                    let _ = j.send(Err(m));
+                }
+                break;
+            }
+            Err(SessionError::Retry(m)) => m,
+        };
+        if !opts.retry {
+            status.fail(msg.clone());
+            if let Some(j) = joined.take() {
+                let _ = j.send(Err(msg));
+            }
+            break;
+        }
+        status.reconnects.fetch_add(1, Ordering::Relaxed);
+        if welcomed {
+            backoff = RECONNECT_INITIAL_MS;
+        }
+        let wait = backoff / 2 + fastrand::u64(0..=backoff);
+        tracing::warn!(shipper = %opts.addr, error = %msg, retry_in_ms = wait, "session failed; reconnecting");
+        backoff = (backoff * 2).min(RECONNECT_MAX_MS);
+        let deadline = Instant::now() + Duration::from_millis(wait);
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50).min(deadline - Instant::now())).await;
+        }
+    }
+    endpoint.close(quinn::VarInt::from_u32(0), b"replica stopping");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+}
+
+async fn write_message(send: &mut quinn::SendStream, m: &Message) -> Result<(), SessionError> {
+    send.write_all(&wire::encode_message(m))
+        .await
+        .map_err(|e| retry(format!("send to shipper: {e}")))
+}
+
+fn archive_err(dir: &Path, e: foxing_journal::JournalError) -> SessionError {
+    SessionError::Fatal(format!(
+        "cannot archive into {}: {e} (the replica stops; fix the archive's disk and restart)",
+        dir.display()
+    ))
+}
+
+async fn session(
+    endpoint: &quinn::Endpoint,
+    link: &Link,
+    archive: &mut Journal,
+    joined: &mut Option<SyncSender<Result<Joined, String>>>,
+    welcomed: &mut bool,
+) -> Result<(), SessionError> {
+    let (opts, status, frames, stop) = (&link.opts, &*link.status, &link.frames, &*link.stop);
+    let addr = resolve(&opts.addr).await?;
+    let conn = endpoint
+        .connect(addr, &opts.server_name)
+        .map_err(|e| retry(format!("cannot connect to {addr}: {e}")))?
+        .await
+        .map_err(|e| {
+            retry(format!(
+                "TLS handshake with {addr} (expecting a certificate for {:?} from our CA) failed: {e}",
+                opts.server_name
+            ))
+        })?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| retry(format!("open stream: {e}")))?;
+    archive.sync().map_err(|e| archive_err(&opts.archive, e))?;
+    let empty = archive.is_empty();
+    let (id, next) = if empty {
+        (0, 0)
+    } else {
+        let id = archive
+            .journal_id()
+            .map_err(|e| archive_err(&opts.archive, e))?;
+        (id, archive.next_seq())
+    };
+    let mut sess = ReplicaSession::new(&opts.name, id, next);
+    write_message(&mut send, &sess.hello_message()).await?;
+    let mut dec = MessageDecoder::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let first = tokio::time::timeout(
+        Duration::from_millis(WELCOME_TIMEOUT_MS),
+        read_message(&mut recv, &mut dec, &mut buf),
+    )
+    .await
+    .map_err(|_| {
+        retry(format!(
+            "no answer from {addr} within {WELCOME_TIMEOUT_MS} ms"
+        ))
+    })??;
+    let Some(first) = first else {
+        return Err(retry(format!("{addr} closed the stream before answering")));
+    };
+    match sess.on_message(first) {
+        Ok(_) => {}
+        Err(ReplicaError::Refused { code, reason }) if !code.retryable() => {
+            return Err(SessionError::Fatal(format!(
+                "the shipper at {addr} refused this replica ({}): {reason}",
+                code.name()
+            )))
+        }
+        Err(e) => return Err(retry(e)),
+    }
+    let welcome = sess.welcome.clone().ok_or_else(|| retry("no welcome"))?;
+    if empty {
+        archive
+            .adopt(welcome.journal_id, welcome.start_seq)
+            .map_err(|e| archive_err(&opts.archive, e))?;
+    }
+    *welcomed = true;
+    status.connected.store(true, Ordering::Relaxed);
+    status
+        .source_durable_seq
+        .store(welcome.durable_seq, Ordering::Relaxed);
+    status
+        .source_durable_time_ns
+        .store(welcome.durable_time_ns, Ordering::Relaxed);
+    tracing::info!(shipper = %addr, start_seq = welcome.start_seq, source_durable_seq = welcome.durable_seq,
+        "connected; receiving");
+    if let Some(j) = joined.take() {
+        let _ = j.send(Ok(Joined {
+            welcome: welcome.clone(),
+            adopted: empty,
+        }));
+    }
+    let mut acked = archive.durable_seq();
+    let mut stop_tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        // Ack what the archive's group commit has made durable.
+        let durable = archive.durable_seq();
+        status.archived_seq.store(durable, Ordering::Relaxed);
+        if durable > acked {
+            acked = durable;
+            write_message(
+                &mut send,
+                &Message::Ack(Ack {
+                    archived_seq: durable,
+                    applied_seq: status.applied_seq.load(Ordering::Relaxed).min(durable),
+                }),
+            )
+            .await?;
+        }
+        let wake = archive.sync_deadline();
+        tokio::select! {
+            biased;
+            r = recv.read(&mut buf) => {
+                match r.map_err(|e| retry(format!("receive from {addr}: {e}")))? {
+                    None => return Err(retry(format!("{addr} ended the stream"))),
+                    Some(n) => {
+                        status.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                        dec.push(&buf[..n]);
+                    }
+                }
+                while let Some(m) = dec.next_message().map_err(|e| retry(format!("from {addr}: {e}")))? {
+                    match sess.on_message(m).map_err(retry)? {
+                        Some(ReplicaEvent::Frame(h, bytes)) => {
+                            archive.append_frame(&bytes).map_err(|e| archive_err(&opts.archive, e))?;
+                            status.source_durable_seq.fetch_max(h.last_seq(), Ordering::Relaxed);
+                            match frames.try_send(RawFrame { header: h, bytes }) {
+                                Ok(()) | Err(TrySendError::Full(_)) => {}
+                                Err(TrySendError::Disconnected(_)) => return Ok(()),
+                            }
+                        }
+                        Some(ReplicaEvent::Heartbeat(hb)) => {
+                            status.source_durable_seq.fetch_max(hb.durable_seq, Ordering::Relaxed);
+                            status.source_durable_time_ns.fetch_max(hb.durable_time_ns, Ordering::Relaxed);
+                        }
+                        None => {}
+                    }
+                }
+                archive.maybe_sync().map_err(|e| archive_err(&opts.archive, e))?;
+            }
+            _ = async {
+                match wake {
+                    Some(t) => tokio::time::sleep_until(t.max(Instant::now() + Duration::from_micros(200)).into()).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                archive.maybe_sync().map_err(|e| archive_err(&opts.archive, e))?;
+            }
+            _ = stop_tick.tick() => {
+                if stop.load(Ordering::Relaxed) {
+                    archive.sync().map_err(|e| archive_err(&opts.archive, e))?;
+                    let durable = archive.durable_seq();
+                    if durable > acked {
+                        let _ = write_message(&mut send, &Message::Ack(Ack {
+                            archived_seq: durable,
+                            applied_seq: status.applied_seq.load(Ordering::Relaxed).min(durable),
+                        })).await;
+                    }
+                    let _ = send.finish();
+                    conn.close(quinn::VarInt::from_u32(0), b"replica stopping");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn read_message(
+    recv: &mut quinn::RecvStream,
+    dec: &mut MessageDecoder,
+    buf: &mut [u8],
+) -> Result<Option<Message>, SessionError> {
+    loop {
+        if let Some(m) = dec.next_message().map_err(retry)? {
+            return Ok(Some(m));
+        }
+        match recv
+            .read(buf)
+            .await
+            .map_err(|e| retry(format!("receive: {e}")))?
+        {
+            Some(n) => dec.push(&buf[..n]),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Frames for the engine: from the network channel when it continues the engine's position,
+/// else from the archive (catch-up after a restart, or frames the full channel did not take).
+pub struct NetSource<'a> {
+    pub archive: &'a JournalReader,
+    pub frames: &'a Receiver<RawFrame>,
+    pub status: &'a NetStatus,
+    pending: std::collections::VecDeque<RawFrame>,
+}
+
+impl<'a> NetSource<'a> {
+    pub fn new(
+        archive: &'a JournalReader,
+        frames: &'a Receiver<RawFrame>,
+        status: &'a NetStatus,
+    ) -> NetSource<'a> {
+        NetSource {
+            archive,
+            frames,
+            status,
+            pending: Default::default(),
+        }
+    }
+}
+
+/// Longest a catch-up read from the archive returns at once (records).
+const ARCHIVE_READ_RECORDS: u64 = 64 * 1024;
+
+impl FrameSource for NetSource<'_> {
+    fn next_frames(&mut self, next_seq: u64, timeout: Duration) -> Result<Vec<RawFrame>, RunError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Ok(f) = self.frames.try_recv() {
+                self.pending.push_back(f);
+            }
+            while self
+                .pending
+                .front()
+                .is_some_and(|f| f.header.last_seq() < next_seq)
+            {
+                self.pending.pop_front();
+            }
+            if self
+                .pending
+                .front()
+                .is_some_and(|f| f.header.first_seq <= next_seq)
+            {
+                let mut out: Vec<RawFrame> = Vec::new();
+                while let Some(f) = self.pending.front() {
+                    let expect = out.last().map(|l| l.header.last_seq() + 1);
+                    if expect.is_some_and(|e| f.header.first_seq != e) {
+                        break;
+                    }
+                    out.extend(self.pending.pop_front());
+                }
+                return Ok(out);
+            }
+            let durable = self.archive.meta()?.durable_seq;
+            if durable >= next_seq {
+                let until = durable.min(next_seq.saturating_add(ARCHIVE_READ_RECORDS));
+                return Ok(self.archive.frames(next_seq, until)?);
+            }
+            if let Some(msg) = self.status.fatal() {
+                return Err(RunError::Source(msg));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            // Frames ahead of us in `pending` mean the archive will have the missing ones
+            // as soon as its commit lands: poll it briefly.
+            let wait = if self.pending.is_empty() {
+                deadline - now
+            } else {
+                Duration::from_millis(1).min(deadline - now)
+            };
+            match self.frames.recv_timeout(wait) {
+                Ok(f) => self.pending.push_back(f),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    if let Some(msg) = self.status.fatal() {
+                        return Err(RunError::Source(msg));
+                    }
+                    std::thread::sleep(Duration::from_millis(1).min(deadline - now));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! Transport end to end over loopback with the real binaries: a source journal is served by
+//! `foxing-shipper serve` to `foxing-applier --connect` replicas (QUIC, mutual TLS).
+//!
+//! - replicas converge, byte for byte, while the shipper and one applier are killed with SIGKILL
+//!   over and over mid-stream; the archives hold the source's frames unchanged;
+//! - peers without a valid certificate (none, another CA, expired, wrong name) and a shipper
+//!   with a foreign certificate are refused, logged with the reason, and receive no journal bytes.
+//!
+//! These need no BPF: the source journal is written by the crash-writer (synthetic records).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use foxing_applier::fs::FsTree;
+use foxing_applier::snapshot::{diff, snapshot, user_xattrs};
+use foxing_journal::JournalReader;
+use foxing_tests::{free_udp_port, workspace_bin, Proc};
+
+struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    fn make(dir: &Path, names: &[&str]) -> Certs {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        foxing_shipper::certs::make_certs(dir, &names, 30).unwrap();
+        Certs {
+            dir: dir.to_path_buf(),
+        }
+    }
+    fn cert(&self, n: &str) -> PathBuf {
+        self.dir.join(format!("{n}.pem"))
+    }
+    fn key(&self, n: &str) -> PathBuf {
+        self.dir.join(format!("{n}.key"))
+    }
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+}
+
+fn shipper(
+    jdir: &Path,
+    port: u16,
+    certs: &Certs,
+    name: &str,
+    log: &Path,
+    metrics_port: Option<u16>,
+) -> Proc {
+    let mut c = Command::new(workspace_bin("foxing-shipper"));
+    c.arg("serve")
+        .arg("--journal")
+        .arg(jdir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--cert")
+        .arg(certs.cert(name))
+        .arg("--key")
+        .arg(certs.key(name))
+        .arg("--ca")
+        .arg(certs.ca())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        );
+    if let Some(m) = metrics_port {
+        c.arg("--metrics-listen").arg(format!("127.0.0.1:{m}"));
+    }
+    let before = count_listening(log);
+    let p = Proc::spawn("shipper", &mut c);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_listening(log) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "shipper did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p
+}
+
+fn count_listening(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("shipper listening")
+        .count()
+}
+
+struct Replica<'a> {
+    certs: &'a Certs,
+    name: &'a str,
+    root: PathBuf,
+    state: PathBuf,
+}
+
+impl Replica<'_> {
+    fn command(&self, port: u16, follow: bool) -> Command {
+        self.command_as(port, follow, self.name)
+    }
+
+    /// Like `command`, but the replica claims `claimed` as its name.
+    fn command_as(&self, port: u16, follow: bool, claimed: &str) -> Command {
+        let mut c = Command::new(workspace_bin("foxing-applier"));
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--connect")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--server-name")
+            .arg("source")
+            .arg("--name")
+            .arg(claimed)
+            .arg("--cert")
+            .arg(self.certs.cert(self.name))
+            .arg("--key")
+            .arg(self.certs.key(self.name))
+            .arg("--ca")
+            .arg(self.certs.ca());
+        if follow {
+            c.arg("--follow");
+        }
+        c
+    }
+
+    fn archive(&self) -> PathBuf {
+        self.state.join("archive")
+    }
+}
+
+fn durable(jdir: &Path) -> u64 {
+    JournalReader::open(jdir)
+        .and_then(|r| r.meta())
+        .map(|m| m.durable_seq)
+        .unwrap_or(0)
+}
+
+fn run_ok(c: &mut Command, what: &str) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The source journal's frames, byte for byte, must be the archive's.
+fn assert_same_frames(src: &Path, archive: &Path) {
+    let a = JournalReader::open(src).unwrap();
+    let b = JournalReader::open(archive).unwrap();
+    let (ma, mb) = (a.meta().unwrap(), b.meta().unwrap());
+    assert_eq!(
+        ma.durable_seq, mb.durable_seq,
+        "archive {archive:?} is not caught up"
+    );
+    assert_eq!(
+        ma.journal_id, mb.journal_id,
+        "the archive takes the source's identity"
+    );
+    let fa = a.frames(1, ma.durable_seq).unwrap();
+    let fb = b.frames(1, mb.durable_seq).unwrap();
+    assert_eq!(fa.len(), fb.len());
+    for (x, y) in fa.iter().zip(&fb) {
+        assert_eq!(
+            x.bytes, y.bytes,
+            "frame at seq {} differs",
+            x.header.first_seq
+        );
+    }
+}
+
+fn tree(
+    p: &Path,
+) -> std::collections::BTreeMap<foxing_proto::RelPath, foxing_applier::snapshot::EntrySnap> {
+    snapshot(&mut FsTree::open(p).unwrap(), user_xattrs).unwrap()
+}
+
+#[test]
+fn replicas_converge_through_repeated_kill9_of_shipper_and_applier() {
+    const KILLS_EACH: usize = 20;
+    let d = tempfile::tempdir().unwrap();
+    let jdir = d.path().join("journal");
+    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1", "replica2"]);
+    let log = d.path().join("shipper.log");
+    let port = free_udp_port();
+    // The source: a journal growing with synthetic records, fsync window 2 ms, paced.
+    let mut writer = Proc::spawn(
+        "crash-writer",
+        Command::new(env!("CARGO_BIN_EXE_crash-writer"))
+            .arg(&jdir)
+            .args(["2", "3", "3"])
+            .stdout(Stdio::null()),
+    );
+    while durable(&jdir) == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut ship = shipper(&jdir, port, &certs, "source", &log, None);
+    let r1 = Replica {
+        certs: &certs,
+        name: "replica1",
+        root: d.path().join("r1"),
+        state: d.path().join("s1"),
+    };
+    let r2 = Replica {
+        certs: &certs,
+        name: "replica2",
+        root: d.path().join("r2"),
+        state: d.path().join("s2"),
+    };
+    let a1_log = d.path().join("a1.log");
+    let spawn_r1 = || {
+        Proc::spawn(
+            "replica1",
+            r1.command(port, true).stdout(Stdio::null()).stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&a1_log)
+                    .unwrap(),
+            ),
+        )
+    };
+    let mut a1 = spawn_r1();
+    let a2_log = d.path().join("a2.log");
+    let mut a2 = Proc::spawn(
+        "replica2",
+        r2.command(port, true)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&a2_log).unwrap()),
+    );
+    let mut rng = fastrand::Rng::with_seed(99);
+    let mut last_archived = 0;
+    for i in 0..KILLS_EACH {
+        std::thread::sleep(Duration::from_millis(rng.u64(50..400)));
+        ship.kill9();
+        std::thread::sleep(Duration::from_millis(rng.u64(0..200)));
+        ship = shipper(&jdir, port, &certs, "source", &log, None);
+        std::thread::sleep(Duration::from_millis(rng.u64(50..400)));
+        a1.kill9();
+        assert!(a2.running(), "replica2 must ride out shipper restarts");
+        a1 = spawn_r1();
+        // The archive's index is readable again once the restarted applier has reopened it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let archived = loop {
+            if let Ok(m) = JournalReader::open(r1.archive()).and_then(|r| r.meta()) {
+                break m.durable_seq;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the archive stayed unreadable at round {i}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(
+            archived >= last_archived,
+            "the archive went back at round {i}"
+        );
+        last_archived = archived;
+    }
+    assert!(
+        last_archived > 0,
+        "replica1 never archived anything in {KILLS_EACH} rounds: {}\nshipper: {}",
+        std::fs::read_to_string(&a1_log).unwrap_or_default(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Quiesce the source; make its journal whole again (the writer was killed).
+    writer.kill9();
+    run_ok(
+        Command::new(workspace_bin("foxing-journal"))
+            .arg("recover")
+            .arg("--journal")
+            .arg(&jdir),
+        "recover",
+    );
+    // A restarted shipper reads the recovered journal.
+    ship.kill9();
+    ship = shipper(&jdir, port, &certs, "source", &log, None);
+    let end = durable(&jdir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while durable(&r1.archive()) < end || durable(&r2.archive()) < end {
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not catch up to seq {end}: {} / {}\n{}",
+            durable(&r1.archive()),
+            durable(&r2.archive()),
+            std::fs::read_to_string(&a2_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(a1
+        .terminate(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    assert!(a2
+        .terminate(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    // A final one-shot run applies whatever the follow runs had archived but not applied.
+    for r in [&r1, &r2] {
+        let out = run_ok(r.command(port, false).arg("--json"), "one-shot applier");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["applied_seq"].as_u64(), Some(end), "{out}");
+        assert_same_frames(&jdir, &r.archive());
+    }
+    // The reference: the same journal applied locally.
+    let reference = d.path().join("reference");
+    run_ok(
+        Command::new(workspace_bin("foxing-applier"))
+            .arg("--root")
+            .arg(&reference)
+            .arg("--state")
+            .arg(d.path().join("sref"))
+            .arg("--journal")
+            .arg(&jdir),
+        "local apply",
+    );
+    let want = tree(&reference);
+    assert!(
+        want.len() > 3,
+        "the synthetic workload made too little: {want:?}"
+    );
+    assert_eq!(diff(&want, &tree(&r1.root)), Vec::<String>::new());
+    assert_eq!(diff(&want, &tree(&r2.root)), Vec::<String>::new());
+    // The shipper recorded both replicas' acknowledgements for prune.
+    let acks = foxing_journal::replicas::list_acks(&jdir).unwrap();
+    for n in ["replica1", "replica2"] {
+        let a = acks
+            .iter()
+            .find(|a| a.name == n)
+            .unwrap_or_else(|| panic!("no ack for {n}: {acks:?}"));
+        assert!(a.acked_seq > 0 && a.acked_seq <= end, "{a:?}");
+    }
+    drop(ship);
+}
+
+fn make_small_journal(jdir: &Path) -> u64 {
+    let mut j =
+        foxing_journal::Journal::open(jdir, foxing_journal::JournalOptions::default()).unwrap();
+    j.append((1..=500).map(foxing_tests::synth_event).collect())
+        .unwrap();
+    j.sync().unwrap()
+}
+
+fn metrics(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn assert_refused(r: &Replica, port: u16, why: &str) -> String {
+    let out = r.command(port, false).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "{why}: the replica was not refused: {err}"
+    );
+    assert_eq!(
+        durable(&r.archive()),
+        0,
+        "{why}: journal records reached the replica"
+    );
+    let empty = std::fs::read_dir(&r.root)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
+    assert!(empty, "{why}: the replica tree was written");
+    err
+}
+
+#[test]
+fn peers_without_a_valid_certificate_are_refused_and_get_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let jdir = d.path().join("journal");
+    let end = make_small_journal(&jdir);
+    assert!(end >= 500);
+    let good = Certs::make(&d.path().join("good"), &["source", "replica1"]);
+    let foreign = Certs::make(&d.path().join("foreign"), &["source", "replica1"]);
+    // An expired certificate from the right CA.
+    let expired = Certs {
+        dir: d.path().join("expired"),
+    };
+    {
+        std::fs::create_dir_all(&expired.dir).unwrap();
+        let ca = foxing_shipper::certs::Ca::load(
+            std::fs::read_to_string(good.ca()).unwrap(),
+            &std::fs::read_to_string(good.dir.join("ca.key")).unwrap(),
+        )
+        .unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let (c, k) = ca
+            .issue(
+                "replica1",
+                now - time::Duration::days(30),
+                now - time::Duration::days(1),
+            )
+            .unwrap();
+        std::fs::write(expired.cert("replica1"), c).unwrap();
+        std::fs::write(expired.key("replica1"), k).unwrap();
+        std::fs::copy(good.ca(), expired.ca()).unwrap();
+    }
+    let port = free_udp_port();
+    let mport = free_udp_port();
+    let log = d.path().join("shipper.log");
+    let _ship = shipper(&jdir, port, &good, "source", &log, Some(mport));
+    let mk = |certs, name, tag: &str| Replica {
+        certs,
+        name,
+        root: d.path().join(format!("root-{tag}")),
+        state: d.path().join(format!("state-{tag}")),
+    };
+
+    // A client certificate from another CA.
+    let e = assert_refused(&mk(&foreign, "replica1", "foreign"), port, "foreign CA");
+    assert!(
+        e.to_lowercase().contains("tls") || e.contains("certificate"),
+        "{e}"
+    );
+    // An expired client certificate from the right CA.
+    assert_refused(&mk(&expired, "replica1", "expired"), port, "expired");
+    // A valid certificate used under another name.
+    let out = mk(&good, "replica1", "name")
+        .command_as(port, false, "replica9")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("refused this replica (name)"), "{e}");
+    // No client certificate at all.
+    no_client_certificate_gets_nothing(port, &good.ca());
+
+    // The shipper logged every refusal with its reason and counted it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = metrics(mport);
+        let found = |r: &str| {
+            m.contains(&format!(
+                "foxing_shipper_handshake_failures_total{{reason=\"{r}\"}}"
+            ))
+        };
+        if found("unknown_ca")
+            && found("certificate_expired")
+            && found("no_client_certificate")
+            && m.contains("foxing_shipper_refusals_total{reason=\"name\"} 1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics lack a refusal reason:\n{m}\nlog:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let l = std::fs::read_to_string(&log).unwrap();
+    assert!(l.contains("TLS handshake failed"), "{l}");
+    assert!(
+        !l.contains("streaming"),
+        "a refused peer was streamed to: {l}"
+    );
+
+    // A shipper with a certificate from a foreign CA: the replica refuses it.
+    let port2 = free_udp_port();
+    let _bad_ship = shipper(
+        &jdir,
+        port2,
+        &foreign,
+        "source",
+        &d.path().join("bad.log"),
+        None,
+    );
+    let e = assert_refused(&mk(&good, "replica1", "badserver"), port2, "foreign server");
+    assert!(e.contains("TLS handshake"), "{e}");
+
+    // And with everything right, the same replica gets the journal.
+    let ok = mk(&good, "replica1", "ok");
+    run_ok(&mut ok.command(port, false), "valid replica");
+    assert_eq!(durable(&ok.archive()), end);
+}
+
+/// A QUIC client that presents no certificate: the handshake is refused by the shipper and no
+/// stream data ever arrives.
+fn no_client_certificate_gets_nothing(port: u16, ca: &Path) {
+    use rustls::pki_types::pem::PemObject;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut c = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        c.alpn_protocols = vec![foxing_proto::wire::ALPN.to_vec()];
+        let q = quinn::crypto::rustls::QuicClientConfig::try_from(c).unwrap();
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(q)));
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let got = async {
+            let conn = ep.connect(addr, "source")?.await?;
+            let (mut send, mut recv) = conn.open_bi().await?;
+            let hello = foxing_proto::wire::encode_message(&foxing_proto::wire::Message::Hello(
+                foxing_proto::wire::Hello {
+                    version_min: 1,
+                    version_max: 1,
+                    name: "replica1".into(),
+                    journal_id: 0,
+                    next_seq: 0,
+                },
+            ));
+            send.write_all(&hello).await?;
+            let mut buf = vec![0u8; 4096];
+            let n = recv.read(&mut buf).await?;
+            anyhow::Ok(n)
+        };
+        match tokio::time::timeout(Duration::from_secs(10), got).await {
+            Ok(Ok(Some(n))) => panic!("a client without a certificate received {n} bytes"),
+            Ok(Ok(None)) => panic!("a client without a certificate was not refused"),
+            Ok(Err(_)) => {}
+            Err(_) => panic!("no refusal within 10 s"),
+        }
+    });
+}
