@@ -98,6 +98,7 @@ pub fn gap_reason_name(code: u8) -> &'static str {
         "dirty_map_full",
         "recorder_down",
         "concurrent_writers",
+        "moved_in",
     ]
     .get(code as usize)
     .copied()

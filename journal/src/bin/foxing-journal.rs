@@ -291,6 +291,7 @@ fn stat(journal: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     if as_json {
         let v = json!({
             "journal": journal.display().to_string(),
+            "journal_id": format!("{:016x}", meta.journal_id),
             "first_seq": fl.as_ref().map(|(f, _)| f.first_seq),
             "last_seq": fl.as_ref().map(|(_, l)| l.last_seq()),
             "durable_seq": meta.durable_seq,
@@ -316,7 +317,11 @@ fn stat(journal: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let t = |x: Option<u64>| x.map(fmt_time_ns).unwrap_or_else(|| "-".into());
-    println!("journal      {}", journal.display());
+    println!(
+        "journal      {} (id {:016x})",
+        journal.display(),
+        meta.journal_id
+    );
     match &fl {
         Some((f, l)) => println!(
             "seqs         {}..={} ({} records), durable up to {}",
