@@ -535,3 +535,104 @@ fn no_client_certificate_gets_nothing(port: u16, ca: &Path) {
         }
     });
 }
+
+fn require_bpf() -> bool {
+    if foxing_probes::bpf_available() {
+        return true;
+    }
+    assert!(
+        !std::env::var("FOXING_REQUIRE_BPF").is_ok_and(|v| v == "1"),
+        "FOXING_REQUIRE_BPF=1 but this process cannot load eBPF (root and /sys/kernel/btf/vmlinux needed)"
+    );
+    eprintln!("skipping: needs root and BPF");
+    false
+}
+
+/// record -> serve -> connect -> apply on real workloads (data, then namespace changes with
+/// moves in from outside), two replicas following live; both end identical to the source.
+#[test]
+fn recorded_tree_replicates_live_to_two_replicas() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(src.join("db")).unwrap();
+    let mut rng = fastrand::Rng::with_seed(3);
+    for i in 0..4 {
+        let mut data = vec![0u8; 200_000 + i * 50_000];
+        rng.fill(&mut data);
+        std::fs::write(src.join(format!("db/{i}.dat")), &data).unwrap();
+    }
+    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1", "replica2"]);
+    let mut rec = Proc::spawn(
+        "recorder",
+        Command::new(workspace_bin("foxing-journal"))
+            .arg("record")
+            .arg("--root")
+            .arg(&src)
+            .arg("--journal")
+            .arg(&jdir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.path().join("recorder.log")).unwrap()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !JournalReader::open(&jdir)
+        .and_then(|r| r.bases())
+        .is_ok_and(|b| b.iter().any(|b| b.end_seq.is_some()))
+    {
+        assert!(Instant::now() < deadline, "no base after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let port = free_udp_port();
+    let _ship = shipper(&jdir, port, &certs, "source", &d.path().join("shipper.log"), None);
+    let reps: Vec<Replica> = ["replica1", "replica2"]
+        .iter()
+        .map(|n| Replica {
+            certs: &certs,
+            name: n,
+            root: d.path().join(format!("root-{n}")),
+            state: d.path().join(format!("state-{n}")),
+        })
+        .collect();
+    let mut followers: Vec<Proc> = reps
+        .iter()
+        .map(|r| {
+            Proc::spawn(
+                r.name,
+                r.command(port, true)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+        })
+        .collect();
+    for args in [vec!["5", "2000"], vec!["6", "2000", "ns"]] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_workload"));
+        c.arg(&src).args(&args);
+        if args.len() == 3 {
+            c.arg(d.path().join("outside"));
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rec.terminate(Duration::from_secs(30)).is_some_and(|s| s.success()));
+    let end = durable(&jdir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for r in &reps {
+        while durable(&r.archive()) < end {
+            assert!(Instant::now() < deadline, "{} did not catch up to {end}", r.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    for f in &mut followers {
+        assert!(f.terminate(Duration::from_secs(10)).is_some_and(|s| s.success()));
+    }
+    let want = tree(&src);
+    for r in &reps {
+        run_ok(&mut r.command(port, false), "one-shot applier");
+        assert_same_frames(&jdir, &r.archive());
+        assert_eq!(diff(&want, &tree(&r.root)), Vec::<String>::new(), "{}", r.name);
+    }
+}
