@@ -355,6 +355,7 @@ async fn session(
                 while let Some(m) = dec.next_message().map_err(|e| retry(format!("from {addr}: {e}")))? {
                     match sess.on_message(m).map_err(retry)? {
                         Some(ReplicaEvent::Frame(h, bytes)) => {
+                            tracing::trace!(first_seq = h.first_seq, last_seq = h.last_seq(), "frame received");
                             archive.append_frame(&bytes).map_err(|e| archive_err(&opts.archive, e))?;
                             status.source_durable_seq.fetch_max(h.last_seq(), Ordering::Relaxed);
                             match frames.try_send(RawFrame { header: h, bytes }) {

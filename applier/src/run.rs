@@ -212,6 +212,7 @@ impl<'a> Engine<'a> {
                     any = true;
                 }
                 if any {
+                    tracing::trace!(seq = self.cursor, "frame applied");
                     if self.cursor > self.state.applied_seq() {
                         self.state.applied(self.cursor)?;
                     }

@@ -100,7 +100,10 @@ impl Committer {
                     let (m, cv) = &*sh;
                     let mut st = m.lock().unwrap_or_else(|e| e.into_inner());
                     match res {
-                        Ok(()) => st.durable_seq = job.durable_seq,
+                        Ok(()) => {
+                            tracing::trace!(durable_seq = job.durable_seq, "committed");
+                            st.durable_seq = job.durable_seq
+                        }
                         Err(e) => {
                             // Like PostgreSQL after a failed fsync: never pretend; stop committing.
                             tracing::error!(error = %e, "group commit failed; the journal accepts no more records");

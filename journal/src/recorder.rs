@@ -320,7 +320,8 @@ impl Recorder {
             return Ok(());
         }
         self.stats.records += evs.len() as u64;
-        self.journal.append(evs)?;
+        let seqs = self.journal.append(evs)?;
+        tracing::trace!(first_seq = seqs.start, last_seq = seqs.end - 1, "journaled");
         Ok(())
     }
 

@@ -28,6 +28,9 @@ use crate::tls::{failure_reason, peer_valid_for, TlsFiles};
 
 /// Most bytes of frames read from the journal per batch (per replica).
 pub const SEND_BATCH_BYTES: usize = 4 << 20;
+/// Below this many records behind the tail, frames are read on the session's task itself
+/// (latency); further behind, on the blocking pool (a catch-up read may wait for the disk).
+pub const INLINE_READ_RECORDS: u64 = 256;
 /// A replica must say Hello within this long after connecting.
 pub const HELLO_TIMEOUT_MS: u64 = 10_000;
 /// A heartbeat (the journal's durable seq and time) goes to idle replicas this often.
@@ -594,20 +597,26 @@ async fn stream(
                 return Ok(());
             }
             let durable = *durable_rx.borrow_and_update();
+            tracing::trace!(durable, "durable seq seen");
             let next = lock(sess).next_seq;
             if next <= durable {
-                let reader = ctx.reader.clone();
-                let (frames, f) = tokio::task::spawn_blocking(move || {
-                    let r = read_batch(&reader, &mut files, next, durable);
-                    (r, files)
-                })
-                .await
-                .map_err(|e| SessionError::Protocol {
-                    name: name.to_string(),
-                    reason: format!("journal reader task failed: {e}"),
-                })?;
-                files = f;
-                let frames = frames?;
+                let frames = if durable - next < INLINE_READ_RECORDS {
+                    // Following the tail: a few records, read from the page cache at once.
+                    read_batch(&ctx.reader, &mut files, next, durable)?
+                } else {
+                    let reader = ctx.reader.clone();
+                    let (frames, f) = tokio::task::spawn_blocking(move || {
+                        let r = read_batch(&reader, &mut files, next, durable);
+                        (r, files)
+                    })
+                    .await
+                    .map_err(|e| SessionError::Protocol {
+                        name: name.to_string(),
+                        reason: format!("journal reader task failed: {e}"),
+                    })?;
+                    files = f;
+                    frames?
+                };
                 for fr in frames {
                     // The first frame may start before `next` only if the journal changed
                     // under us; the session asserts exact continuity.
@@ -618,6 +627,12 @@ async fn stream(
                         .await?;
                     send.write_all(&fr.bytes).await?;
                     lock(sess).sent(&fr.header);
+                    tracing::trace!(
+                        replica = name,
+                        first_seq = fr.header.first_seq,
+                        last_seq = fr.header.last_seq(),
+                        "frame sent"
+                    );
                     ctx.metrics
                         .bytes_sent
                         .fetch_add(fr.bytes.len() as u64, Ordering::Relaxed);

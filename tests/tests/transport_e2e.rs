@@ -586,7 +586,14 @@ fn recorded_tree_replicates_live_to_two_replicas() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let port = free_udp_port();
-    let _ship = shipper(&jdir, port, &certs, "source", &d.path().join("shipper.log"), None);
+    let _ship = shipper(
+        &jdir,
+        port,
+        &certs,
+        "source",
+        &d.path().join("shipper.log"),
+        None,
+    );
     let reps: Vec<Replica> = ["replica1", "replica2"]
         .iter()
         .map(|n| Replica {
@@ -614,25 +621,42 @@ fn recorded_tree_replicates_live_to_two_replicas() {
             c.arg(d.path().join("outside"));
         }
         let out = c.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert!(rec.terminate(Duration::from_secs(30)).is_some_and(|s| s.success()));
+    assert!(rec
+        .terminate(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
     let end = durable(&jdir);
     let deadline = Instant::now() + Duration::from_secs(60);
     for r in &reps {
         while durable(&r.archive()) < end {
-            assert!(Instant::now() < deadline, "{} did not catch up to {end}", r.name);
+            assert!(
+                Instant::now() < deadline,
+                "{} did not catch up to {end}",
+                r.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
     for f in &mut followers {
-        assert!(f.terminate(Duration::from_secs(10)).is_some_and(|s| s.success()));
+        assert!(f
+            .terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success()));
     }
     let want = tree(&src);
     for r in &reps {
         run_ok(&mut r.command(port, false), "one-shot applier");
         assert_same_frames(&jdir, &r.archive());
-        assert_eq!(diff(&want, &tree(&r.root)), Vec::<String>::new(), "{}", r.name);
+        assert_eq!(
+            diff(&want, &tree(&r.root)),
+            Vec::<String>::new(),
+            "{}",
+            r.name
+        );
     }
 }

@@ -131,8 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_bytes_per_sec,
             metrics_listen,
         } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
