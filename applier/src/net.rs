@@ -28,6 +28,8 @@ pub const CHANNEL_FRAMES: usize = 256;
 /// jitter; a session that was welcomed resets it.
 pub const RECONNECT_INITIAL_MS: u64 = 200;
 pub const RECONNECT_MAX_MS: u64 = 30_000;
+/// Largest piece taken from the QUIC stream at once (copied once, into its message).
+const RECV_CHUNK_BYTES: usize = 1 << 20;
 /// The shipper must answer Hello within this long.
 pub const WELCOME_TIMEOUT_MS: u64 = 10_000;
 
@@ -169,8 +171,10 @@ async fn net_loop(
     stop: Arc<AtomicBool>,
 ) {
     // Dual-stack where IPv6 exists, IPv4 otherwise.
-    let bound = quinn::Endpoint::client((std::net::Ipv6Addr::UNSPECIFIED, 0).into())
-        .or_else(|_| quinn::Endpoint::client((std::net::Ipv4Addr::UNSPECIFIED, 0).into()));
+    let bound = foxing_shipper::tls::endpoint((std::net::Ipv6Addr::UNSPECIFIED, 0).into(), None)
+        .or_else(|_| {
+            foxing_shipper::tls::endpoint((std::net::Ipv4Addr::UNSPECIFIED, 0).into(), None)
+        });
     let mut endpoint = match bound {
         Ok(e) => e,
         Err(e) => {
@@ -344,12 +348,12 @@ async fn session(
         let wake = archive.sync_deadline();
         tokio::select! {
             biased;
-            r = recv.read(&mut buf) => {
+            r = recv.read_chunk(RECV_CHUNK_BYTES, true) => {
                 match r.map_err(|e| retry(format!("receive from {addr}: {e}")))? {
                     None => return Err(retry(format!("{addr} ended the stream"))),
-                    Some(n) => {
-                        status.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                        dec.push(&buf[..n]);
+                    Some(chunk) => {
+                        status.bytes_received.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+                        dec.push(&chunk.bytes);
                     }
                 }
                 while let Some(m) = dec.next_message().map_err(|e| retry(format!("from {addr}: {e}")))? {

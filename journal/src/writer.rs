@@ -515,7 +515,8 @@ impl Journal {
     }
 
     /// Appends a frame received as bytes (a replica archiving what the shipper sent). The frame
-    /// is fully validated (crc, decode, seqs) and must continue the journal exactly.
+    /// is validated (header, crc, seqs; the body is decoded when the index needs its facts) and
+    /// must continue the journal exactly.
     pub fn append_frame(&mut self, bytes: &[u8]) -> Result<FrameHeader> {
         self.committer.check()?;
         let h = check_frame(bytes).map_err(|source| JournalError::Frame {
@@ -537,12 +538,20 @@ impl Journal {
                 expected: self.next_seq,
             });
         }
-        let recs =
-            decode_body(&h, &bytes[FRAME_HEADER_LEN..]).map_err(|source| JournalError::Frame {
-                seq: h.first_seq,
-                source,
+        // The crc proves these are the bytes the source stored. Bodies are decoded only when
+        // the index needs their facts (sync points, bases, gaps, as the summary flags say);
+        // every other frame is decoded when it is applied.
+        let facts = if index::needs_facts(&h) {
+            let recs = decode_body(&h, &bytes[FRAME_HEADER_LEN..]).map_err(|source| {
+                JournalError::Frame {
+                    seq: h.first_seq,
+                    source,
+                }
             })?;
-        let facts = index::frame_facts(&recs);
+            index::frame_facts(&recs)
+        } else {
+            FrameFacts::default()
+        };
         self.write_frame_bytes(bytes, h, facts)?;
         if self.opts.fsync_window.is_zero() {
             self.sync()?;

@@ -375,12 +375,17 @@ pub fn decode_payload(
         });
     }
     if kind == KIND_FRAME {
-        let fh = crate::frame::check_frame(&payload).map_err(|e| WireError::Frame {
+        // The envelope crc covered the bytes in transit; the frame's own crc and body are
+        // checked where the frame is stored (`Journal::append_frame`).
+        let fh = FrameHeader::parse(&payload).map_err(|e| WireError::Frame {
             kind: "frame",
             frame_seq_err: e.to_string(),
         })?;
         if fh.frame_len() != payload.len() {
-            return Err(payload_err(kind, "bytes after the frame"));
+            return Err(payload_err(
+                kind,
+                "frame length differs from the message length",
+            ));
         }
         return Ok(Message::Frame(payload));
     }
@@ -421,10 +426,18 @@ pub fn decode_payload(
     Ok(m)
 }
 
-/// Splits a byte stream into messages. Holds at most one message's bytes.
+/// Splits a byte stream into messages. Copies each payload byte once (into the message's own
+/// buffer, sized from the checked header) and holds at most one message.
 #[derive(Default)]
 pub struct MessageDecoder {
-    buf: Vec<u8>,
+    header: [u8; MESSAGE_HEADER_LEN],
+    header_len: usize,
+    payload: Vec<u8>,
+    /// Payload length of the message being read, once its header is in and checked.
+    want: Option<usize>,
+    /// Whole messages decoded from the bytes pushed so far, in order.
+    ready: std::collections::VecDeque<Result<Message, WireError>>,
+    failed: bool,
 }
 
 impl MessageDecoder {
@@ -432,30 +445,51 @@ impl MessageDecoder {
         MessageDecoder::default()
     }
 
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.failed {
+            match self.want {
+                None => {
+                    let n = (MESSAGE_HEADER_LEN - self.header_len).min(bytes.len());
+                    self.header[self.header_len..self.header_len + n].copy_from_slice(&bytes[..n]);
+                    self.header_len += n;
+                    bytes = &bytes[n..];
+                    if self.header_len == MESSAGE_HEADER_LEN {
+                        match parse_header(&self.header) {
+                            Ok((_, len)) => {
+                                self.want = Some(len);
+                                self.payload = Vec::with_capacity(len);
+                            }
+                            Err(e) => {
+                                self.failed = true;
+                                self.ready.push_back(Err(e));
+                            }
+                        }
+                    }
+                }
+                Some(len) => {
+                    let n = (len - self.payload.len()).min(bytes.len());
+                    self.payload.extend_from_slice(&bytes[..n]);
+                    bytes = &bytes[n..];
+                }
+            }
+            if self.want.is_some_and(|len| self.payload.len() == len) {
+                let m = decode_payload(&self.header, std::mem::take(&mut self.payload));
+                self.failed = m.is_err();
+                self.ready.push_back(m);
+                self.want = None;
+                self.header_len = 0;
+            }
+        }
     }
 
     /// Bytes held that do not form a whole message yet.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.header_len + self.payload.len()
     }
 
-    /// The next whole message, if the buffer holds one. After an error the stream is unusable.
+    /// The next whole message, if one was received. After an error the stream is unusable.
     pub fn next_message(&mut self) -> Result<Option<Message>, WireError> {
-        if self.buf.len() < MESSAGE_HEADER_LEN {
-            return Ok(None);
-        }
-        let mut h = [0u8; MESSAGE_HEADER_LEN];
-        h.copy_from_slice(&self.buf[..MESSAGE_HEADER_LEN]);
-        let (_, len) = parse_header(&h)?;
-        if self.buf.len() < MESSAGE_HEADER_LEN + len {
-            return Ok(None);
-        }
-        let rest = self.buf.split_off(MESSAGE_HEADER_LEN + len);
-        let mut msg = std::mem::replace(&mut self.buf, rest);
-        let payload = msg.split_off(MESSAGE_HEADER_LEN);
-        decode_payload(&h, payload).map(Some)
+        self.ready.pop_front().transpose()
     }
 }
 
@@ -704,8 +738,11 @@ impl ReplicaSession {
                 Ok(None)
             }
             (true, Message::Frame(bytes)) => {
-                let h = crate::frame::check_frame(&bytes)
+                let h = FrameHeader::parse(&bytes)
                     .map_err(|e| ReplicaError::Protocol(format!("bad frame: {e}")))?;
+                if h.frame_len() != bytes.len() {
+                    return proto("frame length differs from the message length".into());
+                }
                 if h.first_seq != self.next_seq {
                     return proto(format!(
                         "frame starts at seq {}, seq {} was expected",

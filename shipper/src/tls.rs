@@ -16,6 +16,9 @@ pub const KEEPALIVE_INTERVAL_MS: u64 = 5_000;
 /// and for loopback throughput; also the bound on unacknowledged bytes in flight.
 pub const STREAM_WINDOW_BYTES: u32 = 16 << 20;
 
+/// Largest UDP payload path MTU discovery may probe for.
+pub const MTU_UPPER_BOUND_BYTES: u16 = 65_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {what} {path}: {source}")]
@@ -98,6 +101,11 @@ fn transport() -> quinn::TransportConfig {
     t.stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW_BYTES));
     t.receive_window(quinn::VarInt::from_u32(STREAM_WINDOW_BYTES));
     t.send_window(STREAM_WINDOW_BYTES as u64);
+    // Path MTU discovery may grow datagrams up to this size where the path allows (loopback,
+    // jumbo-frame LANs); fewer, larger packets cost far less CPU per byte.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MTU_UPPER_BOUND_BYTES);
+    t.mtu_discovery_config(Some(mtu));
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1));
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
     t
@@ -186,4 +194,29 @@ pub fn failure_reason(e: &quinn::ConnectionError) -> &'static str {
     } else {
         "other"
     }
+}
+
+/// UDP socket buffers asked for (bursts of large datagrams overflow the 208 KiB default, and
+/// every drop halves the congestion window). As root the system maximum is bypassed.
+pub const UDP_BUFFER_BYTES: usize = 8 << 20;
+
+/// A QUIC endpoint on `addr` with enlarged socket buffers; a server when `server` is given.
+pub fn endpoint(
+    addr: std::net::SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    use rustix::net::sockopt;
+    let socket = std::net::UdpSocket::bind(addr)?;
+    if sockopt::set_socket_recv_buffer_size_force(&socket, UDP_BUFFER_BYTES).is_err() {
+        let _ = sockopt::set_socket_recv_buffer_size(&socket, UDP_BUFFER_BYTES);
+    }
+    if sockopt::set_socket_send_buffer_size_force(&socket, UDP_BUFFER_BYTES).is_err() {
+        let _ = sockopt::set_socket_send_buffer_size(&socket, UDP_BUFFER_BYTES);
+    }
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
 }

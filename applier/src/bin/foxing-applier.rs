@@ -54,6 +54,10 @@ struct Cli {
     /// The name the shipper's certificate must be valid for; default: the host in --connect.
     #[arg(long)]
     server_name: Option<String>,
+    /// With --connect: only archive what arrives (fsynced, acknowledged), do not apply it (an
+    /// archive-only replica, like WAL archiving; restore from it later with --journal).
+    #[arg(long, requires = "connect")]
+    archive_only: bool,
     /// Restore to this point: RFC 3339, unix seconds, or seq:N. Stops at the last sync point
     /// at or before it.
     #[arg(long)]
@@ -393,6 +397,38 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    if cli.archive_only {
+        let target = if cli.follow {
+            u64::MAX
+        } else {
+            joined.welcome.durable_seq
+        };
+        while !stop.load(Ordering::Relaxed)
+            && handle.status.archived_seq.load(Ordering::Relaxed) < target
+            && handle.status.fatal().is_none()
+        {
+            // Frames go to the archive only; drop the engine's copies.
+            while handle.frames.try_recv().is_ok() {}
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = handle.thread.join();
+        if let Some(msg) = handle.status.fatal() {
+            bail!("replication from {addr} stopped: {msg}");
+        }
+        let archived = handle.status.archived_seq.load(Ordering::Relaxed);
+        if cli.json {
+            let v = json!({"shipper": addr, "replica": name, "archive": archive_dir.display().to_string(),
+                "archived_seq": archived, "bytes_received": handle.status.bytes_received.load(Ordering::Relaxed)});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!(
+                "archived through seq {archived} from {addr} as {name} in {}",
+                archive_dir.display()
+            );
+        }
+        return Ok(());
+    }
     let reader = JournalReader::open(&archive_dir)
         .with_context(|| format!("cannot read the archive {}", archive_dir.display()))?;
     let mut engine = Engine::new(tree, state, resume, Some(&stop));
