@@ -133,7 +133,7 @@ fn apply(jdir: &Path, work: &Path) -> f64 {
         reader: &reader,
         poll: Duration::from_millis(1),
     };
-    e.run(&mut src, u64::MAX, false, |_| {}).unwrap();
+    e.run(&mut src, u64::MAX, false, |_, _| {}).unwrap();
     e.durable().unwrap();
     t.elapsed().as_secs_f64()
 }

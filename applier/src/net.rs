@@ -46,6 +46,8 @@ pub struct ConnectOptions {
     pub archive: PathBuf,
     /// Keep reconnecting after failures (follow mode); otherwise the first failure is final.
     pub retry: bool,
+    /// Serve Prometheus metrics over HTTP here.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What the network thread shares with the rest of the applier.
@@ -59,8 +61,9 @@ pub struct NetStatus {
     pub reconnects: AtomicU64,
     /// Set when the network side stopped for good; the engine stops with this message.
     pub fatal: Mutex<Option<String>>,
-    /// Set by the engine: the seq applied to the tree (reported in acks).
+    /// Set by the engine: the seq applied to the tree (reported in acks) and its record time.
     pub applied_seq: AtomicU64,
+    pub applied_time_ns: AtomicU64,
 }
 
 impl NetStatus {
@@ -71,6 +74,80 @@ impl NetStatus {
 
     pub fn fatal(&self) -> Option<String> {
         self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Prometheus text exposition of the replica's side.
+    pub fn render(&self, replica: &str) -> String {
+        use std::fmt::Write;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (applied, archived, source) = (
+            g(&self.applied_seq),
+            g(&self.archived_seq),
+            g(&self.source_durable_seq),
+        );
+        // Lag in time: the age of the newest applied record while records wait; 0 when caught up.
+        let lag_s = if applied >= source {
+            0.0
+        } else {
+            foxing_proto::time::now_ns().saturating_sub(g(&self.applied_time_ns)) as f64 / 1e9
+        };
+        let r = replica.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut o = String::new();
+        let mut m = |name: &str, kind: &str, help: &str, v: String| {
+            let _ = writeln!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{replica=\"{r}\"}} {v}"
+            );
+        };
+        m(
+            "foxing_applier_connected",
+            "gauge",
+            "Whether a session with the shipper is up.",
+            (self.connected.load(Ordering::Relaxed) as u8).to_string(),
+        );
+        m(
+            "foxing_applier_source_durable_seq",
+            "gauge",
+            "Newest durable seq of the source, as last heard.",
+            source.to_string(),
+        );
+        m(
+            "foxing_applier_archived_seq",
+            "gauge",
+            "Seq fsynced in the replica archive (acknowledged).",
+            archived.to_string(),
+        );
+        m(
+            "foxing_applier_applied_seq",
+            "gauge",
+            "Seq applied to the replica tree.",
+            applied.to_string(),
+        );
+        m(
+            "foxing_applier_lag_seq",
+            "gauge",
+            "Source records not yet applied.",
+            source.saturating_sub(applied).to_string(),
+        );
+        m(
+            "foxing_applier_lag_seconds",
+            "gauge",
+            "Age of the newest applied record while records wait (0 when caught up).",
+            format!("{lag_s:.6}"),
+        );
+        m(
+            "foxing_applier_bytes_received_total",
+            "counter",
+            "Stream bytes received from the shipper.",
+            g(&self.bytes_received).to_string(),
+        );
+        m(
+            "foxing_applier_reconnects_total",
+            "counter",
+            "Sessions that failed and were retried.",
+            g(&self.reconnects).to_string(),
+        );
+        o
     }
 }
 
@@ -120,7 +197,29 @@ pub fn start(opts: ConnectOptions, stop: Arc<AtomicBool>) -> anyhow::Result<NetH
                     return;
                 }
             };
-            rt.block_on(net_loop(opts, client, &mut archive, st, jtx, ftx, stop));
+            let st2 = st.clone();
+            let metrics = opts.metrics_listen.map(|addr| {
+                let (st, name) = (st.clone(), opts.name.clone());
+                let render: Arc<dyn Fn() -> String + Send + Sync> =
+                    Arc::new(move || st.render(&name));
+                (addr, render)
+            });
+            rt.block_on(async {
+                let net = net_loop(opts, client, &mut archive, st, jtx, ftx, stop);
+                match metrics {
+                    None => net.await,
+                    Some((addr, render)) => {
+                        tokio::select! {
+                            _ = net => {}
+                            r = foxing_shipper::serve::serve_metrics(addr, render) => {
+                                if let Err(e) = r {
+                                    st2.fail(format!("metrics endpoint on {addr} failed: {e}"));
+                                }
+                            }
+                        }
+                    }
+                }
+            });
             if let Err(e) = archive.sync() {
                 tracing::error!(error = %e, "final fsync of the archive failed");
             }

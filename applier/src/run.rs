@@ -164,7 +164,7 @@ impl<'a> Engine<'a> {
         src: &mut dyn FrameSource,
         stop_seq: u64,
         follow: bool,
-        mut progress: impl FnMut(u64),
+        mut progress: impl FnMut(u64, u64),
     ) -> Result<(), RunError> {
         loop {
             if self.stopping() {
@@ -216,7 +216,7 @@ impl<'a> Engine<'a> {
                     if self.cursor > self.state.applied_seq() {
                         self.state.applied(self.cursor)?;
                     }
-                    progress(self.cursor);
+                    progress(self.cursor, self.last_record.map(|r| r.1).unwrap_or(0));
                 }
                 if self.cursor >= stop_seq || self.stopping() {
                     break;

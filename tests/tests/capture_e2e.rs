@@ -121,7 +121,7 @@ fn apply_and_compare(src: &std::path::Path, jdir: &std::path::Path, work: &std::
         },
         u64::MAX,
         false,
-        |_| {},
+        |_, _| {},
     )
     .unwrap();
     let a = snapshot(&mut FsTree::open(src).unwrap(), user_xattrs).unwrap();

@@ -231,9 +231,12 @@ fn replicas_converge_through_repeated_kill9_of_shipper_and_applier() {
     };
     let mut a1 = spawn_r1();
     let a2_log = d.path().join("a2.log");
+    let a2_metrics = free_udp_port();
     let mut a2 = Proc::spawn(
         "replica2",
         r2.command(port, true)
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{a2_metrics}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&a2_log).unwrap()),
     );
@@ -293,6 +296,24 @@ fn replicas_converge_through_repeated_kill9_of_shipper_and_applier() {
             durable(&r1.archive()),
             durable(&r2.archive()),
             std::fs::read_to_string(&a2_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The replica's metrics say it is caught up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = metrics(a2_metrics);
+        if m.contains("foxing_applier_lag_seq{replica=\"replica2\"} 0")
+            && m.contains(&format!(
+                "foxing_applier_archived_seq{{replica=\"replica2\"}} {end}"
+            ))
+            && m.contains("foxing_applier_connected{replica=\"replica2\"} 1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica2 metrics never showed it caught up:\n{m}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -58,6 +58,9 @@ struct Cli {
     /// archive-only replica, like WAL archiving; restore from it later with --journal).
     #[arg(long, requires = "connect")]
     archive_only: bool,
+    /// With --connect: serve Prometheus metrics (lag, seqs, bytes) over HTTP on this address.
+    #[arg(long, requires = "connect")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Restore to this point: RFC 3339, unix seconds, or seq:N. Stops at the last sync point
     /// at or before it.
     #[arg(long)]
@@ -239,7 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         reader: &reader,
         poll: Duration::from_millis(1),
     };
-    engine.run(&mut src, stop_seq, cli.follow, |_| {})?;
+    engine.run(&mut src, stop_seq, cli.follow, |_, _| {})?;
     engine.durable()?;
     let applied = engine.applied_seq();
     let stats = engine.applier.stats.clone();
@@ -373,6 +376,7 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
             tls: foxing_shipper::TlsFiles { cert, key, ca },
             archive: archive_dir.clone(),
             retry: cli.follow,
+            metrics_listen: cli.metrics_listen,
         },
         stop.clone(),
     )?;
@@ -394,6 +398,9 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
         None => {
             stop.store(true, Ordering::Relaxed);
             let _ = handle.thread.join();
+            if let Some(msg) = handle.status.fatal() {
+                bail!("cannot replicate from {addr}: {msg}");
+            }
             return Ok(());
         }
     };
@@ -461,8 +468,9 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
     };
     let status = handle.status.clone();
     let mut src = NetSource::new(&reader, &handle.frames, &status);
-    let res = engine.run(&mut src, stop_seq, true, |seq| {
-        status.applied_seq.store(seq, Ordering::Relaxed)
+    let res = engine.run(&mut src, stop_seq, true, |seq, time_ns| {
+        status.applied_seq.store(seq, Ordering::Relaxed);
+        status.applied_time_ns.store(time_ns, Ordering::Relaxed);
     });
     let res = res.and_then(|()| engine.durable());
     stop.store(true, Ordering::Relaxed);
