@@ -22,6 +22,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# The end-to-end tests run the real binaries of every crate (recorder, shipper, applier).
+cargo build --workspace --bins --locked
 cargo test --workspace --locked
 
 if [ "${FOXING_FUZZ_SECONDS:-0}" -gt 0 ]; then
