@@ -70,6 +70,9 @@ struct BaseTracking {
     id: u64,
     touched: HashSet<RelPath>,
     ancestors: HashSet<RelPath>,
+    /// Directory times from the base's Resyncs: creating their children moved them on the
+    /// replica, so they are set again when the base ends.
+    dir_times: Vec<(RelPath, i64, i64)>,
 }
 
 impl BaseTracking {
@@ -525,12 +528,19 @@ impl Applier {
                     id: *base_id,
                     touched: HashSet::new(),
                     ancestors: HashSet::new(),
+                    dir_times: Vec::new(),
                 });
             }
             Op::BaseEnd { base_id } => {
                 if let Some(b) = self.base.take() {
                     if b.id == *base_id {
                         self.remove_unlisted(t, None, &b)?;
+                        // Deepest first does not matter: setting times moves no parent's mtime.
+                        for (p, a, m) in &b.dir_times {
+                            if t.stat(p)?.is_some_and(|s| s.kind == NodeKind::Directory) {
+                                t.set_times(p, Some(*a), Some(*m))?;
+                            }
+                        }
                     }
                 } else {
                     tracing::info!(base_id, "base ended without its beginning in this session; entries it did not list are kept");
@@ -658,6 +668,11 @@ impl Applier {
             }
         }
         t.set_times(p, Some(m.atime_ns), Some(m.mtime_ns))?;
+        if kind == NodeKind::Directory {
+            if let Some(b) = &mut self.base {
+                b.dir_times.push((p.clone(), m.atime_ns, m.mtime_ns));
+            }
+        }
         if kind == NodeKind::Regular {
             self.resync_times
                 .insert(p.clone(), (m.atime_ns, m.mtime_ns));

@@ -197,6 +197,7 @@ impl Tree for FsTree {
                     uid: st.st_uid,
                     gid: st.st_gid,
                     nlink: st.st_nlink,
+                    mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
                 }));
             }
         }
@@ -227,6 +228,7 @@ impl Tree for FsTree {
             uid: st.st_uid,
             gid: st.st_gid,
             nlink: st.st_nlink,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
         }))
     }
 

@@ -170,6 +170,7 @@ impl Tree for ModelTree {
                 uid: i.uid,
                 gid: i.gid,
                 nlink: i.nlink,
+                mtime_ns: 0,
             }
         }))
     }

@@ -17,6 +17,8 @@ pub struct EntrySnap {
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The first path (in sorted order) naming the same object, if this is a second name.
     pub link_of: Option<RelPath>,
+    /// Compared only by [`diff_with_mtimes`].
+    pub mtime_ns: i64,
 }
 
 /// Which xattr names a snapshot compares.
@@ -86,6 +88,7 @@ fn walk(
                 gid: st.gid,
                 xattrs,
                 link_of,
+                mtime_ns: st.mtime_ns,
             },
         );
         if is_dir {
@@ -114,13 +117,43 @@ fn short(e: &EntrySnap) -> String {
 }
 
 /// Human-readable differences between two snapshots (empty when identical).
+/// Modification times are not compared (see [`diff_with_mtimes`]).
 pub fn diff(a: &BTreeMap<RelPath, EntrySnap>, b: &BTreeMap<RelPath, EntrySnap>) -> Vec<String> {
+    diff_inner(a, b, false)
+}
+
+/// Like [`diff`], and modification times must be equal too (to the nanosecond).
+pub fn diff_with_mtimes(
+    a: &BTreeMap<RelPath, EntrySnap>,
+    b: &BTreeMap<RelPath, EntrySnap>,
+) -> Vec<String> {
+    diff_inner(a, b, true)
+}
+
+fn diff_inner(
+    a: &BTreeMap<RelPath, EntrySnap>,
+    b: &BTreeMap<RelPath, EntrySnap>,
+    mtimes: bool,
+) -> Vec<String> {
     let mut d = Vec::new();
     for (p, ea) in a {
         match b.get(p) {
             None => d.push(format!("{p}: only in the first tree")),
-            Some(eb) if ea != eb => d.push(format!("{p}: {} != {}", short(ea), short(eb))),
-            _ => {}
+            Some(eb) => {
+                let same = EntrySnap {
+                    mtime_ns: ea.mtime_ns,
+                    ..eb.clone()
+                } == *ea;
+                if !same {
+                    d.push(format!("{p}: {} != {}", short(ea), short(eb)));
+                } else if mtimes && ea.mtime_ns != eb.mtime_ns {
+                    d.push(format!(
+                        "{p}: mtime {} != {}",
+                        foxing_proto::time::fmt_time_ns(ea.mtime_ns.max(0) as u64),
+                        foxing_proto::time::fmt_time_ns(eb.mtime_ns.max(0) as u64)
+                    ));
+                }
+            }
         }
     }
     for p in b.keys() {

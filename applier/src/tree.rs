@@ -16,6 +16,8 @@ pub struct Stat {
     pub uid: u32,
     pub gid: u32,
     pub nlink: u64,
+    /// Modification time (ns since the epoch); 0 where the tree does not keep times.
+    pub mtime_ns: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

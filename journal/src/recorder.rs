@@ -29,6 +29,12 @@ pub const RESYNC_CHUNK_BYTES: usize = 1 << 20;
 pub const EVENTS_PER_BATCH: usize = 4096;
 /// Longest wait for events when nothing is due.
 pub const IDLE_POLL_MS: u64 = 50;
+/// The times sweep runs once the ring was quiet this long after a change...
+pub const TIMES_SWEEP_QUIET_MS: u64 = 5;
+/// ...and at least this often under continuous load.
+pub const TIMES_SWEEP_MAX_INTERVAL_MS: u64 = 1_000;
+/// Most paths remembered for the sweep; past it, the sweep stats the whole tree.
+pub const TIMES_SWEEP_MAX_PATHS: usize = 65_536;
 
 #[derive(Clone, Debug)]
 pub struct RecorderOptions {
@@ -66,6 +72,49 @@ pub struct Recorder {
     /// Rename targets seen during a base: the walk may already have passed their new place
     /// (and not yet their old one), so they are walked again.
     walk_extra: Vec<PathBuf>,
+    /// Paths whose mtime changed since the last times sweep (see [`Recorder::sweep_times`]).
+    touched: std::collections::BTreeSet<RelPath>,
+    /// More than TIMES_SWEEP_MAX_PATHS were touched: sweep the whole tree.
+    touched_all: bool,
+    first_touch: Option<Instant>,
+    last_event: Instant,
+}
+
+/// The paths whose modification time `op` changes on the source (the entry itself for data and
+/// creation, the parent directories for namespace changes). The root itself is not tracked.
+fn mtime_paths(op: &Op, mut f: impl FnMut(&RelPath)) {
+    let parent = |p: &RelPath| -> Option<RelPath> {
+        let b = p.as_bytes();
+        b.iter()
+            .rposition(|&c| c == b'/')
+            .map(|i| RelPath::new(&b[..i]))
+    };
+    let mut with_parent = |p: &RelPath, own: bool| {
+        if own {
+            f(p);
+        }
+        if let Some(d) = parent(p) {
+            f(&d);
+        }
+    };
+    match op {
+        Op::Write { path, .. }
+        | Op::Dirty { path, .. }
+        | Op::Truncate { path, .. }
+        | Op::Fallocate { path, .. }
+        | Op::SetTimes { path, .. } => f(path),
+        Op::Create { path, .. }
+        | Op::Mknod { path, .. }
+        | Op::Mkdir { path, .. }
+        | Op::Symlink { path, .. } => with_parent(path, true),
+        Op::Link { new, .. } => with_parent(new, true),
+        Op::Unlink { path } | Op::Rmdir { path } => with_parent(path, false),
+        Op::Rename { from, to, .. } => {
+            with_parent(from, true);
+            with_parent(to, true);
+        }
+        _ => {}
+    }
 }
 
 fn writer_of(h: &FxEvent) -> Writer {
@@ -308,6 +357,10 @@ impl Recorder {
             pending_heals: Vec::new(),
             base_active: false,
             walk_extra: Vec::new(),
+            touched: Default::default(),
+            touched_all: false,
+            first_touch: None,
+            last_event: Instant::now(),
         })
     }
 
@@ -320,6 +373,21 @@ impl Recorder {
             return Ok(());
         }
         self.stats.records += evs.len() as u64;
+        for ev in &evs {
+            let (touched, all) = (&mut self.touched, &mut self.touched_all);
+            mtime_paths(&ev.op, |p| {
+                if !*all {
+                    touched.insert(p.clone());
+                }
+            });
+            if self.touched.len() > TIMES_SWEEP_MAX_PATHS {
+                self.touched.clear();
+                self.touched_all = true;
+            }
+        }
+        if self.first_touch.is_none() && (self.touched_all || !self.touched.is_empty()) {
+            self.first_touch = Some(Instant::now());
+        }
         let seqs = self.journal.append(evs)?;
         tracing::trace!(first_seq = seqs.start, last_seq = seqs.end - 1, "journaled");
         Ok(())
@@ -881,15 +949,80 @@ impl Recorder {
             if base_requested.swap(false, Ordering::Relaxed) {
                 self.base()?;
             }
-            let wait = match self.journal.sync_deadline() {
+            let mut wait = match self.journal.sync_deadline() {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => Duration::from_millis(IDLE_POLL_MS),
             };
-            self.pump(wait.min(Duration::from_millis(IDLE_POLL_MS)))?;
+            if self.first_touch.is_some() {
+                wait = wait.min(Duration::from_millis(TIMES_SWEEP_QUIET_MS));
+            }
+            if self.pump(wait.min(Duration::from_millis(IDLE_POLL_MS)))? > 0 {
+                self.last_event = Instant::now();
+            }
+            if let Some(first) = self.first_touch {
+                let quiet =
+                    self.last_event.elapsed() >= Duration::from_millis(TIMES_SWEEP_QUIET_MS);
+                let overdue = first.elapsed() >= Duration::from_millis(TIMES_SWEEP_MAX_INTERVAL_MS);
+                if quiet || overdue {
+                    self.sweep_times()?;
+                }
+            }
         }
         // Final drain: whatever the kernel handed over before we stopped.
         while self.pump(Duration::from_millis(10))? > 0 {}
+        self.sweep_times()?;
         self.journal.sync()?;
+        Ok(())
+    }
+
+    /// Journals the current modification time of every path whose mtime changed since the last
+    /// sweep (SetTimes, mtime only). The applier's own writes move the replica's mtimes; these
+    /// records, journaled after the changes, bring them back to the source's. A change racing
+    /// the sweep is touched again and swept next time, so once the source is quiet the replica's
+    /// mtimes equal the source's (guarantee 1). Directories' times need this too: creating or
+    /// removing entries moves them.
+    pub fn sweep_times(&mut self) -> anyhow::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let root = self.opts.root.clone();
+        let mut paths: Vec<RelPath> = std::mem::take(&mut self.touched).into_iter().collect();
+        if std::mem::take(&mut self.touched_all) {
+            paths.clear();
+            let mut stack = vec![root.clone()];
+            while let Some(d) = stack.pop() {
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push(p.clone());
+                    }
+                    if let Some(r) = rel(&root, &p) {
+                        paths.push(r);
+                    }
+                }
+            }
+        }
+        self.first_touch = None;
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+            // Gone since: its removal is journaled; nothing to set.
+            let Ok(md) = std::fs::symlink_metadata(&full) else {
+                continue;
+            };
+            out.push(self.own(Op::SetTimes {
+                path: p,
+                atime_ns: None,
+                mtime_ns: Some(md.mtime() * 1_000_000_000 + md.mtime_nsec()),
+            }));
+        }
+        if !out.is_empty() {
+            self.stats.records += out.len() as u64;
+            self.journal.append(out)?;
+            self.journal.maybe_sync()?;
+        }
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use foxing_applier::fs::FsTree;
-use foxing_applier::snapshot::{diff, snapshot, user_xattrs};
+use foxing_applier::snapshot::{diff, diff_with_mtimes, snapshot, user_xattrs};
 use foxing_journal::JournalReader;
 use foxing_tests::{free_udp_port, workspace_bin, Proc};
 
@@ -674,7 +674,7 @@ fn recorded_tree_replicates_live_to_two_replicas() {
         run_ok(&mut r.command(port, false), "one-shot applier");
         assert_same_frames(&jdir, &r.archive());
         assert_eq!(
-            diff(&want, &tree(&r.root)),
+            diff_with_mtimes(&want, &tree(&r.root)),
             Vec::<String>::new(),
             "{}",
             r.name

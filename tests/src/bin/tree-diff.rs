@@ -1,9 +1,9 @@
 //! Compares two trees the way the tests do: content, holes' zeros, file type (fifos, devices,
-//! sockets), mode, owner, symlink targets, hard-link groups and user xattrs.
+//! sockets), mode, owner, symlink targets, hard-link groups, user xattrs and mtimes (to the ns).
 //!
 //!     tree-diff A B      exit 0 when identical, 1 with the differences listed
 use foxing_applier::fs::FsTree;
-use foxing_applier::snapshot::{diff, snapshot, user_xattrs};
+use foxing_applier::snapshot::{diff_with_mtimes, snapshot, user_xattrs};
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let mut a = std::env::args_os().skip(1);
@@ -12,7 +12,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     };
     let sa = snapshot(&mut FsTree::open(std::path::Path::new(&x))?, user_xattrs)?;
     let sb = snapshot(&mut FsTree::open(std::path::Path::new(&y))?, user_xattrs)?;
-    let d = diff(&sa, &sb);
+    let d = diff_with_mtimes(&sa, &sb);
     for l in &d {
         println!("{l}");
     }
