@@ -13,6 +13,7 @@ command -v clang >/dev/null || need_apt+=(clang llvm)
 command -v bpftool >/dev/null || need_apt+=(bpftool)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
 command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
+ls /usr/lib/postgresql/*/bin/pg_amcheck >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
