@@ -3,6 +3,7 @@
 //! The format is specified in docs/journal-format.md.
 
 mod commit;
+pub mod config;
 pub mod error;
 pub mod index;
 pub mod prune;

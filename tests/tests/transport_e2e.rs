@@ -681,3 +681,63 @@ fn recorded_tree_replicates_live_to_two_replicas() {
         );
     }
 }
+
+/// One TOML file drives both ends (docs/foxing.example.toml's format); flags still win.
+#[test]
+fn one_config_file_drives_shipper_and_applier() {
+    let d = tempfile::tempdir().unwrap();
+    let jdir = d.path().join("journal");
+    let end = make_small_journal(&jdir);
+    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1"]);
+    let port = free_udp_port();
+    let cfg = d.path().join("foxing.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[shipper]\njournal = {j:?}\nlisten = \"127.0.0.1:{port}\"\ncert = {sc:?}\nkey = {sk:?}\nca = {ca:?}\n\n\
+             [applier]\nroot = {r:?}\nstate = {s:?}\nconnect = \"127.0.0.1:{port}\"\nserver_name = \"source\"\n\
+             cert = {rc:?}\nkey = {rk:?}\nca = {ca:?}\n",
+            j = jdir,
+            sc = certs.cert("source"),
+            sk = certs.key("source"),
+            ca = certs.ca(),
+            r = d.path().join("root"),
+            s = d.path().join("state"),
+            rc = certs.cert("replica1"),
+            rk = certs.key("replica1"),
+        ),
+    )
+    .unwrap();
+    let log = d.path().join("shipper.log");
+    let mut c = Command::new(workspace_bin("foxing-shipper"));
+    c.arg("serve")
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&log).unwrap());
+    let _ship = Proc::spawn("shipper", &mut c);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_listening(&log) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run_ok(
+        Command::new(workspace_bin("foxing-applier"))
+            .arg("--config")
+            .arg(&cfg),
+        "applier from config",
+    );
+    assert_eq!(durable(&d.path().join("state/archive")), end);
+    // A typo in the file is an error that names it, with the usage exit code.
+    std::fs::write(&cfg, "[applier]\nrot = \"/x\"\n").unwrap();
+    let out = Command::new(workspace_bin("foxing-applier"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rot"));
+}

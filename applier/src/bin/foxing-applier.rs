@@ -24,19 +24,19 @@ use serde_json::json;
     version,
     about = "Apply a Foxing journal to a replica tree, or restore a point in time"
 )]
-struct Cli {
+struct Args {
     /// The replica tree (created if missing).
     #[arg(long)]
-    root: PathBuf,
+    root: Option<PathBuf>,
     /// Applier state: checkpoints (and, with --connect, the archive).
     #[arg(long)]
-    state: PathBuf,
+    state: Option<PathBuf>,
     /// Journal to apply from (the source's or an archive).
-    #[arg(long, conflicts_with = "connect", required_unless_present = "connect")]
+    #[arg(long, conflicts_with = "connect")]
     journal: Option<PathBuf>,
     /// Replicate from a shipper at host:port (QUIC, mutual TLS). Received frames are archived in
     /// SDIR/archive (same format as a journal: restore from it with --journal SDIR/archive).
-    #[arg(long, requires_all = ["cert", "key", "ca"], conflicts_with = "until")]
+    #[arg(long, conflicts_with = "until")]
     connect: Option<String>,
     /// This replica's certificate (NAME.pem from `foxing-shipper certs`).
     #[arg(long)]
@@ -56,10 +56,10 @@ struct Cli {
     server_name: Option<String>,
     /// With --connect: only archive what arrives (fsynced, acknowledged), do not apply it (an
     /// archive-only replica, like WAL archiving; restore from it later with --journal).
-    #[arg(long, requires = "connect")]
+    #[arg(long)]
     archive_only: bool,
     /// With --connect: serve Prometheus metrics (lag, seqs, bytes) over HTTP on this address.
-    #[arg(long, requires = "connect")]
+    #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
     /// Restore to this point: RFC 3339, unix seconds, or seq:N. Stops at the last sync point
     /// at or before it.
@@ -74,6 +74,90 @@ struct Cli {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// TOML configuration file (its [applier] section; options given here win).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// The options after merging the command line with the configuration file.
+struct Cli {
+    root: PathBuf,
+    state: PathBuf,
+    journal: Option<PathBuf>,
+    connect: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    name: Option<String>,
+    server_name: Option<String>,
+    archive_only: bool,
+    metrics_listen: Option<std::net::SocketAddr>,
+    until: Option<Point>,
+    at_any_record: bool,
+    follow: bool,
+    json: bool,
+}
+
+/// Command line first, then the config's [applier] section. A restore (--until) or a local
+/// --journal on the command line is never turned into a network replica by the file.
+fn resolve(a: Args) -> anyhow::Result<Cli> {
+    let c = foxing_journal::config::Config::load(a.config.as_deref())?.applier;
+    let need =
+        |what: &str| format!("give --{what} (or `{what}` in the config's [applier] section)");
+    let root = a.root.or(c.root).with_context(|| need("root"))?;
+    let state = a.state.or(c.state).with_context(|| need("state"))?;
+    let (journal, connect) = match (a.journal, a.connect) {
+        (Some(j), None) => (Some(j), None),
+        (None, Some(n)) => (None, Some(n)),
+        (None, None) if a.until.is_some() => (c.journal, None),
+        (None, None) => match (c.journal, c.connect) {
+            (Some(_), Some(_)) => {
+                bail!("the config's [applier] section sets both journal and connect; choose one")
+            }
+            (j, n) => (j, n),
+        },
+        (Some(_), Some(_)) => bail!("--journal and --connect exclude each other"),
+    };
+    if journal.is_none() && connect.is_none() {
+        bail!("give --journal JDIR or --connect HOST:PORT (or one of them in the config's [applier] section)");
+    }
+    let network = connect.is_some();
+    let metrics_listen = match a.metrics_listen {
+        Some(m) => Some(m),
+        None if network => c
+            .metrics_listen
+            .map(|m| {
+                m.parse().with_context(|| {
+                    format!("config [applier] metrics_listen = {m:?} is not an address")
+                })
+            })
+            .transpose()?,
+        None => None,
+    };
+    let cli = Cli {
+        root,
+        state,
+        journal,
+        connect,
+        cert: a.cert.or(c.cert),
+        key: a.key.or(c.key),
+        ca: a.ca.or(c.ca),
+        name: a.name.or(c.name),
+        server_name: a.server_name.or(c.server_name),
+        archive_only: a.archive_only || (network && c.archive_only.unwrap_or(false)),
+        metrics_listen,
+        follow: a.follow || (a.until.is_none() && c.follow.unwrap_or(false)),
+        until: a.until,
+        at_any_record: a.at_any_record,
+        json: a.json,
+    };
+    if !network && (cli.archive_only || cli.metrics_listen.is_some()) {
+        bail!("--archive-only and --metrics-listen need --connect");
+    }
+    if network && (cli.cert.is_none() || cli.key.is_none() || cli.ca.is_none()) {
+        bail!("--connect needs --cert, --key and --ca (or them in the config's [applier] section)");
+    }
+    Ok(cli)
 }
 
 fn main() -> ExitCode {
@@ -85,7 +169,13 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let cli = Cli::parse();
+    let cli = match resolve(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("foxing-applier: usage: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -29,19 +29,25 @@ struct Cli {
 enum Cmd {
     /// Capture every change under ROOT into the journal until SIGTERM/SIGINT (needs root).
     Record {
+        /// The tree to watch (or `[recorder] root` in the config).
         #[arg(long)]
-        root: PathBuf,
+        root: Option<PathBuf>,
+        /// The journal directory (or `[recorder] journal`).
         #[arg(long)]
-        journal: PathBuf,
-        /// Group commit window in milliseconds (0: fsync every batch).
-        #[arg(long, default_value_t = foxing_journal::writer::DEFAULT_FSYNC_WINDOW_MS)]
-        fsync_window_ms: u64,
-        /// Writes up to this size carry their bytes; larger ones are re-read (inexact).
-        #[arg(long, default_value_t = 256 * 1024)]
-        payload_cap_bytes: u32,
-        /// Kernel ring buffer size in bytes (a power of two).
-        #[arg(long, default_value_t = foxing_probes::DEFAULT_RING_SIZE_BYTES)]
-        ring_size_bytes: u32,
+        journal: Option<PathBuf>,
+        /// Group commit window in milliseconds (0: fsync every batch; default 5).
+        #[arg(long)]
+        fsync_window_ms: Option<u64>,
+        /// Writes up to this size carry their bytes; larger ones are re-read (inexact; default
+        /// 262144).
+        #[arg(long)]
+        payload_cap_bytes: Option<u32>,
+        /// Kernel ring buffer size in bytes (a power of two; default 64 MiB).
+        #[arg(long)]
+        ring_size_bytes: Option<u32>,
+        /// TOML configuration file (its [recorder] section; options given here win).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Print the final statistics as JSON.
         #[arg(long)]
         json: bool,
@@ -136,15 +142,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fsync_window_ms,
             payload_cap_bytes,
             ring_size_bytes,
+            config,
             json,
-        } => record(
-            root,
-            journal,
-            fsync_window_ms,
-            payload_cap_bytes,
-            ring_size_bytes,
-            json,
-        ),
+        } => {
+            let c = foxing_journal::config::Config::load(config.as_deref())?.recorder;
+            record(
+                root.or(c.root)
+                    .context("give --root (or `root` in the config's [recorder] section)")?,
+                journal
+                    .or(c.journal)
+                    .context("give --journal (or `journal` in the config's [recorder] section)")?,
+                fsync_window_ms
+                    .or(c.fsync_window_ms)
+                    .unwrap_or(foxing_journal::writer::DEFAULT_FSYNC_WINDOW_MS),
+                payload_cap_bytes
+                    .or(c.payload_cap_bytes)
+                    .unwrap_or(256 * 1024),
+                ring_size_bytes
+                    .or(c.ring_size_bytes)
+                    .unwrap_or(foxing_probes::DEFAULT_RING_SIZE_BYTES),
+                json,
+            )
+        }
         Cmd::Base { journal, timeout } => request_base(&journal, &timeout),
         Cmd::Dump {
             journal,

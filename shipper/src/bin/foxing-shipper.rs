@@ -44,19 +44,22 @@ enum Cmd {
     /// Serve the journal to replicas until SIGTERM/SIGINT.
     Serve {
         #[arg(long)]
-        journal: PathBuf,
+        journal: Option<PathBuf>,
         /// UDP address to listen on, e.g. 0.0.0.0:7878.
         #[arg(long)]
-        listen: SocketAddr,
+        listen: Option<SocketAddr>,
         /// This shipper's certificate (NAME.pem from `certs`).
         #[arg(long)]
-        cert: PathBuf,
+        cert: Option<PathBuf>,
         /// Its private key (NAME.key).
         #[arg(long)]
-        key: PathBuf,
+        key: Option<PathBuf>,
         /// The CA that signed the replicas' certificates (ca.pem).
         #[arg(long)]
-        ca: PathBuf,
+        ca: Option<PathBuf>,
+        /// TOML configuration file (its [shipper] section; options given here win).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Limit each replica's stream to this many bytes per second (e.g. 12500000 = 100 Mbit/s).
         #[arg(long)]
         max_bytes_per_sec: Option<u64>,
@@ -130,7 +133,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ca,
             max_bytes_per_sec,
             metrics_listen,
+            config,
         } => {
+            let c = foxing_journal::config::Config::load(config.as_deref())?.shipper;
+            let need = |what: &str| {
+                format!("give --{what} (or `{what}` in the config's [shipper] section)")
+            };
+            let addr = |s: Option<String>, what: &str| -> anyhow::Result<Option<SocketAddr>> {
+                s.map(|a| {
+                    a.parse().with_context(|| {
+                        format!("config [shipper] {what} = {a:?} is not an address")
+                    })
+                })
+                .transpose()
+            };
+            let journal = journal.or(c.journal).with_context(|| need("journal"))?;
+            let listen = match listen {
+                Some(l) => l,
+                None => addr(c.listen, "listen")?.with_context(|| need("listen"))?,
+            };
+            let cert = cert.or(c.cert).with_context(|| need("cert"))?;
+            let key = key.or(c.key).with_context(|| need("key"))?;
+            let ca = ca.or(c.ca).with_context(|| need("ca"))?;
+            let max_bytes_per_sec = max_bytes_per_sec.or(c.max_bytes_per_sec).filter(|&r| r > 0);
+            let metrics_listen = match metrics_listen {
+                Some(m) => Some(m),
+                None => addr(c.metrics_listen, "metrics_listen")?,
+            };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
