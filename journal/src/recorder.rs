@@ -78,7 +78,15 @@ pub struct Recorder {
     touched_all: bool,
     first_touch: Option<Instant>,
     last_event: Instant,
+    /// Set (by SIGUSR2 in `foxing-journal record`) when `foxing-journal prune` left a request
+    /// in the journal directory: the recorder holds the writer lock, so it prunes itself.
+    pub prune_requested: std::sync::Arc<AtomicBool>,
 }
+
+/// The file `foxing-journal prune` writes for a running recorder: the seq to keep from.
+pub const PRUNE_REQUEST_FILE: &str = "prune.request";
+/// The recorder's answer: the first seqs of the segments it removed, or an error line.
+pub const PRUNE_RESULT_FILE: &str = "prune.result";
 
 /// The paths whose modification time `op` changes on the source (the entry itself for data and
 /// creation, the parent directories for namespace changes). The root itself is not tracked.
@@ -361,6 +369,7 @@ impl Recorder {
             touched_all: false,
             first_touch: None,
             last_event: Instant::now(),
+            prune_requested: Default::default(),
         })
     }
 
@@ -949,6 +958,9 @@ impl Recorder {
             if base_requested.swap(false, Ordering::Relaxed) {
                 self.base()?;
             }
+            if self.prune_requested.swap(false, Ordering::Relaxed) {
+                self.prune_on_request();
+            }
             let mut wait = match self.journal.sync_deadline() {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => Duration::from_millis(IDLE_POLL_MS),
@@ -973,6 +985,35 @@ impl Recorder {
         self.sweep_times()?;
         self.journal.sync()?;
         Ok(())
+    }
+
+    /// Executes a prune request left by `foxing-journal prune` (which planned it: base- and
+    /// replica-aware) and answers in PRUNE_RESULT_FILE. Failures are reported, not fatal.
+    fn prune_on_request(&mut self) {
+        let dir = self.opts.journal.clone();
+        let req = dir.join(PRUNE_REQUEST_FILE);
+        let answer = match std::fs::read_to_string(&req)
+            .map_err(|e| e.to_string())
+            .and_then(|t| t.trim().parse::<u64>().map_err(|e| e.to_string()))
+        {
+            Ok(keep_from) => match self.journal.prune_before(keep_from) {
+                Ok(removed) => {
+                    tracing::info!(keep_from, segments = removed.len(), "pruned on request");
+                    format!(
+                        "ok {}",
+                        removed
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                }
+                Err(e) => format!("error {e}"),
+            },
+            Err(e) => format!("error bad request {}: {e}", req.display()),
+        };
+        let _ = std::fs::write(dir.join(PRUNE_RESULT_FILE), answer);
+        let _ = std::fs::remove_file(&req);
     }
 
     /// Journals the current modification time of every path whose mtime changed since the last

@@ -341,3 +341,121 @@ fn sqlite_wal_under_concurrent_writers_replicates() {
         src_rows
     );
 }
+
+/// Retention while recording: `foxing-journal prune` hands its plan to the running recorder
+/// (which holds the writer lock); whole segments before the newest base go, and a new replica
+/// built from what is left is identical to the source.
+#[test]
+fn prune_while_recording_goes_through_the_recorder() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = foxing_tests::workspace_bin;
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rec = foxing_tests::Proc::spawn(
+        "recorder",
+        std::process::Command::new(bin("foxing-journal"))
+            .arg("record")
+            .arg("--root")
+            .arg(&src)
+            .arg("--journal")
+            .arg(&jdir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(d.path().join("recorder.log")).unwrap()),
+    );
+    let complete_bases = || {
+        JournalReader::open(&jdir)
+            .and_then(|r| r.bases())
+            .map(|b| b.iter().filter(|b| b.end_seq.is_some()).count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while complete_bases() == 0 {
+        assert!(Instant::now() < deadline, "no base");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ~150 MB of incompressible writes: more than two 64 MiB segments.
+    let workload = |seed: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+            .arg(&src)
+            .args([seed, "50"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    };
+    let mut rng = fastrand::Rng::with_seed(1);
+    for i in 0..3 {
+        let mut data = vec![0u8; 50 << 20];
+        rng.fill(&mut data);
+        let p = src.join(format!("big{i}"));
+        let child = std::process::Command::new("dd")
+            .arg("of=".to_string() + p.to_str().unwrap())
+            .args(["bs=1M", "status=none"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.as_ref().unwrap().write_all(&data).unwrap();
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    workload("3");
+    let out = std::process::Command::new(bin("foxing-journal"))
+        .args(["base", "--journal"])
+        .arg(&jdir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    workload("4");
+    std::thread::sleep(Duration::from_millis(300));
+    let first_before = JournalReader::open(&jdir)
+        .unwrap()
+        .meta()
+        .unwrap()
+        .first_seq;
+    let out = std::process::Command::new(bin("foxing-journal"))
+        .args(["prune", "--keep", "0s", "--journal"])
+        .arg(&jdir)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let first_after = JournalReader::open(&jdir)
+        .unwrap()
+        .meta()
+        .unwrap()
+        .first_seq;
+    assert!(first_after > first_before, "nothing was pruned: {text}");
+    assert!(rec.running(), "the recorder keeps running");
+    workload("5");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rec
+        .terminate(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    // A new replica from what is left (it starts at the kept base).
+    let dst = d.path().join("dst");
+    let out = std::process::Command::new(bin("foxing-applier"))
+        .arg("--root")
+        .arg(&dst)
+        .arg("--state")
+        .arg(d.path().join("state"))
+        .arg("--journal")
+        .arg(&jdir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = snapshot(&mut FsTree::open(&src).unwrap(), user_xattrs).unwrap();
+    let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
+    assert_eq!(diff_with_mtimes(&a, &b), Vec::<String>::new());
+}

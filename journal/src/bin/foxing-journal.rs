@@ -492,10 +492,17 @@ fn prune_cmd(
     let removed = if dry_run || plan.nothing_because.is_some() {
         Vec::new()
     } else {
-        let mut j = Journal::open(journal, JournalOptions::default()).with_context(|| {
-            format!("cannot open journal {} for pruning (a running recorder holds it: stop it or prune through it)", journal.display())
-        })?;
-        j.prune_before(plan.keep_from_seq)?
+        match Journal::open(journal, JournalOptions::default()) {
+            Ok(mut j) => j.prune_before(plan.keep_from_seq)?,
+            Err(foxing_journal::JournalError::Locked { .. }) => {
+                prune_through_recorder(journal, plan.keep_from_seq)?
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot open journal {} for pruning", journal.display())
+                })
+            }
+        }
     };
     if as_json {
         let v = json!({
@@ -536,6 +543,52 @@ fn prune_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A running recorder holds the journal's writer lock: hand it the plan (a request file and
+/// SIGUSR2) and wait for its answer.
+fn prune_through_recorder(journal: &Path, keep_from_seq: u64) -> anyhow::Result<Vec<u64>> {
+    use foxing_journal::recorder::{PRUNE_REQUEST_FILE, PRUNE_RESULT_FILE};
+    let pid: i32 = std::fs::read_to_string(pid_file(journal))
+        .with_context(|| {
+            format!(
+                "journal {} is locked by another writer that is not a recorder (no {}); stop it to prune",
+                journal.display(),
+                pid_file(journal).display()
+            )
+        })?
+        .trim()
+        .parse()
+        .context("recorder.pid is not a pid")?;
+    let (req, res) = (
+        journal.join(PRUNE_REQUEST_FILE),
+        journal.join(PRUNE_RESULT_FILE),
+    );
+    let _ = std::fs::remove_file(&res);
+    std::fs::write(&req, keep_from_seq.to_string())
+        .with_context(|| format!("cannot write {}", req.display()))?;
+    let target =
+        rustix::process::Pid::from_raw(pid).ok_or_else(|| anyhow::anyhow!("bad pid {pid}"))?;
+    rustix::process::kill_process(target, rustix::process::Signal::USR2)
+        .with_context(|| format!("cannot signal the recorder (pid {pid}); is it still running?"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while req.exists() {
+        if std::time::Instant::now() > deadline {
+            let _ = std::fs::remove_file(&req);
+            bail!("the recorder (pid {pid}) did not answer the prune request within 5 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let answer = std::fs::read_to_string(&res)
+        .with_context(|| format!("the recorder left no answer in {}", res.display()))?;
+    let _ = std::fs::remove_file(&res);
+    match answer.split_once(' ').unwrap_or((answer.as_str(), "")) {
+        ("ok", list) => Ok(list
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect()),
+        (_, why) => bail!("the recorder could not prune: {why}"),
+    }
+}
+
 /// The file where a running recorder leaves its pid.
 fn pid_file(journal: &Path) -> PathBuf {
     journal.join("recorder.pid")
@@ -569,6 +622,7 @@ fn record(
         ring_size_bytes: ring,
     };
     let mut rec = Recorder::start(opts)?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, rec.prune_requested.clone())?;
     std::fs::write(pid_file(&journal), std::process::id().to_string())
         .with_context(|| format!("cannot write {}", pid_file(&journal).display()))?;
     tracing::info!(root = %root.display(), journal = %journal.display(), "recording");
