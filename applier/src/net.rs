@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use foxing_journal::{Journal, JournalOptions, JournalReader, RawFrame};
 use foxing_proto::wire::{
-    self, Ack, Message, MessageDecoder, ReplicaError, ReplicaEvent, ReplicaSession, Welcome,
+    self, Ack, Message, MessageDecoder, RefuseCode, ReplicaError, ReplicaEvent, ReplicaSession,
+    Welcome,
 };
 use foxing_shipper::TlsFiles;
 
@@ -61,6 +62,8 @@ pub struct NetStatus {
     pub reconnects: AtomicU64,
     /// Set when the network side stopped for good; the engine stops with this message.
     pub fatal: Mutex<Option<String>>,
+    /// Set when the archive was re-seeded while running: the engine skips to this seq's base.
+    pub reseed_to: AtomicU64,
     /// Set by the engine: the seq applied to the tree (reported in acks) and its record time.
     pub applied_seq: AtomicU64,
     pub applied_time_ns: AtomicU64,
@@ -238,6 +241,9 @@ enum SessionError {
     Fatal(String),
     #[error("{0}")]
     Retry(String),
+    /// The shipper no longer holds what this replica needs: start again from its oldest base.
+    #[error("{0}")]
+    Reseed(String),
 }
 
 fn retry(e: impl std::fmt::Display) -> SessionError {
@@ -258,6 +264,28 @@ struct Link {
     status: Arc<NetStatus>,
     frames: SyncSender<RawFrame>,
     stop: Arc<AtomicBool>,
+    /// After a re-seed: the journal id the shipper must still serve.
+    expect_journal_id: std::cell::Cell<Option<u64>>,
+}
+
+/// Moves the archive aside (`archive.behind-SEQ`, kept for restores of older points) and opens
+/// a new, empty one in its place. Returns the old directory and its journal id.
+fn reseed_archive(
+    archive: &mut Journal,
+    opts: &ConnectOptions,
+) -> Result<(PathBuf, u64), foxing_journal::JournalError> {
+    archive.sync()?;
+    let id = archive.journal_id()?;
+    let old = opts
+        .archive
+        .with_file_name(format!("archive.behind-{}", archive.next_seq() - 1));
+    std::fs::rename(&opts.archive, &old).map_err(|source| foxing_journal::JournalError::Io {
+        op: "move the old archive aside",
+        path: old.clone(),
+        source,
+    })?;
+    *archive = Journal::open(&opts.archive, JournalOptions::default())?;
+    Ok((old, id))
 }
 
 async fn net_loop(
@@ -289,6 +317,7 @@ async fn net_loop(
         status,
         frames,
         stop,
+        expect_journal_id: std::cell::Cell::new(None),
     };
     let (opts, status, stop) = (&link.opts, &link.status, &link.stop);
     let mut joined = Some(joined);
@@ -307,6 +336,22 @@ async fn net_loop(
                 }
                 break;
             }
+            Err(SessionError::Reseed(why)) => match reseed_archive(archive, opts) {
+                Ok((old, id)) => {
+                    tracing::warn!(shipper = %opts.addr, reason = %why, kept = %old.display(),
+                            "this replica fell behind the source's retention: starting again from the source's oldest base; the old archive is kept for restores of older points");
+                    link.expect_journal_id.set(Some(id));
+                    continue;
+                }
+                Err(e) => {
+                    let m = format!("cannot re-seed the archive {}: {e}", opts.archive.display());
+                    status.fail(m.clone());
+                    if let Some(j) = joined.take() {
+                        let _ = j.send(Err(m));
+                    }
+                    break;
+                }
+            },
             Err(SessionError::Retry(m)) => m,
         };
         if !opts.retry {
@@ -397,6 +442,10 @@ async fn session(
     };
     match sess.on_message(first) {
         Ok(_) => {}
+        Err(ReplicaError::Refused {
+            code: RefuseCode::Behind,
+            reason,
+        }) if !empty => return Err(SessionError::Reseed(reason)),
         Err(ReplicaError::Refused { code, reason }) if !code.retryable() => {
             return Err(SessionError::Fatal(format!(
                 "the shipper at {addr} refused this replica ({}): {reason}",
@@ -406,10 +455,24 @@ async fn session(
         Err(e) => return Err(retry(e)),
     }
     let welcome = sess.welcome.clone().ok_or_else(|| retry("no welcome"))?;
+    if let Some(id) = link.expect_journal_id.get() {
+        if welcome.journal_id != id {
+            return Err(SessionError::Fatal(format!(
+                "after re-seeding, {addr} serves journal {:016x}, not {id:016x} as before; this replica stays as it is",
+                welcome.journal_id
+            )));
+        }
+    }
     if empty {
         archive
             .adopt(welcome.journal_id, welcome.start_seq)
             .map_err(|e| archive_err(&opts.archive, e))?;
+        if joined.is_none() {
+            // A re-seed while running: the engine jumps to the base (see NetSource).
+            status
+                .reseed_to
+                .store(welcome.apply_from_seq, Ordering::Relaxed);
+        }
     }
     *welcomed = true;
     status.connected.store(true, Ordering::Relaxed);
@@ -525,7 +588,8 @@ async fn read_message(
 /// Frames for the engine: from the network channel when it continues the engine's position,
 /// else from the archive (catch-up after a restart, or frames the full channel did not take).
 pub struct NetSource<'a> {
-    pub archive: &'a JournalReader,
+    archive_dir: PathBuf,
+    archive: JournalReader,
     pub frames: &'a Receiver<RawFrame>,
     pub status: &'a NetStatus,
     pending: std::collections::VecDeque<RawFrame>,
@@ -533,16 +597,21 @@ pub struct NetSource<'a> {
 
 impl<'a> NetSource<'a> {
     pub fn new(
-        archive: &'a JournalReader,
+        archive_dir: &Path,
         frames: &'a Receiver<RawFrame>,
         status: &'a NetStatus,
-    ) -> NetSource<'a> {
-        NetSource {
-            archive,
+    ) -> Result<NetSource<'a>, foxing_journal::JournalError> {
+        Ok(NetSource {
+            archive_dir: archive_dir.to_path_buf(),
+            archive: JournalReader::open(archive_dir)?,
             frames,
             status,
             pending: Default::default(),
-        }
+        })
+    }
+
+    pub fn archive(&self) -> &JournalReader {
+        &self.archive
     }
 }
 
@@ -553,6 +622,11 @@ impl FrameSource for NetSource<'_> {
     fn next_frames(&mut self, next_seq: u64, timeout: Duration) -> Result<Vec<RawFrame>, RunError> {
         let deadline = Instant::now() + timeout;
         loop {
+            let reseed = self.status.reseed_to.swap(0, Ordering::Relaxed);
+            if reseed != 0 {
+                self.archive = JournalReader::open(&self.archive_dir)?;
+                return Err(RunError::Reseed(reseed));
+            }
             while let Ok(f) = self.frames.try_recv() {
                 self.pending.push_back(f);
             }

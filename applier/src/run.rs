@@ -56,6 +56,8 @@ pub enum RunError {
     Journal(#[from] foxing_journal::JournalError),
     #[error("frame source: {0}")]
     Source(String),
+    #[error("the replica was re-seeded: applying continues at the base starting at seq {0}")]
+    Reseed(u64),
     #[error("frame holding seq {seq} is damaged")]
     Frame {
         seq: u64,

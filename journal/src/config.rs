@@ -27,6 +27,7 @@ pub struct RecorderConfig {
     pub fsync_window_ms: Option<u64>,
     pub payload_cap_bytes: Option<u32>,
     pub ring_size_bytes: Option<u32>,
+    pub segment_size_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -741,3 +741,131 @@ fn one_config_file_drives_shipper_and_applier() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rot"));
 }
+
+/// A replica that was away while the source pruned what it still needed is refused as behind
+/// retention, and re-seeds itself from the source's oldest base without manual steps: the old
+/// archive is kept aside, the tree converges.
+#[test]
+fn a_replica_behind_retention_reseeds_itself_from_a_base() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(src.join("db")).unwrap();
+    let mut rng = fastrand::Rng::with_seed(9);
+    for i in 0..3 {
+        let mut data = vec![0u8; 300_000];
+        rng.fill(&mut data);
+        std::fs::write(src.join(format!("db/{i}.dat")), &data).unwrap();
+    }
+    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1"]);
+    let mut rec = Proc::spawn(
+        "recorder",
+        Command::new(workspace_bin("foxing-journal"))
+            .arg("record")
+            .arg("--root")
+            .arg(&src)
+            .arg("--journal")
+            .arg(&jdir)
+            .args(["--segment-size-bytes", "262144"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.path().join("recorder.log")).unwrap()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !JournalReader::open(&jdir)
+        .and_then(|r| r.bases())
+        .is_ok_and(|b| b.iter().any(|b| b.end_seq.is_some()))
+    {
+        assert!(Instant::now() < deadline, "no base after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let port = free_udp_port();
+    let _ship = shipper(
+        &jdir,
+        port,
+        &certs,
+        "source",
+        &d.path().join("shipper.log"),
+        None,
+    );
+    let r = Replica {
+        certs: &certs,
+        name: "replica1",
+        root: d.path().join("root"),
+        state: d.path().join("state"),
+    };
+    let workload = |seed: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_workload"))
+            .arg(&src)
+            .args([seed, "400"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    workload("21");
+    std::thread::sleep(Duration::from_millis(200));
+    run_ok(&mut r.command(port, false), "first sync");
+    // While the replica is away: more changes, a new base, more changes, and a forced prune
+    // (the replica's acknowledgement would otherwise hold it back).
+    workload("22");
+    run_ok(
+        Command::new(workspace_bin("foxing-journal"))
+            .args(["base", "--journal"])
+            .arg(&jdir),
+        "base",
+    );
+    workload("23");
+    std::thread::sleep(Duration::from_millis(200));
+    let acked = foxing_journal::replicas::list_acks(&jdir).unwrap()[0].acked_seq;
+    run_ok(
+        Command::new(workspace_bin("foxing-journal"))
+            .args(["prune", "--keep", "0s", "--force", "--journal"])
+            .arg(&jdir),
+        "prune",
+    );
+    let first = JournalReader::open(&jdir)
+        .unwrap()
+        .meta()
+        .unwrap()
+        .first_seq;
+    assert!(
+        first > acked + 1,
+        "the prune must leave the replica behind: first {first}, acked {acked}"
+    );
+    workload("24");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rec
+        .terminate(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let end = durable(&jdir);
+    // The replica comes back: refused as behind, it re-seeds by itself.
+    let out = r.command(port, false).arg("--json").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("fell behind"), "{err}");
+    assert_eq!(durable(&r.archive()), end);
+    let kept: Vec<_> = std::fs::read_dir(&r.state)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("archive.behind-")
+        })
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the old archive is kept for older restore points"
+    );
+    assert_eq!(
+        diff_with_mtimes(&tree(&src), &tree(&r.root)),
+        Vec::<String>::new()
+    );
+}

@@ -550,18 +550,45 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
             }
             engine.skip_to(start - 1)?;
         }
+    } else if joined.adopted && joined.welcome.apply_from_seq > applied_before + 1 {
+        // Re-seeded at connect (the replica was behind the source's retention): the base that
+        // starts there rebuilds the tree.
+        tracing::warn!(
+            applied_before,
+            base_seq = joined.welcome.apply_from_seq,
+            "re-seeding this replica from the source's oldest base"
+        );
+        engine.skip_to(joined.welcome.apply_from_seq - 1)?;
+        engine.applier.set_gap_windows(Vec::new());
     }
+    drop(reader);
     let stop_seq = if cli.follow {
         u64::MAX
     } else {
         joined.welcome.durable_seq
     };
     let status = handle.status.clone();
-    let mut src = NetSource::new(&reader, &handle.frames, &status);
-    let res = engine.run(&mut src, stop_seq, true, |seq, time_ns| {
-        status.applied_seq.store(seq, Ordering::Relaxed);
-        status.applied_time_ns.store(time_ns, Ordering::Relaxed);
-    });
+    let mut src = NetSource::new(&archive_dir, &handle.frames, &status)
+        .with_context(|| format!("cannot read the archive {}", archive_dir.display()))?;
+    let res = loop {
+        let r = engine.run(&mut src, stop_seq, true, |seq, time_ns| {
+            status.applied_seq.store(seq, Ordering::Relaxed);
+            status.applied_time_ns.store(time_ns, Ordering::Relaxed);
+        });
+        match r {
+            Err(foxing_applier::run::RunError::Reseed(seq)) => {
+                tracing::warn!(
+                    base_seq = seq,
+                    "re-seeding this replica from the source's oldest base"
+                );
+                if seq > engine.applied_seq() + 1 {
+                    engine.skip_to(seq - 1)?;
+                }
+                engine.applier.set_gap_windows(Vec::new());
+            }
+            other => break other,
+        }
+    };
     let res = res.and_then(|()| engine.durable());
     stop.store(true, Ordering::Relaxed);
     let _ = handle.thread.join();

@@ -45,6 +45,9 @@ enum Cmd {
         /// Kernel ring buffer size in bytes (a power of two; default 64 MiB).
         #[arg(long)]
         ring_size_bytes: Option<u32>,
+        /// Rotate journal segments at this size (default 64 MiB); prune deletes whole segments.
+        #[arg(long)]
+        segment_size_bytes: Option<u64>,
         /// TOML configuration file (its [recorder] section; options given here win).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -142,6 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fsync_window_ms,
             payload_cap_bytes,
             ring_size_bytes,
+            segment_size_bytes,
             config,
             json,
         } => {
@@ -161,6 +165,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ring_size_bytes
                     .or(c.ring_size_bytes)
                     .unwrap_or(foxing_probes::DEFAULT_RING_SIZE_BYTES),
+                segment_size_bytes
+                    .or(c.segment_size_bytes)
+                    .unwrap_or(foxing_journal::writer::DEFAULT_SEGMENT_SIZE_BYTES),
                 json,
             )
         }
@@ -600,6 +607,7 @@ fn record(
     window_ms: u64,
     cap: u32,
     ring: u32,
+    segment_size_bytes: u64,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     use foxing_journal::recorder::{Recorder, RecorderOptions};
@@ -616,6 +624,7 @@ fn record(
         journal: journal.clone(),
         journal_opts: JournalOptions {
             fsync_window: std::time::Duration::from_millis(window_ms),
+            segment_size_bytes,
             ..JournalOptions::default()
         },
         payload_cap_bytes: cap,
