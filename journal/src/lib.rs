@@ -6,6 +6,7 @@ mod commit;
 pub mod config;
 pub mod error;
 pub mod index;
+pub mod mapped;
 pub mod prune;
 pub mod reader;
 pub mod recorder;

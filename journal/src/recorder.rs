@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use foxing_probes::layout::*;
 use foxing_probes::{ProbeConfig, Probes, RawEvent};
-use foxing_proto::record::{EntryKind, EntryMeta, Xattr};
+use foxing_proto::record::{EntryKind, EntryMeta, Xattr, RENAME_EXCHANGE};
 use foxing_proto::time::now_ns;
 use foxing_proto::{Event, GapReason, Op, RelPath, SyncKind, Writer};
 
@@ -33,6 +34,8 @@ pub const IDLE_POLL_MS: u64 = 50;
 pub const TIMES_SWEEP_QUIET_MS: u64 = 5;
 /// ...and at least this often under continuous load.
 pub const TIMES_SWEEP_MAX_INTERVAL_MS: u64 = 1_000;
+/// Hot pages of shared-mapped files are re-read this often.
+pub const MAPPED_REREAD_MS: u64 = 200;
 /// Most paths remembered for the sweep; past it, the sweep stats the whole tree.
 pub const TIMES_SWEEP_MAX_PATHS: usize = 65_536;
 
@@ -54,6 +57,9 @@ pub struct RecorderStats {
     pub lost_events: u64,
     pub bases: u64,
     pub base_entries: u64,
+    /// Shared writable mappings seen, and bytes journaled from re-reading their pages.
+    pub mapped_files: u64,
+    pub mapped_bytes: u64,
 }
 
 pub struct Recorder {
@@ -81,6 +87,9 @@ pub struct Recorder {
     /// Set (by SIGUSR2 in `foxing-journal record`) when `foxing-journal prune` left a request
     /// in the journal directory: the recorder holds the writer lock, so it prunes itself.
     pub prune_requested: std::sync::Arc<AtomicBool>,
+    /// Files with shared writable mappings, re-read while their pages may change.
+    mapped: crate::mapped::MappedFiles,
+    last_mapped_read: Instant,
 }
 
 /// The file `foxing-journal prune` writes for a running recorder: the seq to keep from.
@@ -370,6 +379,8 @@ impl Recorder {
             first_touch: None,
             last_event: Instant::now(),
             prune_requested: Default::default(),
+            mapped: Default::default(),
+            last_mapped_read: Instant::now(),
         })
     }
 
@@ -428,13 +439,48 @@ impl Recorder {
                 }
             }
             self.next_kernel_seq = Some(ev.header.seq + 1);
-            if ev.header.op >= FX_OP_PATH_UNLINK {
+            let first_new = out.len();
+            if ev.header.op == FX_OP_MSYNC {
+                self.reread_mapped(&mut out);
+                let h = &ev.header;
+                out.push(Event {
+                    time_ns: self.probes.wall_ns(h.time_ns),
+                    writer: writer_of(h),
+                    op: Op::Sync {
+                        path: None,
+                        kind: SyncKind::Msync,
+                    },
+                });
+            } else if ev.header.op == FX_OP_DIRTY_MAPPED {
+                let h = &ev.header;
+                if self
+                    .mapped
+                    .on_dirty((h.dev, h.ino), h.offset, h.len, Instant::now())
+                {
+                    self.first_touch.get_or_insert_with(Instant::now);
+                }
+            } else if ev.header.op == FX_OP_MMAP_SHARED {
+                self.note_mmap(ev);
+            } else if ev.header.op >= FX_OP_PATH_UNLINK {
                 if let Err(e) = self.convert_path_op(ev, &mut out) {
                     self.in_resync = was_resyncing;
                     return Err(e);
                 }
             } else {
                 self.convert(ev, &mut out);
+            }
+            if !self.mapped.is_empty() {
+                for e in &out[first_new..] {
+                    match &e.op {
+                        Op::Rename { from, to, flags } if flags & RENAME_EXCHANGE == 0 => {
+                            self.mapped.renamed(from, Some(to))
+                        }
+                        Op::Rename { from, .. }
+                        | Op::Unlink { path: from }
+                        | Op::Rmdir { path: from } => self.mapped.renamed(from, None),
+                        _ => {}
+                    }
+                }
             }
         }
         self.in_resync = was_resyncing;
@@ -929,6 +975,64 @@ impl Recorder {
         r.map(|_| ())
     }
 
+    /// A shared writable mapping: remember the file; its pages are re-read as they turn dirty.
+    fn note_mmap(&mut self, ev: &RawEvent) {
+        let h = &ev.header;
+        let path = RelPath::new(ev.path.clone());
+        if path.as_bytes().is_empty() || path.check().is_err() {
+            return;
+        }
+        let full = self
+            .opts
+            .root
+            .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
+        // tmpfs (shmem) does not report dirty pages: poll its mapped ranges instead.
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        let poll = rustix::fs::statfs(&full).is_ok_and(|st| st.f_type as i64 == TMPFS_MAGIC);
+        self.stats.mapped_files += 1;
+        tracing::debug!(path = %path, offset = h.offset, len = h.len, poll, "shared writable mapping");
+        self.mapped
+            .on_mmap(path, (h.dev, h.ino), h.offset, h.len, poll, Instant::now());
+    }
+
+    /// Re-reads the hot pages of shared-mapped files; journals the pages that changed.
+    fn reread_mapped(&mut self, out: &mut Vec<Event>) {
+        let now = Instant::now();
+        self.last_mapped_read = now;
+        for (path, ranges) in self.mapped.due(now) {
+            let full = self
+                .opts
+                .root
+                .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
+            let Some(f) = open_source_file(&full) else {
+                continue;
+            };
+            let mut any = false;
+            for (off, len) in ranges {
+                let mut buf = vec![0u8; len as usize];
+                let n = match f.read_at(&mut buf, off) {
+                    Ok(n) => n,
+                    Err(_) => continue,
+                };
+                buf.truncate(n);
+                for (at, data) in self.mapped.changed(&path, off, &buf, now) {
+                    self.stats.mapped_bytes += data.len() as u64;
+                    any = true;
+                    out.push(self.own(Op::ResyncData {
+                        path: path.clone(),
+                        offset: at,
+                        data,
+                    }));
+                }
+            }
+            if any && !self.touched_all {
+                self.touched.insert(path);
+                self.first_touch.get_or_insert(now);
+            }
+        }
+        self.mapped.expire(now);
+    }
+
     fn reread_into(&self, f: &File, path: &RelPath, offset: u64, len: u64, out: &mut Vec<Event>) {
         let mut pos = offset;
         let end = offset + len;
@@ -968,8 +1072,22 @@ impl Recorder {
             if self.first_touch.is_some() {
                 wait = wait.min(Duration::from_millis(TIMES_SWEEP_QUIET_MS));
             }
+            if !self.mapped.is_empty() {
+                wait = wait.min(Duration::from_millis(MAPPED_REREAD_MS));
+            }
             if self.pump(wait.min(Duration::from_millis(IDLE_POLL_MS)))? > 0 {
                 self.last_event = Instant::now();
+            }
+            if !self.mapped.is_empty()
+                && self.last_mapped_read.elapsed() >= Duration::from_millis(MAPPED_REREAD_MS)
+            {
+                let mut out = Vec::new();
+                self.reread_mapped(&mut out);
+                if !out.is_empty() {
+                    self.stats.records += out.len() as u64;
+                    self.journal.append(out)?;
+                    self.journal.maybe_sync()?;
+                }
             }
             if let Some(first) = self.first_touch {
                 let quiet =
@@ -982,6 +1100,12 @@ impl Recorder {
         }
         // Final drain: whatever the kernel handed over before we stopped.
         while self.pump(Duration::from_millis(10))? > 0 {}
+        let mut out = Vec::new();
+        self.reread_mapped(&mut out);
+        if !out.is_empty() {
+            self.stats.records += out.len() as u64;
+            self.journal.append(out)?;
+        }
         self.sweep_times()?;
         self.journal.sync()?;
         Ok(())

@@ -26,6 +26,7 @@ enum fx_op {
 	FX_OP_FUTIMES = 12,  /* offset = atime ns, len = mtime ns (FX_F_*TIME_* flags) */
 	FX_OP_FSETXATTR = 13, /* data = name '\0' value */
 	FX_OP_FREMOVEXATTR = 14, /* data = name */
+	FX_OP_MMAP_SHARED = 15, /* a shared writable mapping: offset, len of the mapped range */
 	/* path-based: path = dir1 '\0' name1, data = dir2 '\0' name2 (dirN absolute, nameN as the
 	 * caller gave it); the recorder joins and normalizes them against the watched root. */
 	FX_OP_PATH_UNLINK = 16,   /* flags & FX_F_RMDIR for rmdir/AT_REMOVEDIR */
@@ -40,6 +41,9 @@ enum fx_op {
 	FX_OP_PATH_SETXATTR = 25, /* data = name '\0' value (not a dir/name pair) */
 	FX_OP_PATH_REMOVEXATTR = 26, /* data = name */
 	FX_OP_PATH_MKNOD = 27,    /* arg = mode (with S_IFMT), offset = rdev, umask */
+	/* no path: */
+	FX_OP_MSYNC = 28,         /* msync(MS_SYNC) by this task: a restore point for mappings */
+	FX_OP_DIRTY_MAPPED = 29,  /* a page of a shared-mapped file became dirty (dev, ino) */
 };
 
 enum fx_flags {

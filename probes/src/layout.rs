@@ -19,6 +19,7 @@ pub const FX_OP_SYNC: u32 = 11;
 pub const FX_OP_FUTIMES: u32 = 12;
 pub const FX_OP_FSETXATTR: u32 = 13;
 pub const FX_OP_FREMOVEXATTR: u32 = 14;
+pub const FX_OP_MMAP_SHARED: u32 = 15;
 pub const FX_OP_PATH_UNLINK: u32 = 16;
 pub const FX_OP_PATH_MKDIR: u32 = 17;
 pub const FX_OP_PATH_RENAME: u32 = 18;
@@ -31,6 +32,8 @@ pub const FX_OP_PATH_UTIMES: u32 = 24;
 pub const FX_OP_PATH_SETXATTR: u32 = 25;
 pub const FX_OP_PATH_REMOVEXATTR: u32 = 26;
 pub const FX_OP_PATH_MKNOD: u32 = 27;
+pub const FX_OP_MSYNC: u32 = 28;
+pub const FX_OP_DIRTY_MAPPED: u32 = 29;
 
 pub const FX_F_INEXACT: u32 = 1;
 pub const FX_F_TRUNC: u32 = 2;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 
 pub use layout::FxEvent;
@@ -120,7 +120,13 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("fx_enter_fremovexattr", "sys_enter_fremovexattr"),
     ("fx_exit_fremovexattr", "sys_exit_fremovexattr"),
     ("fx_exit_sync", "sys_exit_sync"),
+    ("fx_enter_mmap", "sys_enter_mmap"),
+    ("fx_exit_mmap", "sys_exit_mmap"),
+    ("fx_exit_msync", "sys_exit_msync"),
 ];
+
+/// BTF-enabled tracepoints (tp_btf): program name and kernel tracepoint.
+pub const BTF_TRACEPOINTS: &[(&str, &str)] = &[("fx_dirty_folio", "writeback_dirty_folio")];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -150,6 +156,8 @@ pub enum ProbeError {
     MissingMap(&'static str),
     #[error("polling the ring buffer: {0}")]
     Poll(#[source] std::io::Error),
+    #[error("reading the kernel's BTF (/sys/kernel/btf/vmlinux): {0}")]
+    Btf(String),
 }
 
 #[derive(Clone, Debug)]
@@ -245,6 +253,18 @@ impl Probes {
             prog.load()
                 .map_err(|source| ProbeError::Program { name, source })?;
             prog.attach("syscalls", tp)
+                .map_err(|source| ProbeError::Program { name, source })?;
+        }
+        let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
+        for (name, tp) in BTF_TRACEPOINTS {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or(ProbeError::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.load(tp, &btf)
+                .map_err(|source| ProbeError::Program { name, source })?;
+            prog.attach()
                 .map_err(|source| ProbeError::Program { name, source })?;
         }
         let ring = RingBuf::try_from(

@@ -459,3 +459,48 @@ fn prune_while_recording_goes_through_the_recorder() {
     let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
     assert_eq!(diff_with_mtimes(&a, &b), Vec::<String>::new());
 }
+
+/// Stores through shared mappings (no write syscall) on ext4: the mmap is reported, dirty pages
+/// are reported by the writeback_dirty_folio tracepoint, hot pages are re-read and journaled;
+/// msync is a restore point; the replica ends identical (content and mtimes).
+#[test]
+fn mmap_shared_writes_are_captured_through_dirty_page_reports() {
+    if !require_bpf() {
+        return;
+    }
+    // ext4 (/tmp here) reports dirty pages; tmpfs does not and is polled instead.
+    mmap_round(tempfile::tempdir().unwrap());
+    if std::path::Path::new("/dev/shm").is_dir() {
+        mmap_round(tempfile::tempdir_in("/dev/shm").unwrap());
+    }
+}
+
+fn mmap_round(d: tempfile::TempDir) {
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+            .arg(&src)
+            .args(["17", "1500", "mmap"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert_eq!(stats.lost_events, 0);
+    assert!(stats.mapped_files >= 2, "{stats:?}");
+    assert!(stats.mapped_bytes > 0, "{stats:?}");
+    apply_and_compare(&src, &jdir, d.path());
+    let r = JournalReader::open(&jdir).unwrap();
+    let msyncs = r
+        .sync_points(1, u64::MAX)
+        .unwrap()
+        .iter()
+        .filter(|s| foxing_journal::index::sync_kind_name(s.kind) == "msync")
+        .count();
+    assert!(msyncs > 0, "msync must be a restore point");
+}

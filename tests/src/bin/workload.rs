@@ -18,7 +18,11 @@ fn main() -> anyhow::Result<()> {
     );
     let seed: u64 = a.next().unwrap_or_else(|| "1".into()).parse()?;
     let ops: usize = a.next().unwrap_or_else(|| "1000".into()).parse()?;
-    if a.next().as_deref() == Some("ns") {
+    let mode = a.next();
+    if mode.as_deref() == Some("mmap") {
+        return mapped(&root, seed, ops);
+    }
+    if mode.as_deref() == Some("ns") {
         let outside = std::path::PathBuf::from(
             a.next()
                 .ok_or_else(|| anyhow::anyhow!("ns needs OUTSIDE"))?,
@@ -59,6 +63,68 @@ fn main() -> anyhow::Result<()> {
             8 => f.sync_data()?,
             _ => f.sync_all()?,
         }
+    }
+    Ok(())
+}
+
+/// Stores through shared writable mappings (no write syscalls): random stores of random sizes,
+/// repeated stores to the same pages, msync now and then, remaps, a file grown by ftruncate and
+/// then written through a new mapping.
+fn mapped(root: &std::path::Path, seed: u64, ops: usize) -> anyhow::Result<()> {
+    use rustix::mm::{mmap, msync, munmap, MapFlags, MsyncFlags, ProtFlags};
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let map = |f: &std::fs::File, len: usize| -> anyhow::Result<*mut u8> {
+        let p = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                f,
+                0,
+            )?
+        };
+        Ok(p as *mut u8)
+    };
+    for name in ["mapped.db", "grown.db"] {
+        let path = root.join(name);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let mut len = 1usize << 20;
+        f.set_len(len as u64)?;
+        let mut p = map(&f, len)?;
+        for i in 0..ops {
+            match rng.u8(..20) {
+                0 => unsafe {
+                    msync(p as *mut _, len, MsyncFlags::SYNC)?;
+                },
+                1 if name == "grown.db" && len < 4 << 20 => {
+                    // Grow the file and map it again.
+                    unsafe { munmap(p as *mut _, len)? };
+                    len += 256 << 10;
+                    f.set_len(len as u64)?;
+                    p = map(&f, len)?;
+                }
+                2 => {
+                    unsafe { munmap(p as *mut _, len)? };
+                    p = map(&f, len)?;
+                }
+                _ => {
+                    let n = rng.usize(1..3 * 4096);
+                    let at = rng.usize(..len - n);
+                    let v = (i % 251) as u8;
+                    unsafe { std::ptr::write_bytes(p.add(at), v, n) };
+                }
+            }
+            if i % 50 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        unsafe { munmap(p as *mut _, len)? };
     }
     Ok(())
 }

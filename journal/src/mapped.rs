@@ -1,0 +1,273 @@
+//! Files written through shared mappings (mmap + stores): no write syscall reports those bytes.
+//! The probes report the mapping (path, range) and each page that turns dirty (at its clean ->
+//! dirty transition only); later stores to an already dirty page are silent until writeback
+//! cleans it. So a page stays "hot" for [`MAPPED_HOT_MS`] after its last dirty report and is
+//! re-read at every times sweep (and at msync); a page whose content hash changed is journaled
+//! as ResyncData. Writeback cleans dirty pages within ~35 s by default (dirty_expire 30 s +
+//! the 5 s flusher period), after which a new store reports the page again; docs/capture.md
+//! states this assumption. A page is journaled the first time it is read after it turned hot
+//! (the stores may precede the report's processing, so there is no "before" to compare with),
+//! then whenever its content hash changes. On filesystems without writeback reports (tmpfs)
+//! the mapped range of a file up to [`MAPPED_POLL_MAX_BYTES`] is polled for [`MAPPED_HOT_MS`]
+//! after each change.
+//!
+//! Pure bookkeeping: the recorder does the reading.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use foxing_proto::RelPath;
+
+pub const PAGE_BYTES: u64 = 4096;
+/// A page is re-read for this long after its last dirty report (or content change).
+pub const MAPPED_HOT_MS: u64 = 45_000;
+/// Mapped ranges up to this size are polled whole (filesystems without dirty reports).
+pub const MAPPED_POLL_MAX_BYTES: u64 = 64 << 20;
+/// Largest folio a dirty report may cover (pages; PMD-sized folios are 512 pages).
+pub const MAPPED_MAX_FOLIO_PAGES: u64 = 512;
+/// Most pages tracked per file.
+pub const MAPPED_MAX_PAGES: usize = 1 << 20;
+
+#[derive(Default)]
+struct File {
+    /// Mapped byte ranges (offset -> end).
+    ranges: BTreeMap<u64, u64>,
+    /// Page index -> hash of its content as last journaled.
+    hashes: HashMap<u64, u64>,
+    /// Page index -> until when it is re-read.
+    hot: HashMap<u64, Instant>,
+    /// Until when the whole mapped range is polled.
+    poll_until: Option<Instant>,
+    dev_ino: (u64, u64),
+}
+
+#[derive(Default)]
+pub struct MappedFiles {
+    files: HashMap<RelPath, File>,
+    by_inode: HashMap<(u64, u64), RelPath>,
+    hasher: std::hash::RandomState,
+}
+
+impl MappedFiles {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    fn hash(&self, data: &[u8]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(data);
+        h.finish()
+    }
+
+    /// A shared writable mapping of `path` covering `offset..offset+len`. `poll`: the file's
+    /// filesystem does not report dirty pages (tmpfs), so the range is re-read for a while.
+    pub fn on_mmap(
+        &mut self,
+        path: RelPath,
+        dev_ino: (u64, u64),
+        offset: u64,
+        len: u64,
+        poll: bool,
+        now: Instant,
+    ) {
+        let start = offset / PAGE_BYTES * PAGE_BYTES;
+        if let Some(old) = self.by_inode.insert(dev_ino, path.clone()) {
+            if old != path {
+                self.files.remove(&old);
+            }
+        }
+        let f = self.files.entry(path).or_default();
+        f.dev_ino = dev_ino;
+        let end = offset.saturating_add(len);
+        let e = f.ranges.entry(start).or_insert(end);
+        *e = (*e).max(end);
+        if poll && len <= MAPPED_POLL_MAX_BYTES {
+            f.poll_until = Some(now + Duration::from_millis(MAPPED_HOT_MS));
+        }
+    }
+
+    /// Pages `offset..offset+len` of a mapped inode turned dirty (one folio, possibly large).
+    pub fn on_dirty(&mut self, dev_ino: (u64, u64), offset: u64, len: u64, now: Instant) -> bool {
+        let Some(path) = self.by_inode.get(&dev_ino) else {
+            return false;
+        };
+        let Some(f) = self.files.get_mut(path) else {
+            return false;
+        };
+        let first = offset / PAGE_BYTES;
+        let n = len.div_ceil(PAGE_BYTES).clamp(1, MAPPED_MAX_FOLIO_PAGES);
+        for p in first..first + n {
+            if f.hot.len() < MAPPED_MAX_PAGES {
+                f.hot.insert(p, now + Duration::from_millis(MAPPED_HOT_MS));
+            }
+        }
+        true
+    }
+
+    /// The byte ranges to re-read now, coalesced, per file.
+    pub fn due(&self, now: Instant) -> Vec<(RelPath, Vec<(u64, u64)>)> {
+        let mut out = Vec::new();
+        for (path, f) in &self.files {
+            let mut pages: Vec<u64> = f
+                .hot
+                .iter()
+                .filter(|(_, &t)| t > now)
+                .map(|(&p, _)| p)
+                .collect();
+            if f.poll_until.is_some_and(|t| t > now) {
+                for (&s, &e) in &f.ranges {
+                    pages.extend(s / PAGE_BYTES..e.div_ceil(PAGE_BYTES));
+                }
+            }
+            if pages.is_empty() {
+                continue;
+            }
+            pages.sort_unstable();
+            pages.dedup();
+            let mut ranges: Vec<(u64, u64)> = Vec::new();
+            for p in pages {
+                match ranges.last_mut() {
+                    Some((s, l)) if *s + *l == p * PAGE_BYTES && *l < (1 << 20) => *l += PAGE_BYTES,
+                    _ => ranges.push((p * PAGE_BYTES, PAGE_BYTES)),
+                }
+            }
+            out.push((path.clone(), ranges));
+        }
+        out
+    }
+
+    /// Content read at `offset` (page aligned): returns the runs of pages that changed since
+    /// they were last journaled (and records their new hashes). A changed page stays hot.
+    pub fn changed(
+        &mut self,
+        path: &RelPath,
+        offset: u64,
+        data: &[u8],
+        now: Instant,
+    ) -> Vec<(u64, Vec<u8>)> {
+        let hashes: Vec<u64> = data
+            .chunks(PAGE_BYTES as usize)
+            .map(|c| self.hash(c))
+            .collect();
+        let Some(f) = self.files.get_mut(path) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (i, (h, chunk)) in hashes
+            .iter()
+            .zip(data.chunks(PAGE_BYTES as usize))
+            .enumerate()
+        {
+            let page = offset / PAGE_BYTES + i as u64;
+            if f.hashes.get(&page) == Some(h) {
+                continue;
+            }
+            f.hashes.insert(page, *h);
+            let hot = now + Duration::from_millis(MAPPED_HOT_MS);
+            f.hot.insert(page, hot);
+            if f.poll_until.is_some() {
+                f.poll_until = Some(hot);
+            }
+            let at = page * PAGE_BYTES;
+            match out.last_mut() {
+                Some((s, d)) if *s + d.len() as u64 == at => d.extend_from_slice(chunk),
+                _ => out.push((at, chunk.to_vec())),
+            }
+        }
+        out
+    }
+
+    /// Forgets pages no longer hot and files with nothing left to watch.
+    pub fn expire(&mut self, now: Instant) {
+        self.files.retain(|_, f| {
+            f.hot.retain(|_, t| *t > now);
+            if f.poll_until.is_some_and(|t| t <= now) {
+                f.poll_until = None;
+            }
+            !f.hot.is_empty() || f.poll_until.is_some()
+        });
+        let files = &self.files;
+        self.by_inode.retain(|_, p| files.contains_key(p));
+    }
+
+    /// A file or directory was renamed or removed: follow the files at or below it, or forget
+    /// them.
+    pub fn renamed(&mut self, from: &RelPath, to: Option<&RelPath>) {
+        let from_b = from.as_bytes();
+        let moved: Vec<RelPath> = self
+            .files
+            .keys()
+            .filter(|p| {
+                let b = p.as_bytes();
+                b == from_b
+                    || (b.len() > from_b.len() && b.starts_with(from_b) && b[from_b.len()] == b'/')
+            })
+            .cloned()
+            .collect();
+        for p in moved {
+            let Some(f) = self.files.remove(&p) else {
+                continue;
+            };
+            match to {
+                Some(t) => {
+                    let mut np = t.as_bytes().to_vec();
+                    np.extend_from_slice(&p.as_bytes()[from_b.len()..]);
+                    let np = RelPath::new(np);
+                    self.by_inode.insert(f.dev_ino, np.clone());
+                    self.files.insert(np, f);
+                }
+                None => {
+                    self.by_inode.remove(&f.dev_ino);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changed_pages_are_returned_and_stay_hot() {
+        let mut m = MappedFiles::default();
+        let t0 = Instant::now();
+        let p = RelPath::new("db");
+        let base = vec![0u8; 3 * 4096];
+        m.on_mmap(p.clone(), (1, 2), 0, 3 * 4096, true, t0);
+        // The first read journals every page it covers: nothing to compare with yet.
+        assert_eq!(m.changed(&p, 0, &base, t0).len(), 1);
+        assert!(m.on_dirty((1, 2), 4096, 4096, t0));
+        assert!(!m.on_dirty((9, 9), 0, 4096, t0));
+        let due = m.due(t0);
+        assert_eq!(due, vec![(p.clone(), vec![(0, 3 * 4096)])]);
+        let mut now = base.clone();
+        now[5000] = 7;
+        let ch = m.changed(&p, 0, &now, t0);
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].0, 4096);
+        assert_eq!(ch[0].1.len(), 4096);
+        assert!(
+            m.changed(&p, 0, &now, t0).is_empty(),
+            "unchanged since journaled"
+        );
+        // Long after: nothing is due, the file is forgotten.
+        let later = t0 + Duration::from_millis(MAPPED_HOT_MS + 1);
+        assert!(m.due(later).is_empty());
+        m.expire(later);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn renames_are_followed() {
+        let mut m = MappedFiles::default();
+        let t0 = Instant::now();
+        m.on_mmap(RelPath::new("a"), (1, 2), 0, 4096, true, t0);
+        m.renamed(&RelPath::new("a"), Some(&RelPath::new("b")));
+        assert_eq!(m.due(t0)[0].0, RelPath::new("b"));
+        assert!(m.on_dirty((1, 2), 0, 4096, t0));
+        m.renamed(&RelPath::new("b"), None);
+        assert!(m.is_empty());
+    }
+}
