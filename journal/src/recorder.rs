@@ -988,6 +988,8 @@ impl Recorder {
             .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
         // tmpfs (shmem) does not report dirty pages: poll its mapped ranges instead.
         const TMPFS_MAGIC: i64 = 0x0102_1994;
+        // f_type's integer type varies by architecture.
+        #[allow(clippy::unnecessary_cast)]
         let poll = rustix::fs::statfs(&full).is_ok_and(|st| st.f_type as i64 == TMPFS_MAGIC);
         self.stats.mapped_files += 1;
         tracing::debug!(path = %path, offset = h.offset, len = h.len, poll, "shared writable mapping");
