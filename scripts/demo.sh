@@ -12,8 +12,14 @@ command -v clang >/dev/null || need+=(clang llvm)
 command -v bpftool >/dev/null || need+=(bpftool)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
-cargo build --release --locked -q -p foxing-journal -p foxing-shipper -p foxing-applier -p foxing-tests
-bin=target/release
+# FOXING_DEMO_PROFILE=dev reuses the test build (CI); the default is an optimized build.
+if [ "${FOXING_DEMO_PROFILE:-release}" = dev ]; then
+  cargo build --locked -q -p foxing-journal -p foxing-shipper -p foxing-applier -p foxing-tests
+  bin=target/debug
+else
+  cargo build --release --locked -q -p foxing-journal -p foxing-shipper -p foxing-applier -p foxing-tests
+  bin=target/release
+fi
 work=$(mktemp -d /tmp/foxing-demo.XXXXXX)
 rec=; ship=; app=
 trap 'kill $rec $ship $app 2>/dev/null || true; rm -rf "$work"' EXIT
