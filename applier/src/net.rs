@@ -94,7 +94,7 @@ impl NetStatus {
         } else {
             foxing_proto::time::now_ns().saturating_sub(g(&self.applied_time_ns)) as f64 / 1e9
         };
-        let r = replica.replace('\\', "\\\\").replace('"', "\\\"");
+        let r = foxing_journal::metrics::label(replica);
         let mut o = String::new();
         let mut m = |name: &str, kind: &str, help: &str, v: String| {
             let _ = writeln!(
@@ -179,6 +179,11 @@ pub fn start(opts: ConnectOptions, stop: Arc<AtomicBool>) -> anyhow::Result<NetH
     })?;
     let client = foxing_shipper::tls::client_config(&opts.tls)?;
     let status = Arc::new(NetStatus::default());
+    if let Some(addr) = opts.metrics_listen {
+        let (st, name) = (status.clone(), opts.name.clone());
+        foxing_journal::metrics::serve_metrics(addr, Arc::new(move || st.render(&name)))
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    }
     status
         .archived_seq
         .store(archive.durable_seq(), Ordering::Relaxed);
@@ -200,29 +205,7 @@ pub fn start(opts: ConnectOptions, stop: Arc<AtomicBool>) -> anyhow::Result<NetH
                     return;
                 }
             };
-            let st2 = st.clone();
-            let metrics = opts.metrics_listen.map(|addr| {
-                let (st, name) = (st.clone(), opts.name.clone());
-                let render: Arc<dyn Fn() -> String + Send + Sync> =
-                    Arc::new(move || st.render(&name));
-                (addr, render)
-            });
-            rt.block_on(async {
-                let net = net_loop(opts, client, &mut archive, st, jtx, ftx, stop);
-                match metrics {
-                    None => net.await,
-                    Some((addr, render)) => {
-                        tokio::select! {
-                            _ = net => {}
-                            r = foxing_shipper::serve::serve_metrics(addr, render) => {
-                                if let Err(e) = r {
-                                    st2.fail(format!("metrics endpoint on {addr} failed: {e}"));
-                                }
-                            }
-                        }
-                    }
-                }
-            });
+            rt.block_on(net_loop(opts, client, &mut archive, st, jtx, ftx, stop));
             if let Err(e) = archive.sync() {
                 tracing::error!(error = %e, "final fsync of the archive failed");
             }

@@ -28,6 +28,7 @@ pub struct RecorderConfig {
     pub payload_cap_bytes: Option<u32>,
     pub ring_size_bytes: Option<u32>,
     pub segment_size_bytes: Option<u64>,
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod mapped;
+pub mod metrics;
 pub mod prune;
 pub mod reader;
 pub mod recorder;

@@ -62,6 +62,96 @@ pub struct RecorderStats {
     pub mapped_bytes: u64,
 }
 
+impl RecorderStats {
+    /// Prometheus text exposition (rates come from the counters: rate(x[1m])).
+    pub fn render(&self, durable_seq: u64, root: &str) -> String {
+        use crate::metrics::{label, metric};
+        let l = format!("{{root=\"{}\"}}", label(root));
+        let mut o = String::new();
+        metric(
+            &mut o,
+            "foxing_recorder_events_total",
+            "counter",
+            "Kernel events received.",
+            &l,
+            self.events,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_records_total",
+            "counter",
+            "Records journaled.",
+            &l,
+            self.records,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_payload_bytes_total",
+            "counter",
+            "Write payload bytes journaled from the kernel.",
+            &l,
+            self.payload_bytes,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_inexact_ranges_total",
+            "counter",
+            "Writes journaled as re-read ranges.",
+            &l,
+            self.inexact_ranges,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_lost_events_total",
+            "counter",
+            "Kernel events lost (ring full); each loss is a gap healed by a base.",
+            &l,
+            self.lost_events,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_bases_total",
+            "counter",
+            "Bases (full resyncs) journaled, including heals.",
+            &l,
+            self.bases,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_base_entries_total",
+            "counter",
+            "Entries journaled by bases.",
+            &l,
+            self.base_entries,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_mapped_files_total",
+            "counter",
+            "Shared writable mappings seen.",
+            &l,
+            self.mapped_files,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_mapped_bytes_total",
+            "counter",
+            "Bytes journaled from re-reading mapped pages.",
+            &l,
+            self.mapped_bytes,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_durable_seq",
+            "gauge",
+            "Newest durable seq of the journal.",
+            &l,
+            durable_seq,
+        );
+        o
+    }
+}
+
 pub struct Recorder {
     opts: RecorderOptions,
     journal: Journal,
@@ -89,6 +179,9 @@ pub struct Recorder {
     pub prune_requested: std::sync::Arc<AtomicBool>,
     /// Files with shared writable mappings, re-read while their pages may change.
     mapped: crate::mapped::MappedFiles,
+    /// A copy of the statistics and the journal's durable seq for the metrics endpoint,
+    /// refreshed by the run loop.
+    pub shared: std::sync::Arc<std::sync::Mutex<(RecorderStats, u64)>>,
     last_mapped_read: Instant,
 }
 
@@ -381,6 +474,7 @@ impl Recorder {
             prune_requested: Default::default(),
             mapped: Default::default(),
             last_mapped_read: Instant::now(),
+            shared: Default::default(),
         })
     }
 
@@ -1090,6 +1184,9 @@ impl Recorder {
                     self.journal.append(out)?;
                     self.journal.maybe_sync()?;
                 }
+            }
+            if let Ok(mut sh) = self.shared.lock() {
+                *sh = (self.stats.clone(), self.journal.durable_seq());
             }
             if let Some(first) = self.first_touch {
                 let quiet =

@@ -21,7 +21,6 @@ use foxing_proto::wire::{
     self, answer_hello, message_header, JournalView, Message, MessageDecoder, RefuseCode,
     ShipperSession,
 };
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::tls::{failure_reason, peer_valid_for, TlsFiles};
@@ -707,35 +706,6 @@ impl TokenBucket {
         } else {
             Some(Duration::from_secs_f64(-self.tokens / rate))
         }
-    }
-}
-
-/// Serves the metrics text on `addr` (HTTP/1.1, any path) until the task is dropped.
-pub async fn serve_metrics(
-    addr: SocketAddr,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics endpoint listening");
-    loop {
-        let (mut s, _) = listener.accept().await?;
-        let render = render.clone();
-        tokio::spawn(async move {
-            let mut req = [0u8; 1024];
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio::io::AsyncReadExt::read(&mut s, &mut req),
-            )
-            .await;
-            let body = render();
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                body.len(),
-                body
-            );
-            let _ = s.write_all(resp.as_bytes()).await;
-            let _ = s.shutdown().await;
-        });
     }
 }
 

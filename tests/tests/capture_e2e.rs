@@ -372,9 +372,17 @@ fn sqlite_wal_under_concurrent_writers_replicates_and_restores_at_30_cut_points(
             c.arg("--at-any-record");
         }
         let out = c.output().unwrap();
-        assert!(out.status.success(), "restore to {until}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "restore to {until}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let db = root.join("app/data.db");
-        assert_eq!(sql(&db, "PRAGMA integrity_check;"), "ok", "restore to {until}");
+        assert_eq!(
+            sql(&db, "PRAGMA integrity_check;"),
+            "ok",
+            "restore to {until}"
+        );
         rows_seen.push(sql(&db, "SELECT count(*) FROM t;").parse::<u64>().unwrap());
     }
     assert!(
@@ -396,6 +404,7 @@ fn prune_while_recording_goes_through_the_recorder() {
     let src = d.path().join("src");
     let jdir = d.path().join("journal");
     std::fs::create_dir_all(&src).unwrap();
+    let mport = foxing_tests::free_udp_port();
     let mut rec = foxing_tests::Proc::spawn(
         "recorder",
         std::process::Command::new(bin("foxing-journal"))
@@ -404,6 +413,8 @@ fn prune_while_recording_goes_through_the_recorder() {
             .arg(&src)
             .arg("--journal")
             .arg(&jdir)
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{mport}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(d.path().join("recorder.log")).unwrap()),
     );
@@ -475,6 +486,26 @@ fn prune_while_recording_goes_through_the_recorder() {
         .first_seq;
     assert!(first_after > first_before, "nothing was pruned: {text}");
     assert!(rec.running(), "the recorder keeps running");
+    // Its metrics endpoint counts what it journaled.
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", mport)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(value("foxing_recorder_records_total") > 0);
+    assert!(value("foxing_recorder_bases_total") >= 2);
+    assert!(value("foxing_recorder_durable_seq") > 0);
     workload("5");
     std::thread::sleep(Duration::from_millis(300));
     assert!(rec

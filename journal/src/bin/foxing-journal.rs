@@ -48,6 +48,9 @@ enum Cmd {
         /// Rotate journal segments at this size (default 64 MiB); prune deletes whole segments.
         #[arg(long)]
         segment_size_bytes: Option<u64>,
+        /// Serve Prometheus metrics (records, bytes, losses, bases) over HTTP on this address.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// TOML configuration file (its [recorder] section; options given here win).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -146,30 +149,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             payload_cap_bytes,
             ring_size_bytes,
             segment_size_bytes,
+            metrics_listen,
             config,
             json,
         } => {
             let c = foxing_journal::config::Config::load(config.as_deref())?.recorder;
-            record(
-                root.or(c.root)
-                    .context("give --root (or `root` in the config's [recorder] section)")?,
-                journal
-                    .or(c.journal)
-                    .context("give --journal (or `journal` in the config's [recorder] section)")?,
-                fsync_window_ms
-                    .or(c.fsync_window_ms)
-                    .unwrap_or(foxing_journal::writer::DEFAULT_FSYNC_WINDOW_MS),
-                payload_cap_bytes
-                    .or(c.payload_cap_bytes)
-                    .unwrap_or(256 * 1024),
-                ring_size_bytes
-                    .or(c.ring_size_bytes)
-                    .unwrap_or(foxing_probes::DEFAULT_RING_SIZE_BYTES),
-                segment_size_bytes
+            let metrics_listen = match metrics_listen {
+                Some(m) => Some(m),
+                None => c
+                    .metrics_listen
+                    .map(|m| {
+                        m.parse().with_context(|| {
+                            format!("config [recorder] metrics_listen = {m:?} is not an address")
+                        })
+                    })
+                    .transpose()?,
+            };
+            let root = root
+                .or(c.root)
+                .context("give --root (or `root` in the config's [recorder] section)")?;
+            let journal = journal
+                .or(c.journal)
+                .context("give --journal (or `journal` in the config's [recorder] section)")?;
+            let journal_opts = JournalOptions {
+                fsync_window: std::time::Duration::from_millis(
+                    fsync_window_ms
+                        .or(c.fsync_window_ms)
+                        .unwrap_or(foxing_journal::writer::DEFAULT_FSYNC_WINDOW_MS),
+                ),
+                segment_size_bytes: segment_size_bytes
                     .or(c.segment_size_bytes)
                     .unwrap_or(foxing_journal::writer::DEFAULT_SEGMENT_SIZE_BYTES),
-                json,
-            )
+                ..JournalOptions::default()
+            };
+            let opts = foxing_journal::recorder::RecorderOptions {
+                root,
+                journal,
+                journal_opts,
+                payload_cap_bytes: payload_cap_bytes
+                    .or(c.payload_cap_bytes)
+                    .unwrap_or(256 * 1024),
+                ring_size_bytes: ring_size_bytes
+                    .or(c.ring_size_bytes)
+                    .unwrap_or(foxing_probes::DEFAULT_RING_SIZE_BYTES),
+            };
+            record(opts, metrics_listen, json)
         }
         Cmd::Base { journal, timeout } => request_base(&journal, &timeout),
         Cmd::Dump {
@@ -602,15 +626,11 @@ fn pid_file(journal: &Path) -> PathBuf {
 }
 
 fn record(
-    root: PathBuf,
-    journal: PathBuf,
-    window_ms: u64,
-    cap: u32,
-    ring: u32,
-    segment_size_bytes: u64,
+    opts: foxing_journal::recorder::RecorderOptions,
+    metrics_listen: Option<std::net::SocketAddr>,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use foxing_journal::recorder::{Recorder, RecorderOptions};
+    use foxing_journal::recorder::Recorder;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
     let stop = Arc::new(AtomicBool::new(false));
@@ -619,19 +639,21 @@ fn record(
         signal_hook::flag::register(sig, stop.clone())?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, base.clone())?;
-    let opts = RecorderOptions {
-        root: root.clone(),
-        journal: journal.clone(),
-        journal_opts: JournalOptions {
-            fsync_window: std::time::Duration::from_millis(window_ms),
-            segment_size_bytes,
-            ..JournalOptions::default()
-        },
-        payload_cap_bytes: cap,
-        ring_size_bytes: ring,
-    };
+    let (root, journal) = (opts.root.clone(), opts.journal.clone());
     let mut rec = Recorder::start(opts)?;
     signal_hook::flag::register(signal_hook::consts::SIGUSR2, rec.prune_requested.clone())?;
+    if let Some(addr) = metrics_listen {
+        let shared = rec.shared.clone();
+        let root_s = root.display().to_string();
+        foxing_journal::metrics::serve_metrics(
+            addr,
+            std::sync::Arc::new(move || {
+                let (st, durable) = shared.lock().map(|g| g.clone()).unwrap_or_default();
+                st.render(durable, &root_s)
+            }),
+        )
+        .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    }
     std::fs::write(pid_file(&journal), std::process::id().to_string())
         .with_context(|| format!("cannot write {}", pid_file(&journal).display()))?;
     tracing::info!(root = %root.display(), journal = %journal.display(), "recording");

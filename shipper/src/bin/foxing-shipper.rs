@@ -169,14 +169,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let metrics = Arc::new(Metrics::default());
                 if let Some(addr) = metrics_listen {
                     let m = metrics.clone();
-                    let render: Arc<dyn Fn() -> String + Send + Sync> =
-                        Arc::new(move || m.render());
-                    let listener = tokio::spawn(foxing_shipper::serve::serve_metrics(addr, render));
-                    tokio::spawn(async move {
-                        if let Ok(Err(e)) = listener.await {
-                            tracing::error!(%addr, error = %e, "metrics endpoint failed");
-                        }
-                    });
+                    foxing_journal::metrics::serve_metrics(addr, Arc::new(move || m.render()))
+                        .with_context(|| format!("cannot serve metrics on {addr}"))?;
                 }
                 tokio::spawn(async move {
                     let mut term =
