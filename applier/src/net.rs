@@ -28,7 +28,7 @@ pub const CHANNEL_FRAMES: usize = 256;
 /// First reconnect delay; doubles per failed attempt up to [`RECONNECT_MAX_MS`], with ±50 %
 /// jitter; a session that was welcomed resets it.
 pub const RECONNECT_INITIAL_MS: u64 = 200;
-pub const RECONNECT_MAX_MS: u64 = 30_000;
+pub const RECONNECT_MAX_MS: u64 = 10_000;
 /// Largest piece taken from the QUIC stream at once (copied once, into its message).
 const RECV_CHUNK_BYTES: usize = 1 << 20;
 /// The shipper must answer Hello within this long.

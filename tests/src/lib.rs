@@ -176,3 +176,126 @@ pub fn free_udp_port() -> u16 {
         .map(|a| a.port())
         .expect("bind a UDP port on loopback")
 }
+
+/// A UDP relay between a QUIC client and server on loopback that impairs the path like a WAN:
+/// one-way delay, random loss, a rate limit, and a switch that cuts the link (every datagram
+/// dropped, both ways). No tc/netem needed (this kernel has no sch_netem).
+pub struct Impair {
+    pub listen: std::net::SocketAddr,
+    pub cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ImpairConfig {
+    pub delay: std::time::Duration,
+    /// Probability of dropping a datagram, 0.0..1.0.
+    pub loss: f64,
+    /// Bytes per second in each direction (0: unlimited).
+    pub rate_bytes_per_sec: u64,
+}
+
+impl Impair {
+    /// Relays datagrams between clients of `listen` (127.0.0.1, a free port) and `server`.
+    pub fn start(server: std::net::SocketAddr, cfg: ImpairConfig) -> Impair {
+        use std::net::UdpSocket;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        use std::time::{Duration, Instant};
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind relay"));
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind relay"));
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        }
+        let listen = front.local_addr().unwrap();
+        let client: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::new(Mutex::new(None));
+        let cut = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        // One direction: read from `from`, delay/drop/pace, send through `to` to `dest()`.
+        let pump = |from: Arc<UdpSocket>, to: Arc<UdpSocket>, learn_client: bool, seed: u64| {
+            let (client, cut, stop) = (client.clone(), cut.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(seed);
+                let mut queue: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
+                let mut next_free = Instant::now();
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, peer)) = from.recv_from(&mut buf) {
+                        if learn_client {
+                            *client.lock().unwrap() = Some(peer);
+                        }
+                        if !cut.load(Ordering::Relaxed) && rng.f64() >= cfg.loss {
+                            // Pacing: the datagram leaves the link when the rate allows.
+                            let now = Instant::now();
+                            let start = next_free.max(now);
+                            if cfg.rate_bytes_per_sec > 0 {
+                                next_free = start
+                                    + Duration::from_secs_f64(
+                                        n as f64 / cfg.rate_bytes_per_sec as f64,
+                                    );
+                            }
+                            // A bounded link buffer (~1 s at the rate): tail drop beyond it.
+                            if cfg.rate_bytes_per_sec == 0 || start - now < Duration::from_secs(1) {
+                                queue.push_back((start + cfg.delay, buf[..n].to_vec()));
+                            }
+                        }
+                    }
+                    let now = Instant::now();
+                    while queue.front().is_some_and(|(t, _)| *t <= now) {
+                        let (_, d) = queue.pop_front().unwrap();
+                        let dest = if learn_client {
+                            Some(server)
+                        } else {
+                            *client.lock().unwrap()
+                        };
+                        if let Some(dest) = dest {
+                            let _ = to.send_to(&d, dest);
+                        }
+                    }
+                    if let Some((t, _)) = queue.front() {
+                        let wait = t
+                            .saturating_duration_since(Instant::now())
+                            .min(Duration::from_millis(20));
+                        let _ = from.set_read_timeout(Some(wait.max(Duration::from_micros(200))));
+                    } else {
+                        let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+                    }
+                }
+            })
+        };
+        let threads = vec![
+            pump(front.clone(), back.clone(), true, 1),
+            pump(back.clone(), front.clone(), false, 2),
+        ];
+        Impair {
+            listen,
+            cut,
+            stop,
+            threads,
+        }
+    }
+}
+
+impl Drop for Impair {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Resident set size of a process in bytes (from /proc/PID/status).
+pub fn rss_bytes(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}

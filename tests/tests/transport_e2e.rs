@@ -869,3 +869,122 @@ fn a_replica_behind_retention_reseeds_itself_from_a_base() {
         Vec::<String>::new()
     );
 }
+
+/// A partition: the link between replica and shipper is cut (every datagram dropped, both
+/// ways) for 60 s (FOXING_PARTITION_SECS) while the source keeps writing, then healed. The
+/// session times out, the replica keeps retrying with backoff, reconnects by itself after the
+/// heal and converges; memory on both sides stays bounded during the cut.
+#[test]
+fn a_60s_partition_heals_by_itself_with_bounded_memory() {
+    const RSS_LIMIT_BYTES: u64 = 256 << 20;
+    let cut_secs: u64 = std::env::var("FOXING_PARTITION_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let d = tempfile::tempdir().unwrap();
+    let jdir = d.path().join("journal");
+    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1"]);
+    let mut writer = Proc::spawn(
+        "crash-writer",
+        Command::new(env!("CARGO_BIN_EXE_crash-writer"))
+            .arg(&jdir)
+            .args(["5", "8", "20"])
+            .stdout(Stdio::null()),
+    );
+    while durable(&jdir) == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let port = free_udp_port();
+    let log = d.path().join("shipper.log");
+    let mut ship = shipper(&jdir, port, &certs, "source", &log, None);
+    let relay = foxing_tests::Impair::start(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        foxing_tests::ImpairConfig {
+            delay: Duration::from_millis(1),
+            loss: 0.0,
+            rate_bytes_per_sec: 0,
+        },
+    );
+    let r = Replica {
+        certs: &certs,
+        name: "replica1",
+        root: d.path().join("root"),
+        state: d.path().join("state"),
+    };
+    let alog = d.path().join("applier.log");
+    let mut cmd = r.command(relay.listen.port(), true);
+    cmd.stdout(Stdio::null())
+        .stderr(std::fs::File::create(&alog).unwrap());
+    let mut app = Proc::spawn("applier", &mut cmd);
+    let archived = || {
+        JournalReader::open(r.archive())
+            .and_then(|x| x.meta())
+            .map(|m| m.durable_seq)
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while archived() == 0 {
+        assert!(Instant::now() < deadline, "no replication before the cut");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    relay.cut.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cut_at = Instant::now();
+    let before = archived();
+    let mut max_rss = (0u64, 0u64);
+    while cut_at.elapsed() < Duration::from_secs(cut_secs) {
+        max_rss.0 = max_rss.0.max(foxing_tests::rss_bytes(ship.pid()));
+        max_rss.1 = max_rss.1.max(foxing_tests::rss_bytes(app.pid()));
+        assert!(app.running() && ship.running());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let during = archived();
+    assert!(
+        during <= before + 100_000,
+        "the cut must stop replication (before {before}, after {during})"
+    );
+    relay.cut.store(false, std::sync::atomic::Ordering::Relaxed);
+    // The source keeps going a little after the heal, then quiesces.
+    std::thread::sleep(Duration::from_secs(2));
+    writer.kill9();
+    run_ok(
+        Command::new(workspace_bin("foxing-journal"))
+            .arg("recover")
+            .arg("--journal")
+            .arg(&jdir),
+        "recover",
+    );
+    ship.kill9();
+    ship = shipper(&jdir, port, &certs, "source", &log, None);
+    let end = durable(&jdir);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while archived() < end {
+        assert!(
+            Instant::now() < deadline,
+            "no convergence after the heal: {} of {end}\n{}",
+            archived(),
+            std::fs::read_to_string(&alog).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(app
+        .terminate(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    assert_same_frames(&jdir, &r.archive());
+    let l = std::fs::read_to_string(&alog).unwrap();
+    assert!(
+        l.contains("reconnecting"),
+        "the replica never noticed the cut:\n{l}"
+    );
+    assert!(
+        max_rss.0 < RSS_LIMIT_BYTES && max_rss.1 < RSS_LIMIT_BYTES,
+        "memory during the cut: shipper {} MiB, applier {} MiB",
+        max_rss.0 >> 20,
+        max_rss.1 >> 20
+    );
+    eprintln!(
+        "partition of {cut_secs} s: peak RSS shipper {} MiB, applier {} MiB; converged to seq {end}",
+        max_rss.0 >> 20,
+        max_rss.1 >> 20
+    );
+    drop(ship);
+}
