@@ -104,7 +104,7 @@ fn a_journal_applies_to_an_identical_tree_and_reapplying_changes_nothing() {
 #[test]
 fn applier_converges_after_50_sigkills() {
     let d = tempfile::tempdir().unwrap();
-    let (recs, fin, _) = workload(30_000, 7, false);
+    let (recs, fin, _) = workload(100_000, 7, false);
     let j = d.path().join("j");
     write_journal(&j, &recs);
     let (root, state) = (d.path().join("root"), d.path().join("state"));
@@ -126,11 +126,12 @@ fn applier_converges_after_50_sigkills() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros(rng.u64(2_000..60_000)));
-        let done = child.try_wait().unwrap().is_some();
+        std::thread::sleep(Duration::from_micros(rng.u64(2_000..40_000)));
+        let done = child.try_wait().unwrap();
         child.kill().ok();
         child.wait().unwrap();
-        if done {
+        if let Some(st) = done {
+            assert!(st.success(), "the applier failed on its own: {st}");
             break; // finished before the kill: the journal is too small for more kills
         }
         kills += 1;
