@@ -194,6 +194,8 @@ pub struct ImpairConfig {
     pub loss: f64,
     /// Bytes per second in each direction (0: unlimited).
     pub rate_bytes_per_sec: u64,
+    /// Datagrams larger than this are dropped, as a real path's MTU does (0: no limit).
+    pub mtu_bytes: usize,
 }
 
 impl Impair {
@@ -225,7 +227,8 @@ impl Impair {
                         if learn_client {
                             *client.lock().unwrap() = Some(peer);
                         }
-                        if !cut.load(Ordering::Relaxed) && rng.f64() >= cfg.loss {
+                        let fits = cfg.mtu_bytes == 0 || n + 28 <= cfg.mtu_bytes;
+                        if fits && !cut.load(Ordering::Relaxed) && rng.f64() >= cfg.loss {
                             // Pacing: the datagram leaves the link when the rate allows.
                             let now = Instant::now();
                             let start = next_free.max(now);
