@@ -182,6 +182,8 @@ pub struct Recorder {
     /// A copy of the statistics and the journal's durable seq for the metrics endpoint,
     /// refreshed by the run loop.
     pub shared: std::sync::Arc<std::sync::Mutex<(RecorderStats, u64)>>,
+    /// Entries walked by the base in progress (for progress reports).
+    base_walked: u64,
     last_mapped_read: Instant,
 }
 
@@ -475,6 +477,7 @@ impl Recorder {
             mapped: Default::default(),
             last_mapped_read: Instant::now(),
             shared: Default::default(),
+            base_walked: 0,
         })
     }
 
@@ -998,6 +1001,10 @@ impl Recorder {
         self.append(vec![end])?;
         self.stats.bases += 1;
         self.stats.base_entries += n;
+        self.base_walked = 0;
+        if let Ok(mut sh) = self.shared.lock() {
+            *sh = (self.stats.clone(), self.journal.durable_seq());
+        }
         tracing::info!(base_id, entries = n, "base complete");
         Ok(base_id)
     }
@@ -1023,6 +1030,12 @@ impl Recorder {
                 continue;
             };
             n += 1;
+            self.base_walked += 1;
+            if self.base_walked % 256 == 0 {
+                if let Ok(mut sh) = self.shared.lock() {
+                    sh.0.base_entries = self.stats.base_entries + self.base_walked;
+                }
+            }
             if !md.is_dir() && md.nlink() > 1 {
                 if let Some(first) = links.get(&(md.dev(), md.ino())) {
                     let ev = self.own(Op::Link {

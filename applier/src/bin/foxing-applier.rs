@@ -185,6 +185,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Applies shorter than this show no progress bar.
+const PROGRESS_MIN_RECORDS: u64 = 10_000;
+
 fn point_json(p: &RestorePoint) -> serde_json::Value {
     json!({"seq": p.seq, "time_ns": p.time_ns, "time": fmt_time_ns(p.time_ns), "kind": p.kind})
 }
@@ -332,7 +335,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         reader: &reader,
         poll: Duration::from_millis(1),
     };
-    engine.run(&mut src, stop_seq, cli.follow, |_, _| {})?;
+    // A progress bar on stderr for long applies and restores (hidden when not a terminal).
+    let total = stop_seq
+        .min(meta.durable_seq)
+        .saturating_sub(engine.applied_seq());
+    let bar = if cli.follow || cli.json || total < PROGRESS_MIN_RECORDS {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_message(if plan.is_some() {
+            "restoring"
+        } else {
+            "applying"
+        });
+        b
+    };
+    let from = engine.applied_seq();
+    engine.run(&mut src, stop_seq, cli.follow, |seq, _| {
+        bar.set_position(seq.saturating_sub(from))
+    })?;
+    bar.finish_and_clear();
     engine.durable()?;
     let applied = engine.applied_seq();
     let stats = engine.applier.stats.clone();

@@ -657,6 +657,30 @@ fn record(
     std::fs::write(pid_file(&journal), std::process::id().to_string())
         .with_context(|| format!("cannot write {}", pid_file(&journal).display()))?;
     tracing::info!(root = %root.display(), journal = %journal.display(), "recording");
+    {
+        // The first base can take long on a big tree: a spinner with the entries walked
+        // (stderr, hidden when it is not a terminal).
+        let shared = rec.shared.clone();
+        std::thread::spawn(move || {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} base: {pos} entries ({per_sec}, {elapsed})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            loop {
+                let (st, _) = shared.lock().map(|g| g.clone()).unwrap_or_default();
+                if st.bases > 0 {
+                    break;
+                }
+                bar.set_position(st.base_entries);
+                bar.tick();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        });
+    }
     let res = rec.run(&stop, &base);
     let _ = std::fs::remove_file(pid_file(&journal));
     res?;
