@@ -1031,7 +1031,7 @@ impl Recorder {
             };
             n += 1;
             self.base_walked += 1;
-            if self.base_walked % 256 == 0 {
+            if self.base_walked.is_multiple_of(256) {
                 if let Ok(mut sh) = self.shared.lock() {
                     sh.0.base_entries = self.stats.base_entries + self.base_walked;
                 }
