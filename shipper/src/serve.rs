@@ -200,6 +200,7 @@ fn esc(s: &str) -> String {
 
 struct Ctx {
     reader: Arc<JournalReader>,
+    acks: Arc<ReplicaAcks>,
     journal_dir: PathBuf,
     durable: watch::Receiver<u64>,
     metrics: Arc<Metrics>,
@@ -307,6 +308,7 @@ pub async fn serve(
         journal = %opts.journal.display(), "shipper listening");
     let ctx = Arc::new(Ctx {
         reader,
+        acks: acks.clone(),
         journal_dir: opts.journal.clone(),
         durable: rx,
         metrics: metrics.clone(),
@@ -494,6 +496,9 @@ async fn session(conn: &quinn::Connection, ctx: &Ctx) -> Result<String, SessionE
     if let Some(r) = lock(&ctx.metrics.replicas).get_mut(&name) {
         r.connected = false;
     }
+    // What the replica acknowledged last is stored now, not at the next tick.
+    let (acks, metrics) = (ctx.acks.clone(), ctx.metrics.clone());
+    let _ = tokio::task::spawn_blocking(move || store_acks(&acks, &metrics)).await;
     result.map(|()| name)
 }
 

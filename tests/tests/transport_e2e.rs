@@ -133,6 +133,28 @@ impl Replica<'_> {
     fn archive(&self) -> PathBuf {
         self.state.join("archive")
     }
+
+    /// A one-shot run against the shipper at `port` whose certificate is valid for `server`.
+    fn command_to(&self, port: u16, server: &str) -> Command {
+        let mut c = Command::new(workspace_bin("foxing-applier"));
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--connect")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--server-name")
+            .arg(server)
+            .arg("--name")
+            .arg(self.name)
+            .arg("--cert")
+            .arg(self.certs.cert(self.name))
+            .arg("--key")
+            .arg(self.certs.key(self.name))
+            .arg("--ca")
+            .arg(self.certs.ca());
+        c
+    }
 }
 
 fn durable(jdir: &Path) -> u64 {
@@ -1110,4 +1132,157 @@ fn wan_link_with_1pct_loss_keeps_most_of_its_rate() {
         "WAN throughput {:.1} MB/s is under 0.5x of the link",
         rate / 1e6
     );
+}
+
+/// The disaster-recovery drill of docs/operations.md: the source stops for good; replica A is
+/// promoted (records its own tree into a new journal, with a new base, and serves it); replica
+/// B, which followed the old source, is refused by A (another journal), re-seeded as the drill
+/// says, and then follows A, including changes made on A after the promotion.
+#[test]
+fn promotion_drill_from_operations_md_works() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(src.join("db")).unwrap();
+    std::fs::write(src.join("db/a.dat"), vec![7u8; 100_000]).unwrap();
+    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1", "replica2"]);
+    let record = |root: &Path, jdir: &Path, log: &str| {
+        let p = Proc::spawn(
+            "recorder",
+            Command::new(workspace_bin("foxing-journal"))
+                .arg("record")
+                .arg("--root")
+                .arg(root)
+                .arg("--journal")
+                .arg(jdir)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(d.path().join(log)).unwrap()),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !JournalReader::open(jdir)
+            .and_then(|r| r.bases())
+            .is_ok_and(|b| b.iter().any(|b| b.end_seq.is_some()))
+        {
+            assert!(Instant::now() < deadline, "no base");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    };
+    let workload = |root: &Path, seed: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_workload"))
+            .arg(root)
+            .args([seed, "300"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The old source and two replicas.
+    let j1 = d.path().join("journal1");
+    let mut rec = record(&src, &j1, "rec1.log");
+    let port1 = free_udp_port();
+    let mut ship1 = shipper(
+        &j1,
+        port1,
+        &certs,
+        "source",
+        &d.path().join("ship1.log"),
+        None,
+    );
+    let a = Replica {
+        certs: &certs,
+        name: "replica1",
+        root: d.path().join("a"),
+        state: d.path().join("a-state"),
+    };
+    let b = Replica {
+        certs: &certs,
+        name: "replica2",
+        root: d.path().join("b"),
+        state: d.path().join("b-state"),
+    };
+    workload(&src, "31");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rec
+        .terminate(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    for r in [&a, &b] {
+        run_ok(&mut r.command(port1, false), "replica of the old source");
+        assert_eq!(
+            diff_with_mtimes(&tree(&src), &tree(&r.root)),
+            Vec::<String>::new()
+        );
+    }
+    // Step 1: the source is gone.
+    ship1.kill9();
+    // Steps 3: A records its own tree into a new journal and serves it (its certificate
+    // serves both roles).
+    let j2 = d.path().join("journal2");
+    let mut rec2 = record(&a.root, &j2, "rec2.log");
+    let port2 = free_udp_port();
+    let _ship2 = {
+        let mut c = Command::new(workspace_bin("foxing-shipper"));
+        c.arg("serve")
+            .arg("--journal")
+            .arg(&j2)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port2}"))
+            .arg("--cert")
+            .arg(certs.cert("replica1"))
+            .arg("--key")
+            .arg(certs.key("replica1"))
+            .arg("--ca")
+            .arg(certs.ca())
+            .stderr(std::fs::File::create(d.path().join("ship2.log")).unwrap());
+        let p = Proc::spawn("shipper2", &mut c);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count_listening(&d.path().join("ship2.log")) == 0 {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        p
+    };
+    // Step 4: B's archive holds the old history: A refuses it.
+    let out = b.command_to(port2, "replica1").output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong_journal"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Re-seed B: move its root and state aside, connect again.
+    std::fs::rename(&b.root, d.path().join("b-old")).unwrap();
+    std::fs::rename(&b.state, d.path().join("b-state-old")).unwrap();
+    // Changes on the promoted node after the promotion.
+    workload(&a.root, "32");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rec2
+        .terminate(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    run_ok(
+        &mut b.command_to(port2, "replica1"),
+        "re-seeded replica of the promoted node",
+    );
+    assert_eq!(
+        diff_with_mtimes(&tree(&a.root), &tree(&b.root)),
+        Vec::<String>::new()
+    );
+    // Step 5: the new source lists B.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !foxing_journal::replicas::list_acks(&j2)
+        .unwrap()
+        .iter()
+        .any(|x| x.name == "replica2")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the new source never recorded replica2's ack"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
