@@ -34,6 +34,11 @@ pub const IDLE_POLL_MS: u64 = 50;
 pub const TIMES_SWEEP_QUIET_MS: u64 = 5;
 /// ...and at least this often under continuous load.
 pub const TIMES_SWEEP_MAX_INTERVAL_MS: u64 = 1_000;
+/// A kernel seq missing from the ring for this long is a loss (it may arrive late: two CPUs
+/// take seqs and write the ring in either order).
+pub const KERNEL_REORDER_GRACE_MS: u64 = 50;
+/// Most missing kernel seqs waiting for their grace period; more is a loss at once.
+pub const MAX_PENDING_SEQS: usize = 4096;
 /// Hot pages of shared-mapped files are re-read this often.
 pub const MAPPED_REREAD_MS: u64 = 200;
 /// Most paths remembered for the sweep; past it, the sweep stats the whole tree.
@@ -152,11 +157,62 @@ impl RecorderStats {
     }
 }
 
+/// Continuity of the kernel's gapless event seqs. Two CPUs can take consecutive seqs and reach
+/// the ring in the other order, so a seq missing at a batch boundary is a loss only after
+/// KERNEL_REORDER_GRACE_MS (regression: `a_seq_reordered_across_batches_is_not_a_loss`; CI saw
+/// 2 false losses in a namespace workload).
+#[derive(Default)]
+pub struct SeqTracker {
+    next: Option<u64>,
+    missing: std::collections::BTreeMap<u64, Instant>,
+}
+
+impl SeqTracker {
+    /// A seq arrived (within a batch, in sorted order). Returns seqs lost at once (a jump too
+    /// large to wait for).
+    pub fn observe(&mut self, seq: u64, now: Instant) -> u64 {
+        let mut lost = 0;
+        match self.next {
+            Some(expect) if seq > expect => {
+                if seq - expect > MAX_PENDING_SEQS as u64 {
+                    lost = seq - expect;
+                } else {
+                    for m in expect..seq {
+                        self.missing.insert(m, now);
+                    }
+                }
+            }
+            Some(expect) if seq < expect => {
+                self.missing.remove(&seq);
+            }
+            _ => {}
+        }
+        self.next = Some(self.next.map_or(seq + 1, |e| e.max(seq + 1)));
+        lost
+    }
+
+    /// Seqs missing for longer than the grace period: lost.
+    pub fn expire(&mut self, now: Instant) -> u64 {
+        let grace = Duration::from_millis(KERNEL_REORDER_GRACE_MS);
+        let before = self.missing.len();
+        self.missing.retain(|_, t| now.duration_since(*t) < grace);
+        let mut lost = (before - self.missing.len()) as u64;
+        if self.missing.len() > MAX_PENDING_SEQS {
+            lost += self.take_missing();
+        }
+        lost
+    }
+
+    /// Forgets the seqs still missing (a heal covers them); returns how many.
+    pub fn take_missing(&mut self) -> u64 {
+        std::mem::take(&mut self.missing).len() as u64
+    }
+}
+
 pub struct Recorder {
     opts: RecorderOptions,
     journal: Journal,
     probes: Probes,
-    next_kernel_seq: Option<u64>,
     events: Vec<RawEvent>,
     pub stats: RecorderStats,
     last_drops: u64,
@@ -184,6 +240,8 @@ pub struct Recorder {
     pub shared: std::sync::Arc<std::sync::Mutex<(RecorderStats, u64)>>,
     /// Entries walked by the base in progress (for progress reports).
     base_walked: u64,
+    /// Continuity of the kernel's event seqs.
+    seqs: SeqTracker,
     last_mapped_read: Instant,
 }
 
@@ -461,7 +519,6 @@ impl Recorder {
             opts,
             journal,
             probes,
-            next_kernel_seq: None,
             events: Vec::new(),
             stats: RecorderStats::default(),
             last_drops: 0,
@@ -478,6 +535,7 @@ impl Recorder {
             last_mapped_read: Instant::now(),
             shared: Default::default(),
             base_walked: 0,
+            seqs: SeqTracker::default(),
         })
     }
 
@@ -529,13 +587,12 @@ impl Recorder {
         // A moved-in subtree is read while this batch is converted: later events must wait in
         // the ring until this batch is journaled, or they would be journaled out of order.
         let was_resyncing = std::mem::replace(&mut self.in_resync, true);
+        // Two CPUs can take consecutive seqs and reach the ring in the other order: sort the
+        // batch, and give a seq missing across batches a grace period before calling it lost.
+        evs.sort_by_key(|e| e.header.seq);
+        let now = Instant::now();
         for ev in &evs {
-            if let Some(expect) = self.next_kernel_seq {
-                if ev.header.seq > expect {
-                    lost += ev.header.seq - expect;
-                }
-            }
-            self.next_kernel_seq = Some(ev.header.seq + 1);
+            lost += self.seqs.observe(ev.header.seq, now);
             let first_new = out.len();
             if ev.header.op == FX_OP_MSYNC {
                 self.reread_mapped(&mut out);
@@ -581,11 +638,15 @@ impl Recorder {
             }
         }
         self.in_resync = was_resyncing;
+        lost += self.seqs.expire(now);
         self.stats.events += n as u64;
         self.events = evs;
         let drops = self.probes.drops()?;
         if lost > 0 || drops > self.last_drops {
-            let lost = lost.max(drops - self.last_drops);
+            // The heal that follows (a base) covers every seq still missing too.
+            let lost = lost
+                .max(drops - self.last_drops)
+                .max(lost + self.seqs.take_missing());
             self.last_drops = drops;
             self.stats.lost_events += lost;
             tracing::warn!(lost, "kernel events were lost (ring buffer full); journaling a gap and a new base to heal it");
@@ -1307,6 +1368,26 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::resolve_under;
+
+    #[test]
+    fn a_seq_reordered_across_batches_is_not_a_loss() {
+        use super::SeqTracker;
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let mut s = SeqTracker::default();
+        assert_eq!(s.observe(1, t0), 0);
+        // 3 arrives before 2 (another CPU): 2 is pending, not lost.
+        assert_eq!(s.observe(3, t0), 0);
+        assert_eq!(s.expire(t0), 0);
+        assert_eq!(s.observe(2, t0 + Duration::from_millis(5)), 0);
+        assert_eq!(s.expire(t0 + Duration::from_secs(1)), 0, "2 arrived late");
+        // 4 never comes: lost after the grace period.
+        assert_eq!(s.observe(5, t0), 0);
+        assert_eq!(s.expire(t0 + Duration::from_millis(1)), 0);
+        assert_eq!(s.expire(t0 + Duration::from_secs(1)), 1);
+        // A jump too large to wait for is a loss at once.
+        assert_eq!(s.observe(6 + 10_000, t0), 10_000);
+    }
 
     #[test]
     fn paths_resolve_against_the_root() {
