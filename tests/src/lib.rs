@@ -302,3 +302,59 @@ pub fn rss_bytes(pid: i32) -> u64 {
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
+
+/// True when this process can load eBPF. Without it the test skips, unless
+/// FOXING_REQUIRE_BPF=1 (CI), where it fails.
+pub fn require_bpf() -> bool {
+    if foxing_probes::bpf_available() {
+        return true;
+    }
+    assert!(
+        !std::env::var("FOXING_REQUIRE_BPF").is_ok_and(|v| v == "1"),
+        "FOXING_REQUIRE_BPF=1 but this process cannot load eBPF (root and /sys/kernel/btf/vmlinux needed)"
+    );
+    eprintln!("skipping: needs root and BPF");
+    false
+}
+
+/// Complete bases in the journal at `jdir` (0 while it cannot be read).
+pub fn complete_bases(jdir: &Path) -> usize {
+    foxing_journal::JournalReader::open(jdir)
+        .and_then(|r| r.bases())
+        .map(|b| b.iter().filter(|b| b.end_seq.is_some()).count())
+        .unwrap_or(0)
+}
+
+/// Starts `foxing-journal record --root ROOT --journal JDIR EXTRA...` (stderr to `log`) and
+/// waits until its first base is complete.
+pub fn start_recorder(root: &Path, jdir: &Path, log: &Path, extra: &[&str]) -> Proc {
+    let before = complete_bases(jdir);
+    let p = Proc::spawn(
+        "recorder",
+        std::process::Command::new(workspace_bin("foxing-journal"))
+            .arg("record")
+            .arg("--root")
+            .arg(root)
+            .arg("--journal")
+            .arg(jdir)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .expect("recorder log"),
+            ),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while complete_bases(jdir) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no base within 120 s: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    p
+}

@@ -15,17 +15,7 @@ use foxing_applier::state::State;
 use foxing_journal::recorder::{Recorder, RecorderOptions};
 use foxing_journal::{JournalOptions, JournalReader};
 
-fn require_bpf() -> bool {
-    if foxing_probes::bpf_available() {
-        return true;
-    }
-    assert!(
-        !std::env::var("FOXING_REQUIRE_BPF").is_ok_and(|v| v == "1"),
-        "FOXING_REQUIRE_BPF=1 but this process cannot load eBPF (root and /sys/kernel/btf/vmlinux needed)"
-    );
-    eprintln!("skipping: needs root and BPF");
-    false
-}
+use foxing_tests::require_bpf;
 
 fn seed_tree(root: &std::path::Path) {
     std::fs::create_dir_all(root.join("base/16384")).unwrap();

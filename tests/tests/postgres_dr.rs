@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use foxing_journal::JournalReader;
-use foxing_tests::{free_udp_port, workspace_bin, Proc};
+use foxing_tests::{free_udp_port, start_recorder, workspace_bin, Proc};
 
 const ROUNDS: usize = 5;
 const SCALE: &str = "10";
@@ -257,41 +257,8 @@ fn postgres_survives_kill9_of_source_and_recorder_and_recovers_on_the_replica() 
     );
     let certs = top.join("certs");
     foxing_shipper::certs::make_certs(&certs, &["source".into(), "replica1".into()], 2).unwrap();
-    let recorder = || {
-        Proc::spawn(
-            "recorder",
-            Command::new(workspace_bin("foxing-journal"))
-                .arg("record")
-                .arg("--root")
-                .arg(&src)
-                .arg("--journal")
-                .arg(&jdir)
-                .stdout(Stdio::null())
-                .stderr(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(top.join("recorder.log"))
-                        .unwrap(),
-                ),
-        )
-    };
-    let wait_base = |bases_before: usize| {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let n = JournalReader::open(&jdir)
-                .and_then(|r| r.bases())
-                .map(|b| b.iter().filter(|b| b.end_seq.is_some()).count())
-                .unwrap_or(0);
-            if n > bases_before {
-                return n;
-            }
-            assert!(Instant::now() < deadline, "no base within 120 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let recorder = || start_recorder(&src, &jdir, &top.join("recorder.log"), &[]);
     let mut rec = recorder();
-    let mut bases = wait_base(0);
     let port = free_udp_port();
     let _ship = Proc::spawn(
         "shipper",
@@ -484,7 +451,6 @@ fn postgres_survives_kill9_of_source_and_recorder_and_recovers_on_the_replica() 
         // Back to work: the source recovers; the recorder restarts with a new base.
         if round + 1 < ROUNDS {
             rec = recorder();
-            bases = wait_base(bases);
             follower = Proc::spawn(
                 "applier",
                 applier(true).stdout(Stdio::null()).stderr(

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use foxing_applier::fs::FsTree;
 use foxing_applier::snapshot::{diff, diff_with_mtimes, snapshot, user_xattrs};
 use foxing_journal::JournalReader;
-use foxing_tests::{free_udp_port, workspace_bin, Proc};
+use foxing_tests::{free_udp_port, require_bpf, start_recorder, workspace_bin, Proc};
 
 struct Certs {
     dir: PathBuf,
@@ -579,18 +579,6 @@ fn no_client_certificate_gets_nothing(port: u16, ca: &Path) {
     });
 }
 
-fn require_bpf() -> bool {
-    if foxing_probes::bpf_available() {
-        return true;
-    }
-    assert!(
-        !std::env::var("FOXING_REQUIRE_BPF").is_ok_and(|v| v == "1"),
-        "FOXING_REQUIRE_BPF=1 but this process cannot load eBPF (root and /sys/kernel/btf/vmlinux needed)"
-    );
-    eprintln!("skipping: needs root and BPF");
-    false
-}
-
 /// record -> serve -> connect -> apply on real workloads (data, then namespace changes with
 /// moves in from outside), two replicas following live; both end identical to the source.
 #[test]
@@ -609,25 +597,7 @@ fn recorded_tree_replicates_live_to_two_replicas() {
         std::fs::write(src.join(format!("db/{i}.dat")), &data).unwrap();
     }
     let certs = Certs::make(&d.path().join("certs"), &["source", "replica1", "replica2"]);
-    let mut rec = Proc::spawn(
-        "recorder",
-        Command::new(workspace_bin("foxing-journal"))
-            .arg("record")
-            .arg("--root")
-            .arg(&src)
-            .arg("--journal")
-            .arg(&jdir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.path().join("recorder.log")).unwrap()),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !JournalReader::open(&jdir)
-        .and_then(|r| r.bases())
-        .is_ok_and(|b| b.iter().any(|b| b.end_seq.is_some()))
-    {
-        assert!(Instant::now() < deadline, "no base after 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut rec = start_recorder(&src, &jdir, &d.path().join("recorder.log"), &[]);
     let port = free_udp_port();
     let _ship = shipper(
         &jdir,
@@ -783,26 +753,12 @@ fn a_replica_behind_retention_reseeds_itself_from_a_base() {
         std::fs::write(src.join(format!("db/{i}.dat")), &data).unwrap();
     }
     let certs = Certs::make(&d.path().join("certs"), &["source", "replica1"]);
-    let mut rec = Proc::spawn(
-        "recorder",
-        Command::new(workspace_bin("foxing-journal"))
-            .arg("record")
-            .arg("--root")
-            .arg(&src)
-            .arg("--journal")
-            .arg(&jdir)
-            .args(["--segment-size-bytes", "262144"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.path().join("recorder.log")).unwrap()),
+    let mut rec = start_recorder(
+        &src,
+        &jdir,
+        &d.path().join("recorder.log"),
+        &["--segment-size-bytes", "262144"],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !JournalReader::open(&jdir)
-        .and_then(|r| r.bases())
-        .is_ok_and(|b| b.iter().any(|b| b.end_seq.is_some()))
-    {
-        assert!(Instant::now() < deadline, "no base after 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let port = free_udp_port();
     let _ship = shipper(
         &jdir,
@@ -1148,28 +1104,8 @@ fn promotion_drill_from_operations_md_works() {
     std::fs::create_dir_all(src.join("db")).unwrap();
     std::fs::write(src.join("db/a.dat"), vec![7u8; 100_000]).unwrap();
     let certs = Certs::make(&d.path().join("certs"), &["source", "replica1", "replica2"]);
-    let record = |root: &Path, jdir: &Path, log: &str| {
-        let p = Proc::spawn(
-            "recorder",
-            Command::new(workspace_bin("foxing-journal"))
-                .arg("record")
-                .arg("--root")
-                .arg(root)
-                .arg("--journal")
-                .arg(jdir)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(d.path().join(log)).unwrap()),
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !JournalReader::open(jdir)
-            .and_then(|r| r.bases())
-            .is_ok_and(|b| b.iter().any(|b| b.end_seq.is_some()))
-        {
-            assert!(Instant::now() < deadline, "no base");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        p
-    };
+    let record =
+        |root: &Path, jdir: &Path, log: &str| start_recorder(root, jdir, &d.path().join(log), &[]);
     let workload = |root: &Path, seed: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_workload"))
             .arg(root)
