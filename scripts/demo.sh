@@ -82,7 +82,7 @@ echo "== 5. the journal and its replicas"
 
 echo "== 6. compare the replica with the source"
 if "$bin/tree-diff" "$src" "$work/replica" > "$work/diff.txt"; then
-  identical=yes; echo "   replica is identical to the source: $(cat "$work/diff.txt") (content, holes, types, modes, owners, symlinks, hard links, xattrs)"
+  identical=yes; echo "   replica is identical to the source: $(cat "$work/diff.txt") (content, holes, types, modes, owners, symlinks, hard links, xattrs, mtimes)"
 else
   echo "   REPLICA DIFFERS:"; head "$work/diff.txt"; exit 1
 fi
@@ -105,8 +105,10 @@ cp -r "$J" "$work/damaged"
 seg=$(ls "$work/damaged/segments" | head -n1)
 printf '\xff' | dd of="$work/damaged/segments/$seg" bs=1 seek=5000 conv=notrunc status=none
 set +e
-"$bin/foxing-journal" verify --journal "$work/damaged" | grep -m1 DAMAGE
-echo "   verify exit code: ${PIPESTATUS[0]}"
+"$bin/foxing-journal" verify --journal "$work/damaged" > "$work/verify.txt"
+rc=$?
+grep -m1 DAMAGE "$work/verify.txt"
+echo "   verify exit code: $rc"
 set -e
 echo "== report"
 python3 - "$J" "$A" "$work/restore.json" "$work/shipper.log" <<PY
