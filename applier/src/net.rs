@@ -397,7 +397,12 @@ async fn session(
         .await
         .map_err(|e| retry(format!("open stream: {e}")))?;
     archive.sync().map_err(|e| archive_err(&opts.archive, e))?;
-    let empty = archive.is_empty();
+    // A new archive says Hello as a new replica; one that adopted its source's identity asks
+    // for its next seq even if no frame arrived yet (or the frames were lost in a power cut).
+    let adopted = archive
+        .is_adopted()
+        .map_err(|e| archive_err(&opts.archive, e))?;
+    let empty = !adopted && archive.is_empty();
     let (id, next) = if empty {
         (0, 0)
     } else {

@@ -35,6 +35,10 @@ pub const META_HW_TIME: &str = "hw_time_ns";
 /// archive carries its source's id (the same seqs mean the same records).
 pub const META_JOURNAL_ID: &str = "journal_id";
 
+/// 1 once the journal adopted another journal's identity (a replica archive), see
+/// `Journal::adopt`.
+pub const META_ADOPTED: &str = "adopted";
+
 /// Index format version stored in META.
 pub const INDEX_FORMAT_VERSION: u64 = 1;
 

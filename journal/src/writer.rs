@@ -383,6 +383,15 @@ impl Journal {
         Ok(crate::read_meta(self.db.as_ref(), &self.layout.index)?.journal_id)
     }
 
+    /// Whether this journal took another journal's identity (it is a replica's archive).
+    pub fn is_adopted(&self) -> Result<bool> {
+        let r = self.db.begin_read().db(&self.layout.index)?;
+        let t = r.open_table(index::META).db(&self.layout.index)?;
+        Ok(t.get(index::META_ADOPTED)
+            .db(&self.layout.index)?
+            .is_some_and(|v| v.value() == 1))
+    }
+
     /// Whether nothing was ever appended (the journal holds no frame).
     pub fn is_empty(&self) -> bool {
         self.next_seq == self.seg_first_seq
@@ -433,6 +442,7 @@ impl Journal {
                 .db(&self.layout.index)?;
             t.insert(index::META_DURABLE_SEQ, start_seq - 1)
                 .db(&self.layout.index)?;
+            t.insert(index::META_ADOPTED, 1).db(&self.layout.index)?;
         }
         txn.commit().db(&self.layout.index)?;
         self.seg_first_seq = start_seq;

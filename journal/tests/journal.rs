@@ -390,8 +390,10 @@ fn an_empty_archive_adopts_its_source_identity_and_start_seq() {
     {
         let mut a = Journal::open(dst.path(), opts()).unwrap();
         assert!(a.is_empty());
+        assert!(!a.is_adopted().unwrap());
         assert_ne!(a.journal_id().unwrap(), src_id, "ids are random");
         a.adopt(src_id, 41).unwrap();
+        assert!(a.is_adopted().unwrap());
         for f in &frames {
             a.append_frame(&f.bytes).unwrap();
         }

@@ -579,6 +579,15 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
             }
             engine.skip_to(start - 1)?;
         }
+    } else if joined.adopted && joined.welcome.apply_from_seq <= applied_before {
+        // The checkpoint is past the base a new archive starts with: applying from there would
+        // skip the start of the base. The state belongs to another archive.
+        stop.store(true, Ordering::Relaxed);
+        bail!(
+            "the state in {} has applied up to seq {applied_before}, but its archive is new (it starts at seq {}); the archive was removed or the state belongs to another replica: use a new --root and --state",
+            cli.state.display(),
+            joined.welcome.apply_from_seq
+        );
     } else if joined.adopted && joined.welcome.apply_from_seq > applied_before + 1 {
         // Re-seeded at connect (the replica was behind the source's retention): the base that
         // starts there rebuilds the tree.
