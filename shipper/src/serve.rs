@@ -627,10 +627,12 @@ async fn stream(
                     if let Some(wait) = bucket.take(fr.bytes.len() as u64) {
                         tokio::time::sleep(wait).await;
                     }
+                    // Counted as sent before the bytes go out: an ack for them can then never
+                    // look premature, however the tasks interleave.
+                    lock(sess).sent(&fr.header);
                     send.write_all(&message_header(wire::KIND_FRAME, &fr.bytes))
                         .await?;
                     send.write_all(&fr.bytes).await?;
-                    lock(sess).sent(&fr.header);
                     tracing::trace!(
                         replica = name,
                         first_seq = fr.header.first_seq,
