@@ -161,6 +161,11 @@ fn resolve(a: Args) -> anyhow::Result<Cli> {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools: a closed pipe (`... | head`) ends the process quietly
+    // instead of a panic on the next print.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
