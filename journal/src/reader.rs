@@ -338,6 +338,22 @@ impl JournalReader {
         Ok(both)
     }
 
+    /// Where a replica with nothing applied starts: 1 while the journal is whole, else the
+    /// begin of its oldest base still held (a base rebuilds the whole tree), else its first seq.
+    pub fn fresh_start_seq(&self) -> Result<u64> {
+        let m = self.meta()?;
+        if m.first_seq <= 1 {
+            return Ok(1);
+        }
+        Ok(self
+            .bases()?
+            .iter()
+            .map(|b| b.begin_seq)
+            .filter(|&s| s >= m.first_seq)
+            .min()
+            .unwrap_or(m.first_seq))
+    }
+
     /// Follows the journal from `next_seq`: each call returns the durable frames that appeared
     /// since the last one, waiting up to `timeout` for at least one.
     pub fn follow(&self, next_seq: u64) -> Follower<'_> {

@@ -1253,11 +1253,7 @@ impl Recorder {
             {
                 let mut out = Vec::new();
                 self.reread_mapped(&mut out);
-                if !out.is_empty() {
-                    self.stats.records += out.len() as u64;
-                    self.journal.append(out)?;
-                    self.journal.maybe_sync()?;
-                }
+                self.append_untracked(out)?;
             }
             if let Ok(mut sh) = self.shared.lock() {
                 *sh = (self.stats.clone(), self.journal.durable_seq());
@@ -1275,10 +1271,7 @@ impl Recorder {
         while self.pump(Duration::from_millis(10))? > 0 {}
         let mut out = Vec::new();
         self.reread_mapped(&mut out);
-        if !out.is_empty() {
-            self.stats.records += out.len() as u64;
-            self.journal.append(out)?;
-        }
+        self.append_untracked(out)?;
         self.sweep_times()?;
         self.journal.sync()?;
         Ok(())
@@ -1356,11 +1349,18 @@ impl Recorder {
                 mtime_ns: Some(md.mtime() * 1_000_000_000 + md.mtime_nsec()),
             }));
         }
-        if !out.is_empty() {
-            self.stats.records += out.len() as u64;
-            self.journal.append(out)?;
-            self.journal.maybe_sync()?;
+        self.append_untracked(out)
+    }
+
+    /// Journals the recorder's own follow-up records (times, mapped pages) without noting
+    /// their paths for the next times sweep (they would sweep themselves forever).
+    fn append_untracked(&mut self, out: Vec<Event>) -> anyhow::Result<()> {
+        if out.is_empty() {
+            return Ok(());
         }
+        self.stats.records += out.len() as u64;
+        self.journal.append(out)?;
+        self.journal.maybe_sync()?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -210,19 +210,12 @@ struct Ctx {
 /// What a new replica gets: the journal from its start if whole, else from its oldest base.
 pub fn journal_view(r: &JournalReader) -> Result<JournalView, foxing_journal::JournalError> {
     let m = r.meta()?;
-    let (start, apply_from) = if m.first_seq <= 1 {
-        (1, 1)
-    } else {
-        let from = r
-            .bases()?
-            .iter()
-            .map(|b| b.begin_seq)
-            .filter(|&s| s >= m.first_seq)
-            .min()
-            .unwrap_or(m.first_seq);
-        let start = r.locate(from)?.map(|e| e.first_seq).unwrap_or(from);
-        (start, from)
-    };
+    let apply_from = r.fresh_start_seq()?;
+    // Frames are sent whole: start at the frame holding the base's first record.
+    let start = r
+        .locate(apply_from)?
+        .map(|e| e.first_seq)
+        .unwrap_or(apply_from);
     Ok(JournalView {
         journal_id: m.journal_id,
         first_seq: m.first_seq,
@@ -714,11 +707,6 @@ impl TokenBucket {
             Some(Duration::from_secs_f64(-self.tokens / rate))
         }
     }
-}
-
-/// Path of the journal index watched for commits (for tests and docs).
-pub fn watched_file(journal: &Path) -> PathBuf {
-    foxing_journal::Layout::new(journal).index
 }
 
 #[cfg(test)]

@@ -446,22 +446,6 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Where a replica with no checkpoint starts applying in a journal that does not start at 1:
-/// its oldest base (a base rebuilds the whole tree), else its first record.
-fn fresh_start(reader: &JournalReader) -> anyhow::Result<u64> {
-    let meta = reader.meta()?;
-    if meta.first_seq <= 1 {
-        return Ok(1);
-    }
-    Ok(reader
-        .bases()?
-        .iter()
-        .map(|b| b.begin_seq)
-        .filter(|&s| s >= meta.first_seq)
-        .min()
-        .unwrap_or(meta.first_seq))
-}
-
 fn run_connected(cli: Cli) -> anyhow::Result<()> {
     use foxing_applier::net::{self, ConnectOptions, NetSource};
     use std::sync::atomic::Ordering;
@@ -575,7 +559,7 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
         let start = if joined.adopted {
             joined.welcome.apply_from_seq
         } else {
-            fresh_start(&reader)?
+            reader.fresh_start_seq()?
         };
         if start > 1 {
             if std::fs::read_dir(&cli.root)?.next().is_some() {
