@@ -29,6 +29,8 @@ pub const CHANNEL_FRAMES: usize = 256;
 /// jitter; a session that was welcomed resets it.
 pub const RECONNECT_INITIAL_MS: u64 = 200;
 pub const RECONNECT_MAX_MS: u64 = 10_000;
+/// After the archive could not be written (full disk), it is opened again this often.
+pub const ARCHIVE_RETRY_MS: u64 = 1_000;
 /// Largest piece taken from the QUIC stream at once (copied once, into its message).
 const RECV_CHUNK_BYTES: usize = 1 << 20;
 /// The shipper must answer Hello within this long.
@@ -60,6 +62,12 @@ pub struct NetStatus {
     pub source_durable_time_ns: AtomicU64,
     pub bytes_received: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Times the archive could not be written (full disk, I/O error), and whether it is
+    /// stalled on that now.
+    pub archive_failures: AtomicU64,
+    pub archive_stalled: AtomicBool,
+    /// Whether applying waits for room on a full replica filesystem (the engine's flag).
+    pub apply_stalled: Arc<AtomicBool>,
     /// Set when the network side stopped for good; the engine stops with this message.
     pub fatal: Mutex<Option<String>>,
     /// Set when the archive was re-seeded while running: the engine skips to this seq's base.
@@ -150,6 +158,24 @@ impl NetStatus {
             "Sessions that failed and were retried.",
             g(&self.reconnects).to_string(),
         );
+        m(
+            "foxing_applier_archive_failures_total",
+            "counter",
+            "Times the archive could not be written (full disk, I/O error).",
+            g(&self.archive_failures).to_string(),
+        );
+        m(
+            "foxing_applier_archive_stalled",
+            "gauge",
+            "1 while the archive cannot be written: nothing more is received or acknowledged.",
+            (self.archive_stalled.load(Ordering::Relaxed) as u8).to_string(),
+        );
+        m(
+            "foxing_applier_apply_stalled",
+            "gauge",
+            "1 while the replica's filesystem is full and applying waits for room.",
+            (self.apply_stalled.load(Ordering::Relaxed) as u8).to_string(),
+        );
         o
     }
 }
@@ -171,7 +197,7 @@ pub struct NetHandle {
 
 /// Starts the network thread. It opens (and owns) the archive journal.
 pub fn start(opts: ConnectOptions, stop: Arc<AtomicBool>) -> anyhow::Result<NetHandle> {
-    let mut archive = Journal::open(&opts.archive, JournalOptions::default()).map_err(|e| {
+    let archive = Journal::open(&opts.archive, JournalOptions::default()).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the replica archive {}: {e}",
             opts.archive.display()
@@ -187,6 +213,7 @@ pub fn start(opts: ConnectOptions, stop: Arc<AtomicBool>) -> anyhow::Result<NetH
     status
         .archived_seq
         .store(archive.durable_seq(), Ordering::Relaxed);
+    let mut archive = Some(archive);
     let (jtx, jrx) = std::sync::mpsc::sync_channel(1);
     let (ftx, frx) = std::sync::mpsc::sync_channel(CHANNEL_FRAMES);
     let st = status.clone();
@@ -206,7 +233,7 @@ pub fn start(opts: ConnectOptions, stop: Arc<AtomicBool>) -> anyhow::Result<NetH
                 }
             };
             rt.block_on(net_loop(opts, client, &mut archive, st, jtx, ftx, stop));
-            if let Err(e) = archive.sync() {
+            if let Some(Err(e)) = archive.as_mut().map(|a| a.sync()) {
                 tracing::error!(error = %e, "final fsync of the archive failed");
             }
         })?;
@@ -227,6 +254,9 @@ enum SessionError {
     /// The shipper no longer holds what this replica needs: start again from its oldest base.
     #[error("{0}")]
     Reseed(String),
+    /// The archive could not be written: reopen it (when there is room) and reconnect.
+    #[error("{0}")]
+    Archive(String),
 }
 
 fn retry(e: impl std::fmt::Display) -> SessionError {
@@ -274,7 +304,7 @@ fn reseed_archive(
 async fn net_loop(
     opts: ConnectOptions,
     client: quinn::ClientConfig,
-    archive: &mut Journal,
+    slot: &mut Option<Journal>,
     status: Arc<NetStatus>,
     joined: SyncSender<Result<Joined, String>>,
     frames: SyncSender<RawFrame>,
@@ -306,6 +336,9 @@ async fn net_loop(
     let mut joined = Some(joined);
     let mut backoff = RECONNECT_INITIAL_MS;
     while !stop.load(Ordering::Relaxed) {
+        let Some(archive) = archive_or_reopen(slot, opts, status, stop).await else {
+            continue;
+        };
         let mut welcomed = false;
         let res = session(&endpoint, &link, archive, &mut joined, &mut welcomed).await;
         status.connected.store(false, Ordering::Relaxed);
@@ -335,6 +368,15 @@ async fn net_loop(
                     break;
                 }
             },
+            Err(SessionError::Archive(m)) => {
+                tracing::error!(archive = %opts.archive.display(), error = %m,
+                    "cannot write the replica archive: replication stalls (nothing unarchived is acknowledged, so nothing is lost) and resumes by itself when the archive can be written again (free space on its filesystem)");
+                status.archive_failures.fetch_add(1, Ordering::Relaxed);
+                status.archive_stalled.store(true, Ordering::Relaxed);
+                // Dropped here; opened again, without what was not durable, by the next turn.
+                *slot = None;
+                continue;
+            }
             Err(SessionError::Retry(m)) => m,
         };
         if !opts.retry {
@@ -360,6 +402,35 @@ async fn net_loop(
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
 }
 
+/// The archive, opened again after a failure if it had to be dropped; `None` (after waiting
+/// ARCHIVE_RETRY_MS) while it still cannot be opened.
+async fn archive_or_reopen<'a>(
+    archive: &'a mut Option<Journal>,
+    opts: &ConnectOptions,
+    status: &NetStatus,
+    stop: &AtomicBool,
+) -> Option<&'a mut Journal> {
+    if archive.is_none() {
+        match Journal::open_after_failure(&opts.archive, JournalOptions::default()) {
+            Ok(j) => {
+                tracing::warn!(archive = %opts.archive.display(), durable_seq = j.durable_seq(),
+                    "the replica archive can be written again: replication resumes");
+                status.archive_stalled.store(false, Ordering::Relaxed);
+                *archive = Some(j);
+            }
+            Err(e) => {
+                tracing::debug!(archive = %opts.archive.display(), error = %e, "archive still cannot be opened");
+                let deadline = Instant::now() + Duration::from_millis(ARCHIVE_RETRY_MS);
+                while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                return None;
+            }
+        }
+    }
+    archive.as_mut()
+}
+
 async fn write_message(send: &mut quinn::SendStream, m: &Message) -> Result<(), SessionError> {
     send.write_all(&wire::encode_message(m))
         .await
@@ -367,10 +438,7 @@ async fn write_message(send: &mut quinn::SendStream, m: &Message) -> Result<(), 
 }
 
 fn archive_err(dir: &Path, e: foxing_journal::JournalError) -> SessionError {
-    SessionError::Fatal(format!(
-        "cannot archive into {}: {e} (the replica stops; fix the archive's disk and restart)",
-        dir.display()
-    ))
+    SessionError::Archive(format!("cannot archive into {}: {e}", dir.display()))
 }
 
 async fn session(

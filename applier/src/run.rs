@@ -15,6 +15,24 @@ use crate::tree::Tree;
 
 /// How often the durable checkpoint (syncfs + redb commit) is taken while applying.
 pub const DURABLE_CHECKPOINT_INTERVAL_MS: u64 = 2000;
+/// A following applier whose replica filesystem is full retries the record this often
+/// (doubling from the first value up to the second).
+pub const NO_SPACE_RETRY_MIN_MS: u64 = 100;
+pub const NO_SPACE_RETRY_MAX_MS: u64 = 5_000;
+
+/// True when `e` (or an error it wraps) is ENOSPC or EDQUOT: the replica's filesystem is full.
+pub fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
 
 /// Where frames come from: the local journal today, the network with the transport.
 pub trait FrameSource {
@@ -84,6 +102,10 @@ pub struct Engine<'a> {
     inflight: Option<(u64, u64, u64)>,
     last_durable: Instant,
     stop: Option<&'a AtomicBool>,
+    /// Times applying stalled on a full replica filesystem, and whether it is stalled now
+    /// (shared with the metrics endpoint).
+    pub stalls: u64,
+    pub stalled: std::sync::Arc<AtomicBool>,
 }
 
 impl<'a> Engine<'a> {
@@ -108,6 +130,8 @@ impl<'a> Engine<'a> {
             inflight: resume.inflight,
             last_durable: Instant::now(),
             stop,
+            stalls: 0,
+            stalled: Default::default(),
         }
     }
 
@@ -210,7 +234,11 @@ impl<'a> Engine<'a> {
                     if r.seq > stop_seq {
                         break;
                     }
-                    self.apply_record(r)?;
+                    if follow {
+                        self.apply_or_stall(r)?;
+                    } else {
+                        self.apply_record(r)?;
+                    }
                     any = true;
                 }
                 if any {
@@ -229,9 +257,50 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// Applies `r`; while the replica's filesystem is full, says so once and retries (applying
+    /// is idempotent) until there is room again or the applier is stopped. Nothing after `r`
+    /// is applied meanwhile, so the replica stays a prefix of the source.
+    fn apply_or_stall(&mut self, r: &Record) -> Result<(), RunError> {
+        let mut wait = NO_SPACE_RETRY_MIN_MS;
+        let mut since: Option<Instant> = None;
+        loop {
+            match self.apply_record(r) {
+                Err(e) if is_out_of_space(&e) && !self.stopping() => {
+                    if since.is_none() {
+                        tracing::error!(seq = r.seq, root = %self.tree.root_path().display(), error = %foxing_journal::error::chain(&e),
+                            "the replica's filesystem is full: applying stalls here and resumes by itself when space is freed");
+                        self.stalls += 1;
+                    }
+                    since.get_or_insert_with(Instant::now);
+                    self.stalled.store(true, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(wait));
+                    wait = (wait * 2).min(NO_SPACE_RETRY_MAX_MS);
+                }
+                res => {
+                    if let Some(t) = since {
+                        self.stalled.store(false, Ordering::Relaxed);
+                        if res.is_ok() {
+                            tracing::warn!(seq = r.seq, stalled_ms = t.elapsed().as_millis() as u64,
+                                "the replica's filesystem has room again: applying resumed");
+                        }
+                    }
+                    return res;
+                }
+            }
+        }
+    }
+
     fn maybe_durable(&mut self) -> Result<(), RunError> {
         if self.last_durable.elapsed() >= Duration::from_millis(DURABLE_CHECKPOINT_INTERVAL_MS) {
-            self.durable()?;
+            match self.durable() {
+                // A full filesystem under the replica or its state: the durable checkpoint
+                // stays where it was (restarts replay from it); try again next interval.
+                Err(e) if is_out_of_space(&e) => {
+                    tracing::warn!(error = %foxing_journal::error::chain(&e), "durable checkpoint postponed: no space left");
+                    self.last_durable = Instant::now();
+                }
+                r => r?,
+            }
         }
         Ok(())
     }

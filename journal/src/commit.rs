@@ -106,8 +106,9 @@ impl Committer {
                         }
                         Err(e) => {
                             // Like PostgreSQL after a failed fsync: never pretend; stop committing.
+                            let e = crate::error::chain(&e);
                             tracing::error!(error = %e, "group commit failed; the journal accepts no more records");
-                            st.error.get_or_insert_with(|| e.to_string());
+                            st.error.get_or_insert(e);
                         }
                     }
                     st.in_flight = false;
@@ -143,9 +144,7 @@ impl Committer {
 
     pub fn check(&self) -> Result<()> {
         match &self.lock().error {
-            Some(e) => Err(JournalError::Inconsistent(format!(
-                "an earlier group commit failed ({e}); reopen the journal to recover"
-            ))),
+            Some(e) => Err(JournalError::CommitFailed(e.clone())),
             None => Ok(()),
         }
     }

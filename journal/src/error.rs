@@ -35,6 +35,8 @@ pub enum JournalError {
     },
     #[error("journal damaged: {0}; run `foxing-journal verify` for a full report")]
     Inconsistent(String),
+    #[error("an earlier group commit failed ({0}); nothing more is accepted until the journal is opened again")]
+    CommitFailed(String),
     #[error("frame for seq {seq}")]
     Frame {
         seq: u64,
@@ -82,4 +84,20 @@ impl<T, E: Into<redb::Error>> DbContext<T> for std::result::Result<T, E> {
             source: e.into(),
         })
     }
+}
+
+/// `e` and every error beneath it, `: `-separated (what failed, then why: "append to segment
+/// ...: No space left on device").
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.ends_with(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
 }

@@ -92,6 +92,7 @@ pub fn gap_reason_code(r: foxing_proto::GapReason) -> u8 {
         RecorderDown => 3,
         ConcurrentWriters => 4,
         MovedIn => 5,
+        JournalFailed => 6,
     }
 }
 
@@ -103,6 +104,7 @@ pub fn gap_reason_name(code: u8) -> &'static str {
         "recorder_down",
         "concurrent_writers",
         "moved_in",
+        "journal_failed",
     ]
     .get(code as usize)
     .copied()

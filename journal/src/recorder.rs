@@ -43,6 +43,9 @@ pub const MAX_PENDING_SEQS: usize = 4096;
 pub const MAPPED_REREAD_MS: u64 = 200;
 /// Most paths remembered for the sweep; past it, the sweep stats the whole tree.
 pub const TIMES_SWEEP_MAX_PATHS: usize = 65_536;
+/// A recorder whose journal cannot be written (full disk, I/O error) tries to open it again
+/// this often.
+pub const JOURNAL_RETRY_MS: u64 = 1_000;
 
 #[derive(Clone, Debug)]
 pub struct RecorderOptions {
@@ -65,6 +68,12 @@ pub struct RecorderStats {
     /// Shared writable mappings seen, and bytes journaled from re-reading their pages.
     pub mapped_files: u64,
     pub mapped_bytes: u64,
+    /// Times the journal could not be written (full disk, I/O error) and recording went on in
+    /// degraded mode; records not journaled meanwhile (healed by a base when it recovers).
+    pub journal_failures: u64,
+    pub unjournaled_records: u64,
+    /// 1 while the journal cannot be written.
+    pub degraded: u64,
 }
 
 impl RecorderStats {
@@ -147,6 +156,30 @@ impl RecorderStats {
         );
         metric(
             &mut o,
+            "foxing_recorder_journal_failures_total",
+            "counter",
+            "Times the journal could not be written (full disk, I/O error); each is healed by a base.",
+            &l,
+            self.journal_failures,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_unjournaled_records_total",
+            "counter",
+            "Records that could not be journaled while degraded (healed by a base).",
+            &l,
+            self.unjournaled_records,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_degraded",
+            "gauge",
+            "1 while the journal cannot be written: changes are counted, not journaled.",
+            &l,
+            self.degraded,
+        );
+        metric(
+            &mut o,
             "foxing_recorder_durable_seq",
             "gauge",
             "Newest durable seq of the journal.",
@@ -209,9 +242,22 @@ impl SeqTracker {
     }
 }
 
+/// The journal could not be written: recording goes on without it (see `Recorder::failed`).
+struct Degraded {
+    last_try: Instant,
+    /// Records (and kernel events) not journaled since the failure.
+    lost: u64,
+    retries: u64,
+}
+
 pub struct Recorder {
     opts: RecorderOptions,
-    journal: Journal,
+    /// `None` while degraded: dropped after a failed write, opened again every
+    /// JOURNAL_RETRY_MS.
+    journal: Option<Journal>,
+    degraded: Option<Degraded>,
+    /// The durable seq of the journal when it was last open.
+    durable_seq: u64,
     probes: Probes,
     events: Vec<RawEvent>,
     pub stats: RecorderStats,
@@ -517,7 +563,9 @@ impl Recorder {
         let opts = RecorderOptions { root, ..opts };
         Ok(Recorder {
             opts,
-            journal,
+            durable_seq: journal.durable_seq(),
+            journal: Some(journal),
+            degraded: None,
             probes,
             events: Vec::new(),
             stats: RecorderStats::default(),
@@ -539,13 +587,114 @@ impl Recorder {
         })
     }
 
-    pub fn journal(&mut self) -> &mut Journal {
-        &mut self.journal
+    /// The newest durable seq of the journal (as of when it was last open).
+    pub fn durable_seq(&self) -> u64 {
+        self.journal
+            .as_ref()
+            .map(|j| j.durable_seq())
+            .unwrap_or(self.durable_seq)
     }
 
-    fn append(&mut self, evs: Vec<Event>) -> anyhow::Result<()> {
+    /// True from a journal failure until the base that heals it is complete (see
+    /// [`Recorder::failed`]).
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.is_some()
+    }
+
+    /// True while the journal cannot be written at all.
+    fn journal_down(&self) -> bool {
+        self.journal.is_none()
+    }
+
+    /// A journal write or commit failed (a full disk, an I/O error). The recorder must neither
+    /// die nor block the source, so it drops the journal and goes on draining the ring,
+    /// counting what it cannot journal; [`Recorder::recover`] opens the journal again,
+    /// journals a Gap for all of it and heals it with a base. Records past the durable point
+    /// are discarded on reopen (never shipped, so never acknowledged).
+    fn failed(&mut self, e: crate::JournalError, lost: u64) {
+        self.durable_seq = self.durable_seq();
+        let e = crate::error::chain(&e);
+        if let Some(d) = &mut self.degraded {
+            d.lost += lost;
+            tracing::debug!(error = %e, "the journal failed again before its heal was complete");
+        } else {
+            tracing::error!(journal = %self.opts.journal.display(), error = %e,
+                "cannot write the journal; recording goes on degraded: changes are counted, not journaled, and the tree is resynced (a new base) as soon as the journal can be written again (free space on its filesystem)");
+            self.stats.journal_failures += 1;
+            self.stats.degraded = 1;
+            self.degraded = Some(Degraded {
+                last_try: Instant::now(),
+                lost,
+                retries: 1,
+            });
+        }
+        self.stats.unjournaled_records += lost;
+        // Dropping it releases its lock and index (its final sync fails and says so).
+        self.journal = None;
+    }
+
+    /// While degraded, opens the journal again every JOURNAL_RETRY_MS; once it opens, journals
+    /// (durably) a Gap covering what was not journaled and schedules the heal (a base).
+    fn recover(&mut self) {
+        let Some(d) = &mut self.degraded else { return };
+        if self.journal.is_some() || d.last_try.elapsed() < Duration::from_millis(JOURNAL_RETRY_MS) {
+            return;
+        }
+        d.last_try = Instant::now();
+        let j = match Journal::open_after_failure(&self.opts.journal, self.opts.journal_opts.clone())
+        {
+            Ok(j) => j,
+            Err(e) => {
+                if d.retries.is_power_of_two() {
+                    tracing::warn!(error = %e, retries = d.retries, "the journal still cannot be written");
+                }
+                d.retries += 1;
+                return;
+            }
+        };
+        let lost = std::mem::take(&mut d.lost);
+        // Gap records journaled before the failure but never made durable were discarded.
+        let durable = j.durable_seq();
+        self.pending_heals.retain(|&g| g <= durable);
+        self.journal = Some(j);
+        let gap = self.own(Op::Gap {
+            lost,
+            reason: GapReason::JournalFailed,
+        });
+        if let Some(seq) = self.append_gap(gap) {
+            tracing::info!(
+                lost,
+                gap_seq = seq,
+                "the journal can be written again; healing with a new base"
+            );
+        }
+    }
+
+    /// Journals a Gap record and waits for it to be durable before its heal is scheduled (a
+    /// gap that a failure discarded must not be healed by seq: its seq is given again).
+    fn append_gap(&mut self, gap: Event) -> Option<u64> {
+        let lost = match &gap.op {
+            Op::Gap { lost, .. } => *lost,
+            _ => 0,
+        };
+        self.append_untracked(vec![gap]);
+        let j = self.journal.as_mut()?;
+        let seq = j.next_seq() - 1;
+        match j.sync() {
+            Ok(_) => {
+                self.pending_heals.push(seq);
+                Some(seq)
+            }
+            Err(e) => {
+                self.failed(e, lost.max(1));
+                None
+            }
+        }
+    }
+
+    fn append(&mut self, evs: Vec<Event>) {
         if evs.is_empty() {
-            return Ok(());
+            return;
         }
         self.stats.records += evs.len() as u64;
         for ev in &evs {
@@ -563,9 +712,43 @@ impl Recorder {
         if self.first_touch.is_none() && (self.touched_all || !self.touched.is_empty()) {
             self.first_touch = Some(Instant::now());
         }
-        let seqs = self.journal.append(evs)?;
-        tracing::trace!(first_seq = seqs.start, last_seq = seqs.end - 1, "journaled");
-        Ok(())
+        self.journal_append(evs);
+    }
+
+    /// Appends to the journal, or counts the records as lost while it cannot be written.
+    fn journal_append(&mut self, evs: Vec<Event>) {
+        let n = evs.len() as u64;
+        let Some(j) = self.journal.as_mut() else {
+            if let Some(d) = &mut self.degraded {
+                d.lost += n;
+            }
+            self.stats.unjournaled_records += n;
+            return;
+        };
+        match j.append(evs) {
+            Ok(seqs) => {
+                tracing::trace!(first_seq = seqs.start, last_seq = seqs.end - 1, "journaled")
+            }
+            Err(e) => self.failed(e, n),
+        }
+    }
+
+    /// Hands what was written to the group commit when due (see [`Journal::maybe_sync`]).
+    fn maybe_sync(&mut self) {
+        if let Some(j) = self.journal.as_mut() {
+            if let Err(e) = j.maybe_sync() {
+                self.failed(e, 0);
+            }
+        }
+    }
+
+    /// Makes everything journaled so far durable.
+    fn sync(&mut self) {
+        if let Some(j) = self.journal.as_mut() {
+            if let Err(e) = j.sync() {
+                self.failed(e, 0);
+            }
+        }
     }
 
     fn own(&self, op: Op) -> Event {
@@ -650,25 +833,36 @@ impl Recorder {
             self.last_drops = drops;
             self.stats.lost_events += lost;
             tracing::warn!(lost, "kernel events were lost (ring buffer full); journaling a gap and a new base to heal it");
-            out.push(self.own(Op::Gap {
+            self.append(out);
+            let gap = self.own(Op::Gap {
                 lost,
                 reason: GapReason::RingFull,
-            }));
-            self.append(out)?;
-            self.pending_heals.push(self.journal.next_seq() - 1);
+            });
+            self.append_gap(gap);
         } else {
-            self.append(out)?;
+            self.append(out);
         }
-        if !self.pending_heals.is_empty() && !self.in_resync {
+        if !self.pending_heals.is_empty() && !self.in_resync && !self.journal_down() {
             let heals = std::mem::take(&mut self.pending_heals);
             self.base()?;
-            let evs = heals
-                .into_iter()
-                .map(|gap_seq| self.own(Op::GapHealed { gap_seq }))
-                .collect();
-            self.append(evs)?;
+            if self.journal_down() {
+                // The journal failed during the heal: heal these with the next one.
+                self.pending_heals = heals;
+            } else {
+                let evs = heals
+                    .into_iter()
+                    .map(|gap_seq| self.own(Op::GapHealed { gap_seq }))
+                    .collect();
+                self.append(evs);
+                if !self.journal_down() {
+                    if let Some(d) = self.degraded.take() {
+                        tracing::warn!(retries = d.retries, "the journal failure is healed: recording is complete again");
+                        self.stats.degraded = 0;
+                    }
+                }
+            }
         }
-        self.journal.maybe_sync()?;
+        self.maybe_sync();
         Ok(n)
     }
 
@@ -979,12 +1173,12 @@ impl Recorder {
     /// Something arrived from outside the root: journal a gap now (the replica cannot know its
     /// content from the records) and heal it with a base after this batch.
     fn moved_in(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
-        out.push(self.own(Op::Gap {
+        self.append(std::mem::take(out));
+        let gap = self.own(Op::Gap {
             lost: 0,
             reason: GapReason::MovedIn,
-        }));
-        self.append(std::mem::take(out))?;
-        self.pending_heals.push(self.journal.next_seq() - 1);
+        });
+        self.append_gap(gap);
         Ok(())
     }
 
@@ -1035,7 +1229,7 @@ impl Recorder {
     pub fn base(&mut self) -> anyhow::Result<u64> {
         let base_id = now_ns();
         let begin = self.own(Op::BaseBegin { base_id });
-        self.append(vec![begin])?;
+        self.append(vec![begin]);
         let root = self.opts.root.clone();
         let mut links: HashMap<(u64, u64), RelPath> = HashMap::new();
         let mut n = 0u64;
@@ -1058,14 +1252,18 @@ impl Recorder {
         })();
         self.base_active = false;
         n += walked?;
+        if self.journal_down() {
+            // Cut short: the next heal starts a new base.
+            self.base_walked = 0;
+            tracing::warn!(base_id, "base abandoned: the journal cannot be written");
+            return Ok(base_id);
+        }
         let end = self.own(Op::BaseEnd { base_id });
-        self.append(vec![end])?;
+        self.append(vec![end]);
         self.stats.bases += 1;
         self.stats.base_entries += n;
         self.base_walked = 0;
-        if let Ok(mut sh) = self.shared.lock() {
-            *sh = (self.stats.clone(), self.journal.durable_seq());
-        }
+        self.publish_stats();
         tracing::info!(base_id, entries = n, "base complete");
         Ok(base_id)
     }
@@ -1081,6 +1279,9 @@ impl Recorder {
         let mut stack = vec![p.to_path_buf()];
         let mut n = 0;
         while let Some(p) = stack.pop() {
+            if self.journal_down() {
+                break;
+            }
             self.pump_nested()?;
             stack.append(&mut self.walk_extra);
             let Some(rp) = rel(&root, &p) else { continue };
@@ -1103,7 +1304,7 @@ impl Recorder {
                         existing: first.clone(),
                         new: rp.clone(),
                     });
-                    self.append(vec![ev])?;
+                    self.append(vec![ev]);
                     continue;
                 }
                 links.insert((md.dev(), md.ino()), rp.clone());
@@ -1126,7 +1327,7 @@ impl Recorder {
                     stack.extend(kids.into_iter().rev());
                 }
             }
-            self.append(evs)?;
+            self.append(evs);
         }
         Ok(n)
     }
@@ -1227,15 +1428,20 @@ impl Recorder {
     /// Base first, then live events until `stop` is set; then a final drain and sync.
     pub fn run(&mut self, stop: &AtomicBool, base_requested: &AtomicBool) -> anyhow::Result<()> {
         self.base()?;
-        self.journal.sync()?;
+        self.sync();
         while !stop.load(Ordering::Relaxed) {
+            self.recover();
             if base_requested.swap(false, Ordering::Relaxed) {
-                self.base()?;
+                if self.journal_down() {
+                    tracing::warn!("base requested while the journal cannot be written: one follows when it can");
+                } else {
+                    self.base()?;
+                }
             }
             if self.prune_requested.swap(false, Ordering::Relaxed) {
                 self.prune_on_request();
             }
-            let mut wait = match self.journal.sync_deadline() {
+            let mut wait = match self.journal.as_ref().and_then(|j| j.sync_deadline()) {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => Duration::from_millis(IDLE_POLL_MS),
             };
@@ -1253,17 +1459,15 @@ impl Recorder {
             {
                 let mut out = Vec::new();
                 self.reread_mapped(&mut out);
-                self.append_untracked(out)?;
+                self.append_untracked(out);
             }
-            if let Ok(mut sh) = self.shared.lock() {
-                *sh = (self.stats.clone(), self.journal.durable_seq());
-            }
+            self.publish_stats();
             if let Some(first) = self.first_touch {
                 let quiet =
                     self.last_event.elapsed() >= Duration::from_millis(TIMES_SWEEP_QUIET_MS);
                 let overdue = first.elapsed() >= Duration::from_millis(TIMES_SWEEP_MAX_INTERVAL_MS);
                 if quiet || overdue {
-                    self.sweep_times()?;
+                    self.sweep_times();
                 }
             }
         }
@@ -1271,10 +1475,24 @@ impl Recorder {
         while self.pump(Duration::from_millis(10))? > 0 {}
         let mut out = Vec::new();
         self.reread_mapped(&mut out);
-        self.append_untracked(out)?;
-        self.sweep_times()?;
-        self.journal.sync()?;
+        self.append_untracked(out);
+        self.sweep_times();
+        self.sync();
+        if let Some(d) = &self.degraded {
+            anyhow::bail!(
+                "stopped while the journal {} could not be written: {} records were not journaled; the next start begins with a base, which covers them",
+                self.opts.journal.display(),
+                d.lost
+            );
+        }
         Ok(())
+    }
+
+    /// Refreshes the copy of the statistics the metrics endpoint reads.
+    fn publish_stats(&self) {
+        if let Ok(mut sh) = self.shared.lock() {
+            *sh = (self.stats.clone(), self.durable_seq());
+        }
     }
 
     /// Executes a prune request left by `foxing-journal prune` (which planned it: base- and
@@ -1286,7 +1504,12 @@ impl Recorder {
             .map_err(|e| e.to_string())
             .and_then(|t| t.trim().parse::<u64>().map_err(|e| e.to_string()))
         {
-            Ok(keep_from) => match self.journal.prune_before(keep_from) {
+            Ok(keep_from) => match self
+                .journal
+                .as_mut()
+                .ok_or_else(|| "the journal cannot be written now (full disk?)".to_string())
+                .and_then(|j| j.prune_before(keep_from).map_err(|e| e.to_string()))
+            {
                 Ok(removed) => {
                     tracing::info!(keep_from, segments = removed.len(), "pruned on request");
                     format!(
@@ -1312,7 +1535,7 @@ impl Recorder {
     /// the sweep is touched again and swept next time, so once the source is quiet the replica's
     /// mtimes equal the source's (guarantee 1). Directories' times need this too: creating or
     /// removing entries moves them.
-    pub fn sweep_times(&mut self) -> anyhow::Result<()> {
+    pub fn sweep_times(&mut self) {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::MetadataExt;
         let root = self.opts.root.clone();
@@ -1349,19 +1572,18 @@ impl Recorder {
                 mtime_ns: Some(md.mtime() * 1_000_000_000 + md.mtime_nsec()),
             }));
         }
-        self.append_untracked(out)
+        self.append_untracked(out);
     }
 
     /// Journals the recorder's own follow-up records (times, mapped pages) without noting
     /// their paths for the next times sweep (they would sweep themselves forever).
-    fn append_untracked(&mut self, out: Vec<Event>) -> anyhow::Result<()> {
+    fn append_untracked(&mut self, out: Vec<Event>) {
         if out.is_empty() {
-            return Ok(());
+            return;
         }
         self.stats.records += out.len() as u64;
-        self.journal.append(out)?;
-        self.journal.maybe_sync()?;
-        Ok(())
+        self.journal_append(out);
+        self.maybe_sync();
     }
 }
 

@@ -63,6 +63,8 @@ pub struct Recovery {
     pub cut_at: Option<(PathBuf, u64)>,
     /// Segment files removed (a prune interrupted by a crash, an empty torn new segment).
     pub segments_removed: u64,
+    /// Bytes of frames past the durable point discarded by [`Journal::open_after_failure`].
+    pub discarded_bytes: u64,
 }
 
 pub struct Journal {
@@ -87,7 +89,20 @@ impl Journal {
     /// Opens (creating if needed) the journal in `dir` for writing, recovering from a crash:
     /// frames past the index are re-indexed, a torn tail is cut, and the result is made durable.
     pub fn open(dir: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
-        let layout = Layout::new(dir.as_ref());
+        Self::open_inner(dir.as_ref(), opts, true)
+    }
+
+    /// Opens the journal again after a write or group commit failed (a full disk, an I/O
+    /// error): frames past the last durable seq are discarded instead of being re-indexed.
+    /// After a failed fsync the kernel may have dropped their pages while they still read back
+    /// from the page cache, so they cannot be trusted; they were never indexed, hence never
+    /// shipped or acknowledged. Their seqs are given again to the next records.
+    pub fn open_after_failure(dir: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
+        Self::open_inner(dir.as_ref(), opts, false)
+    }
+
+    fn open_inner(dir: &Path, opts: JournalOptions, keep_undurable: bool) -> Result<Journal> {
+        let layout = Layout::new(dir);
         std::fs::create_dir_all(&layout.segments).ctx("create directory", &layout.segments)?;
         let lock = OpenOptions::new()
             .create(true)
@@ -134,6 +149,11 @@ impl Journal {
             let (_, p) = segments.remove(0);
             std::fs::remove_file(&p).ctx("remove pruned segment", &p)?;
             recovery.segments_removed += 1;
+        }
+        if !keep_undurable {
+            let (bytes, removed) = discard_undurable(&layout, &mut segments, meta.durable_seq)?;
+            recovery.discarded_bytes = bytes;
+            recovery.segments_removed += removed;
         }
 
         let last_indexed = {
@@ -754,9 +774,52 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         if let Err(e) = self.sync() {
-            tracing::error!(journal = %self.layout.dir.display(), error = %e, "final journal sync failed");
+            tracing::error!(journal = %self.layout.dir.display(), error = %crate::error::chain(&e), "final journal sync failed");
         }
     }
+}
+
+/// Cuts every frame holding seqs past `durable_seq` (see [`Journal::open_after_failure`]):
+/// whole segments that start past it are removed, the one holding the durable point is
+/// truncated after it. Returns the bytes cut and the segments removed.
+fn discard_undurable(
+    layout: &Layout,
+    segments: &mut Vec<(u64, PathBuf)>,
+    durable_seq: u64,
+) -> Result<(u64, u64)> {
+    let (mut bytes, mut removed) = (0u64, 0u64);
+    while let Some((first, p)) = segments.last() {
+        if *first <= durable_seq {
+            break;
+        }
+        bytes += std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        std::fs::remove_file(p).ctx("remove undurable segment", p)?;
+        removed += 1;
+        segments.pop();
+    }
+    if removed > 0 {
+        fsync_dir(&layout.segments)?;
+    }
+    if let Some((first, p)) = segments.last() {
+        let data = std::fs::read(p).ctx("read segment", p)?;
+        if data.len() > SEGMENT_HEADER_LEN {
+            let scan = scan_frames(&data[SEGMENT_HEADER_LEN..], SEGMENT_HEADER_LEN as u64, *first);
+            if let Some(f) = scan.frames.iter().find(|f| f.header.first_seq > durable_seq) {
+                let f2 = OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .ctx("open segment", p)?;
+                f2.set_len(f.offset).ctx("discard undurable frames of", p)?;
+                f2.sync_all().ctx("fsync", p)?;
+                bytes += data.len() as u64 - f.offset;
+            }
+        }
+    }
+    if bytes > 0 {
+        tracing::warn!(journal = %layout.dir.display(), durable_seq, bytes, segments = removed,
+            "discarded records past the durable point after a failed write");
+    }
+    Ok((bytes, removed))
 }
 
 fn create_segment(layout: &Layout, first_seq: u64) -> Result<PathBuf> {

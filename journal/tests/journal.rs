@@ -412,3 +412,49 @@ fn an_empty_archive_adopts_its_source_identity_and_start_seq() {
     assert_eq!(all_records(dst.path()), expected(41, 60));
     assert!(verify(dst.path()).unwrap().ok());
 }
+
+/// After a failed write or commit (a full disk), the journal is opened again without what was
+/// not durable: those pages may never reach the disk, and they were never indexed (so never
+/// shipped). Their seqs go to the next records.
+#[test]
+fn open_after_failure_discards_what_was_not_durable_and_appends_continue() {
+    let d = tempfile::tempdir().unwrap();
+    let failed = tempfile::tempdir().unwrap();
+    let slow = JournalOptions {
+        fsync_window: Duration::from_secs(3600),
+        segment_size_bytes: 64 << 20,
+        ..opts()
+    };
+    {
+        let mut j = Journal::open(d.path(), slow.clone()).unwrap();
+        j.append((1..=50).map(ev).collect()).unwrap();
+        j.sync().unwrap();
+        j.append((51..=80).map(ev).collect()).unwrap(); // written, not durable
+        snapshot(d.path(), failed.path());
+    }
+    // A segment created past the durable point (a rotation the failure cut short) goes too.
+    let layout = Layout::new(failed.path());
+    let stray = layout
+        .segments
+        .join(foxing_journal::segment::segment_file_name(81));
+    std::fs::write(&stray, b"FOXSEG").unwrap();
+
+    let mut j = Journal::open_after_failure(failed.path(), slow).unwrap();
+    assert!(j.recovery().discarded_bytes > 0, "{:?}", j.recovery());
+    assert_eq!(j.recovery().frames_reindexed, 0);
+    assert_eq!(j.next_seq(), 51, "the undurable frames are gone");
+    assert!(!stray.exists());
+    let fresh = |i: u64| Event {
+        time_ns: 9_000 + i,
+        ..ev(i)
+    };
+    j.append((51..=60).map(fresh).collect()).unwrap();
+    j.sync().unwrap();
+    drop(j);
+    let recs = all_records(failed.path());
+    assert_eq!(recs.len(), 60);
+    assert_eq!(recs[..50], expected(1, 50)[..]);
+    let want: Vec<Record> = (51..=60).map(|s| fresh(s).with_seq(s)).collect();
+    assert_eq!(recs[50..], want[..], "seqs 51.. hold the records appended after the failure");
+    assert!(verify(failed.path()).unwrap().ok());
+}

@@ -209,6 +209,9 @@ pub enum GapReason {
     /// Something arrived from outside the root (rename or link into it): its content is read by
     /// the heal that follows.
     MovedIn,
+    /// The journal could not be written (full disk, I/O error): the recorder counted what it
+    /// could not journal and heals it with the base that follows.
+    JournalFailed,
 }
 
 /// What a record does. Variant order is part of the on-disk format.

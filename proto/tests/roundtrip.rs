@@ -75,6 +75,7 @@ fn gap_reason() -> impl Strategy<Value = GapReason> {
         Just(GapReason::RecorderDown),
         Just(GapReason::ConcurrentWriters),
         Just(GapReason::MovedIn),
+        Just(GapReason::JournalFailed),
     ]
 }
 

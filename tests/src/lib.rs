@@ -358,3 +358,87 @@ pub fn start_recorder(root: &Path, jdir: &Path, log: &Path, extra: &[&str]) -> P
     }
     p
 }
+
+/// A small ext4 filesystem on a loop-mounted image, for faults that need a real full disk;
+/// unmounted (and its image removed) on drop. Needs root.
+pub struct LoopExt4 {
+    pub dir: std::path::PathBuf,
+    image: std::path::PathBuf,
+}
+
+impl LoopExt4 {
+    /// Makes a `size_mib` image next to `dir` and mounts it on `dir`.
+    pub fn mount(dir: &Path, size_mib: u64) -> LoopExt4 {
+        let image = dir.with_extension("img");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(size_mib << 20))
+            .unwrap();
+        let run = |c: &mut std::process::Command| {
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // No journal of its own, no reserved blocks: a small disk that really fills.
+        run(std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-O", "^has_journal", "-m", "0"])
+            .arg(&image));
+        run(std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(dir));
+        LoopExt4 {
+            dir: dir.to_path_buf(),
+            image,
+        }
+    }
+
+    /// Fills the filesystem with `name` until ENOSPC: blocks are allocated for real
+    /// (fallocate, largest pieces first), so no delayed-allocation reservation is given back
+    /// later. Returns the bytes taken.
+    pub fn fill(&self, name: &str) -> u64 {
+        let f = std::fs::File::create(self.dir.join(name)).unwrap();
+        let mut n = 0u64;
+        let mut piece = 1u64 << 30;
+        while piece >= 4096 {
+            match rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), n, piece) {
+                Ok(()) => n += piece,
+                Err(_) => piece /= 2,
+            }
+        }
+        f.sync_all().unwrap();
+        n
+    }
+
+    /// Fills the filesystem but for about `free_bytes`.
+    pub fn fill_leaving(&self, name: &str, free_bytes: u64) -> u64 {
+        let n = self.fill(name);
+        let keep = n.saturating_sub(free_bytes);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join(name))
+            .unwrap();
+        f.set_len(keep).unwrap();
+        f.sync_all().unwrap();
+        keep
+    }
+
+    /// Frees what [`LoopExt4::fill`] took.
+    pub fn free(&self, name: &str) {
+        std::fs::remove_file(self.dir.join(name)).unwrap();
+        rustix::fs::sync();
+    }
+}
+
+impl Drop for LoopExt4 {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}

@@ -566,3 +566,99 @@ fn mmap_round(d: tempfile::TempDir) {
         .count();
     assert!(msyncs > 0, "msync must be a restore point");
 }
+
+/// Issue 9, full disks: the journal's filesystem (a small loop-mounted ext4) fills up while
+/// the source keeps changing. The recorder neither dies nor blocks the source's writers: it
+/// goes degraded (logged, counted, metric), keeps draining the ring, and when space returns
+/// journals a gap for what it could not journal and heals it with a base. The replica built
+/// from the journal converges, and the journal verifies clean.
+#[test]
+fn a_full_journal_disk_never_stops_the_recorder_and_heals_when_space_returns() {
+    if !require_bpf() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    seed_tree(&src);
+    let disk = foxing_tests::LoopExt4::mount(&d.path().join("jdisk"), 128);
+    let jdir = disk.dir.join("journal");
+    let opts = RecorderOptions {
+        root: src.clone(),
+        journal: jdir.clone(),
+        journal_opts: JournalOptions::default(),
+        payload_cap_bytes: 64 * 1024,
+        ring_size_bytes: foxing_probes::DEFAULT_RING_SIZE_BYTES,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut rec = Recorder::start(opts).unwrap();
+    let shared = rec.shared.clone();
+    let st = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let never = AtomicBool::new(false);
+        let r = rec.run(&st, &never);
+        (r.map_err(|e| format!("{e:#}")), rec.stats.clone())
+    });
+    let stats = || shared.lock().unwrap().0.clone();
+    let wait_for = |what: &str, secs: u64, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(!handle.is_finished(), "the recorder stopped while {what}");
+            assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("taking the first base", 30, &|| stats().bases >= 1);
+    let workload = |seed: &str, mode: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_workload"));
+        c.arg(&src).args([seed, "1500"]);
+        if let Some(m) = mode {
+            c.arg(m).arg(d.path().join("outside"));
+        }
+        let t = Instant::now();
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t.elapsed()
+    };
+    let filled = disk.fill("filler");
+    assert!(filled > 10 << 20, "filled {filled} bytes");
+    let took = workload("31", None) + workload("32", Some("ns"));
+    assert!(
+        took < Duration::from_secs(20),
+        "the source's writers must not wait for a full journal: {took:?}"
+    );
+    wait_for("noticing the full disk", 20, &|| stats().degraded == 1);
+    let during = stats();
+    assert!(during.journal_failures >= 1, "{during:?}");
+    // Still full: more changes are counted, not journaled.
+    workload("33", None);
+    assert_eq!(stats().degraded, 1);
+
+    disk.free("filler");
+    wait_for("healing with a base", 60, &|| stats().degraded == 0);
+    assert!(stats().bases > during.bases, "{:?}", stats());
+    workload("34", Some("ns"));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (res, end) = handle.join().unwrap();
+    res.unwrap();
+    assert!(end.unjournaled_records > 0, "{end:?}");
+    let r = JournalReader::open(&jdir).unwrap();
+    let gaps = r.gaps().unwrap();
+    assert!(
+        gaps.iter().any(|g| foxing_journal::index::gap_reason_name(g.reason) == "journal_failed"),
+        "the failure is journaled as a gap: {gaps:?}"
+    );
+    assert!(gaps.iter().all(|g| g.healed_seq.is_some()), "{gaps:?}");
+    drop(r);
+    let v = foxing_journal::verify::verify(&jdir).unwrap();
+    assert!(v.ok(), "{:?}", v.damage);
+    apply_and_compare(&src, &jdir, d.path());
+}

@@ -972,7 +972,19 @@ fn incompressible_journal(jdir: &Path, mib: u64) -> u64 {
     let mut j =
         foxing_journal::Journal::open(jdir, foxing_journal::JournalOptions::default()).unwrap();
     let mut rng = fastrand::Rng::with_seed(7);
-    let mut batch = Vec::new();
+    // Eight files, created first so that a replica's tree holds the bytes too.
+    let mut batch: Vec<foxing_proto::Event> = (0..8)
+        .map(|i| foxing_proto::Event {
+            time_ns: foxing_proto::time::now_ns(),
+            writer: Default::default(),
+            op: foxing_proto::Op::Create {
+                path: foxing_proto::RelPath::new(format!("f{i}")),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        })
+        .collect();
     for i in 0..mib * 16 {
         let mut data = vec![0u8; 64 << 10];
         rng.fill(&mut data);
@@ -985,7 +997,7 @@ fn incompressible_journal(jdir: &Path, mib: u64) -> u64 {
                 data,
             },
         });
-        if batch.len() == 16 {
+        if batch.len() >= 16 {
             j.append(std::mem::take(&mut batch)).unwrap();
         }
     }
@@ -1221,4 +1233,143 @@ fn promotion_drill_from_operations_md_works() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn wait_log(log: &Path, needle: &str, secs: u64, alive: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        assert!(alive.running(), "{} exited: {text}", alive.name);
+        assert!(Instant::now() < deadline, "no {needle:?} within {secs} s: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn logged(log: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap()
+        .into()
+}
+
+/// Issue 9, full disks on the replica. The replica root's filesystem (a small loop-mounted
+/// ext4) fills up while a following applier applies a 24 MiB journal: it stalls with a clear
+/// message, stays up, and resumes by itself when space is freed; the tree then equals a
+/// reference apply of the same journal.
+#[test]
+fn a_full_replica_root_stalls_the_applier_which_resumes_when_space_returns() {
+    let d = tempfile::tempdir().unwrap();
+    let jdir = d.path().join("journal");
+    incompressible_journal(&jdir, 24);
+    let reference = d.path().join("reference");
+    run_ok(
+        Command::new(workspace_bin("foxing-applier"))
+            .arg("--root")
+            .arg(&reference)
+            .arg("--state")
+            .arg(d.path().join("ref-state"))
+            .arg("--journal")
+            .arg(&jdir),
+        "reference apply",
+    );
+    assert!(tree(&reference).len() >= 8, "the reference holds the files");
+    let disk = foxing_tests::LoopExt4::mount(&d.path().join("rdisk"), 64);
+    disk.fill_leaving("filler", 8 << 20);
+    let root = disk.dir.join("root");
+    let log = d.path().join("applier.log");
+    let mut app = Proc::spawn(
+        "applier",
+        Command::new(workspace_bin("foxing-applier"))
+            .arg("--root")
+            .arg(&root)
+            .arg("--state")
+            .arg(d.path().join("state"))
+            .arg("--journal")
+            .arg(&jdir)
+            .arg("--follow")
+            .stdout(Stdio::null())
+            .stderr(logged(&log)),
+    );
+    wait_log(&log, "the replica's filesystem is full", 60, &mut app);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("No space left on device"), "{text}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(app.running(), "the applier must wait, not exit");
+    disk.free("filler");
+    wait_log(&log, "applying resumed", 30, &mut app);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !diff(&tree(&reference), &tree(&root)).is_empty() {
+        assert!(Instant::now() < deadline, "the replica did not converge");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let st = app.terminate(Duration::from_secs(10)).expect("applier stops");
+    assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap());
+}
+
+/// Issue 9, full disks on the replica's archive: `--connect` with the state directory (and so
+/// the archive) on a small filesystem that fills. Replication stalls with a clear message,
+/// nothing unarchived is acknowledged, and it resumes by itself when space is freed: the
+/// archive then holds the source's frames byte for byte and the tree equals the reference.
+#[test]
+fn a_full_replica_archive_stalls_replication_which_resumes_when_space_returns() {
+    let d = tempfile::tempdir().unwrap();
+    let jdir = d.path().join("journal");
+    incompressible_journal(&jdir, 24);
+    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1"]);
+    let port = free_udp_port();
+    let _ship = shipper(
+        &jdir,
+        port,
+        &certs,
+        "source",
+        &d.path().join("shipper.log"),
+        None,
+    );
+    let disk = foxing_tests::LoopExt4::mount(&d.path().join("sdisk"), 64);
+    disk.fill_leaving("filler", 8 << 20);
+    let r = Replica {
+        certs: &certs,
+        name: "replica1",
+        root: d.path().join("root"),
+        state: disk.dir.join("state"),
+    };
+    let log = d.path().join("applier.log");
+    let mut app = Proc::spawn(
+        "applier",
+        r.command(port, true)
+            .stdout(Stdio::null())
+            .stderr(logged(&log)),
+    );
+    wait_log(&log, "cannot write the replica archive", 60, &mut app);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(app.running(), "the applier must wait, not exit");
+    assert!(durable(&r.archive()) < durable(&jdir));
+    disk.free("filler");
+    wait_log(&log, "replication resumes", 30, &mut app);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while durable(&r.archive()) < durable(&jdir) {
+        assert!(Instant::now() < deadline, "the archive did not catch up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = app.terminate(Duration::from_secs(10)).expect("applier stops");
+    assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert_same_frames(&jdir, &r.archive());
+    let reference = d.path().join("reference");
+    run_ok(
+        Command::new(workspace_bin("foxing-applier"))
+            .arg("--root")
+            .arg(&reference)
+            .arg("--state")
+            .arg(d.path().join("ref-state"))
+            .arg("--journal")
+            .arg(&jdir),
+        "reference apply",
+    );
+    assert!(tree(&reference).len() >= 8, "the reference holds the files");
+    assert_eq!(diff(&tree(&reference), &tree(&r.root)), Vec::<String>::new());
 }

@@ -597,6 +597,7 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
     let status = handle.status.clone();
     let mut src = NetSource::new(&archive_dir, &handle.frames, &status)
         .with_context(|| format!("cannot read the archive {}", archive_dir.display()))?;
+    engine.stalled = status.apply_stalled.clone();
     let res = loop {
         let r = engine.run(&mut src, stop_seq, true, |seq, time_ns| {
             status.applied_seq.store(seq, Ordering::Relaxed);

@@ -689,7 +689,7 @@ fn record(
     let res = rec.run(&stop, &base);
     let _ = std::fs::remove_file(pid_file(&journal));
     res?;
-    let durable = rec.journal().durable_seq();
+    let durable = rec.durable_seq();
     if as_json {
         println!(
             "{}",
