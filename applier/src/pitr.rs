@@ -85,9 +85,51 @@ pub fn plan(
     })
 }
 
+/// After the source's clock stepped back, a target time can occur again later in the journal.
+/// `--until T` resolves to its first occurrence (the longest prefix whose times are all at or
+/// before T); this returns the last restore point after `cut_seq` whose own time is at or
+/// before `t`, reachable with `--until seq:N`, so that the report can say so.
+pub fn later_occurrence(points: &[RestorePoint], cut_seq: u64, t: u64) -> Option<RestorePoint> {
+    points
+        .iter()
+        .rev()
+        .find(|p| p.seq > cut_seq && p.time_ns <= t)
+        .copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_the_clock_went_back_over_is_reported_as_occurring_again() {
+        // Times 10..50 at seqs 1..5, then the clock goes back: 20, 30 at seqs 6, 7; then 60.
+        let times = [10, 20, 30, 40, 50, 20, 30, 60];
+        let points: Vec<RestorePoint> = times
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| RestorePoint {
+                seq: i as u64 + 1,
+                time_ns: t,
+                kind: "sync",
+            })
+            .collect();
+        // T = 35: the prefix ends at seq 3 (time 30); seq 7 (time 30) is the later occurrence.
+        assert_eq!(later_occurrence(&points, 3, 35).map(|p| p.seq), Some(7));
+        // T = 55: nothing after seq 5 is at or before 55 but seqs 6, 7; the latest is 7.
+        assert_eq!(later_occurrence(&points, 5, 55).map(|p| p.seq), Some(7));
+        // T = 60: the prefix is the whole journal.
+        assert_eq!(later_occurrence(&points, 8, 60), None);
+        // A monotone clock never reports one.
+        let mono: Vec<RestorePoint> = (1..=8)
+            .map(|s| RestorePoint {
+                seq: s,
+                time_ns: s * 10,
+                kind: "sync",
+            })
+            .collect();
+        assert!((0..=80).all(|t| later_occurrence(&mono, t / 10, t).is_none()));
+    }
 
     fn base(id: u64, b: u64, e: u64) -> BaseInfo {
         BaseInfo {

@@ -280,8 +280,11 @@ impl<'a> Engine<'a> {
                     if let Some(t) = since {
                         self.stalled.store(false, Ordering::Relaxed);
                         if res.is_ok() {
-                            tracing::warn!(seq = r.seq, stalled_ms = t.elapsed().as_millis() as u64,
-                                "the replica's filesystem has room again: applying resumed");
+                            tracing::warn!(
+                                seq = r.seq,
+                                stalled_ms = t.elapsed().as_millis() as u64,
+                                "the replica's filesystem has room again: applying resumed"
+                            );
                         }
                     }
                     return res;

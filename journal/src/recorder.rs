@@ -74,6 +74,8 @@ pub struct RecorderStats {
     pub unjournaled_records: u64,
     /// 1 while the journal cannot be written.
     pub degraded: u64,
+    /// Steps of the wall clock seen while recording (record times follow them).
+    pub clock_steps: u64,
 }
 
 impl RecorderStats {
@@ -177,6 +179,14 @@ impl RecorderStats {
             "1 while the journal cannot be written: changes are counted, not journaled.",
             &l,
             self.degraded,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_clock_steps_total",
+            "counter",
+            "Steps of the wall clock seen while recording (record times follow the wall clock).",
+            &l,
+            self.clock_steps,
         );
         metric(
             &mut o,
@@ -637,12 +647,15 @@ impl Recorder {
     /// (durably) a Gap covering what was not journaled and schedules the heal (a base).
     fn recover(&mut self) {
         let Some(d) = &mut self.degraded else { return };
-        if self.journal.is_some() || d.last_try.elapsed() < Duration::from_millis(JOURNAL_RETRY_MS) {
+        if self.journal.is_some() || d.last_try.elapsed() < Duration::from_millis(JOURNAL_RETRY_MS)
+        {
             return;
         }
         d.last_try = Instant::now();
-        let j = match Journal::open_after_failure(&self.opts.journal, self.opts.journal_opts.clone())
-        {
+        let j = match Journal::open_after_failure(
+            &self.opts.journal,
+            self.opts.journal_opts.clone(),
+        ) {
             Ok(j) => j,
             Err(e) => {
                 if d.retries.is_power_of_two() {
@@ -764,6 +777,13 @@ impl Recorder {
         let mut evs = std::mem::take(&mut self.events);
         evs.clear();
         self.probes.poll(timeout, EVENTS_PER_BATCH, &mut evs)?;
+        if let Some(step) = self.probes.follow_wall_clock() {
+            self.stats.clock_steps += 1;
+            tracing::warn!(
+                step_ms = (step / 1_000_000) as i64,
+                "the wall clock stepped: record times follow it; a time the clock went back over occurs twice in the journal and --until resolves it to its first occurrence (seq:N reaches the second)"
+            );
+        }
         let n = evs.len();
         let mut out = Vec::with_capacity(n);
         let mut lost = 0u64;
@@ -856,7 +876,10 @@ impl Recorder {
                 self.append(evs);
                 if !self.journal_down() {
                     if let Some(d) = self.degraded.take() {
-                        tracing::warn!(retries = d.retries, "the journal failure is healed: recording is complete again");
+                        tracing::warn!(
+                            retries = d.retries,
+                            "the journal failure is healed: recording is complete again"
+                        );
                         self.stats.degraded = 0;
                     }
                 }

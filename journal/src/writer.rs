@@ -803,8 +803,16 @@ fn discard_undurable(
     if let Some((first, p)) = segments.last() {
         let data = std::fs::read(p).ctx("read segment", p)?;
         if data.len() > SEGMENT_HEADER_LEN {
-            let scan = scan_frames(&data[SEGMENT_HEADER_LEN..], SEGMENT_HEADER_LEN as u64, *first);
-            if let Some(f) = scan.frames.iter().find(|f| f.header.first_seq > durable_seq) {
+            let scan = scan_frames(
+                &data[SEGMENT_HEADER_LEN..],
+                SEGMENT_HEADER_LEN as u64,
+                *first,
+            );
+            if let Some(f) = scan
+                .frames
+                .iter()
+                .find(|f| f.header.first_seq > durable_seq)
+            {
                 let f2 = OpenOptions::new()
                     .write(true)
                     .open(p)

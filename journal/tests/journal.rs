@@ -455,6 +455,10 @@ fn open_after_failure_discards_what_was_not_durable_and_appends_continue() {
     assert_eq!(recs.len(), 60);
     assert_eq!(recs[..50], expected(1, 50)[..]);
     let want: Vec<Record> = (51..=60).map(|s| fresh(s).with_seq(s)).collect();
-    assert_eq!(recs[50..], want[..], "seqs 51.. hold the records appended after the failure");
+    assert_eq!(
+        recs[50..],
+        want[..],
+        "seqs 51.. hold the records appended after the failure"
+    );
     assert!(verify(failed.path()).unwrap().ok());
 }

@@ -214,6 +214,10 @@ pub fn kernel_dev(st_dev: u64) -> u64 {
     (major << 20) | minor
 }
 
+/// A change of the wall clock's offset to the boot clock above this is a step (settimeofday,
+/// an NTP step); both clocks are slewed alike, so anything smaller is reading jitter.
+pub const CLOCK_STEP_MIN_NS: i128 = 10_000_000;
+
 fn boot_to_wall_ns() -> i128 {
     let ts = |c| {
         let t = rustix::time::clock_gettime(c);
@@ -339,6 +343,20 @@ impl Probes {
             source,
         })?;
         Ok(v.iter().sum())
+    }
+
+    /// Follows steps of the wall clock: re-reads its offset to the boot clock and returns the
+    /// step (ns, negative when the clock went back) if it moved by more than CLOCK_STEP_MIN_NS.
+    /// Event times then follow the stepped wall clock, as the recorder's own records do.
+    pub fn follow_wall_clock(&mut self) -> Option<i128> {
+        let now = boot_to_wall_ns();
+        let step = now - self.boot_to_wall_ns;
+        if step.abs() > CLOCK_STEP_MIN_NS {
+            self.boot_to_wall_ns = now;
+            Some(step)
+        } else {
+            None
+        }
     }
 
     /// Wall-clock ns of an event's boot-time stamp.

@@ -52,6 +52,16 @@ impl std::str::FromStr for Point {
     }
 }
 
+impl std::fmt::Display for Point {
+    /// As the command line takes it: `seq:N`, or RFC 3339 with nanoseconds.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Point::Seq(s) => write!(f, "seq:{s}"),
+            Point::TimeNs(t) => f.write_str(&fmt_time_ns(*t)),
+        }
+    }
+}
+
 /// Formats ns since the epoch as RFC 3339 with nanoseconds, in UTC.
 pub fn fmt_time_ns(ns: u64) -> String {
     humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()

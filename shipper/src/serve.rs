@@ -349,7 +349,7 @@ fn store_acks(acks: &ReplicaAcks, metrics: &Metrics) {
                 }
             }
             Err(e) => {
-                tracing::warn!(replica = %name, error = %e, "cannot store the replica's acknowledged seq; prune may remove what it still needs")
+                tracing::warn!(replica = %name, error = %e, "cannot store the replica's acknowledged seq (retried); until then prune honours the older one, keeping more")
             }
         }
     }

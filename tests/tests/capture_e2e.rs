@@ -653,7 +653,8 @@ fn a_full_journal_disk_never_stops_the_recorder_and_heals_when_space_returns() {
     let r = JournalReader::open(&jdir).unwrap();
     let gaps = r.gaps().unwrap();
     assert!(
-        gaps.iter().any(|g| foxing_journal::index::gap_reason_name(g.reason) == "journal_failed"),
+        gaps.iter()
+            .any(|g| foxing_journal::index::gap_reason_name(g.reason) == "journal_failed"),
         "the failure is journaled as a gap: {gaps:?}"
     );
     assert!(gaps.iter().all(|g| g.healed_seq.is_some()), "{gaps:?}");

@@ -1243,7 +1243,10 @@ fn wait_log(log: &Path, needle: &str, secs: u64, alive: &mut Proc) {
             return;
         }
         assert!(alive.running(), "{} exited: {text}", alive.name);
-        assert!(Instant::now() < deadline, "no {needle:?} within {secs} s: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} within {secs} s: {text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -1307,7 +1310,9 @@ fn a_full_replica_root_stalls_the_applier_which_resumes_when_space_returns() {
         assert!(Instant::now() < deadline, "the replica did not converge");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let st = app.terminate(Duration::from_secs(10)).expect("applier stops");
+    let st = app
+        .terminate(Duration::from_secs(10))
+        .expect("applier stops");
     assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap());
 }
 
@@ -1356,7 +1361,9 @@ fn a_full_replica_archive_stalls_replication_which_resumes_when_space_returns() 
         assert!(Instant::now() < deadline, "the archive did not catch up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let st = app.terminate(Duration::from_secs(10)).expect("applier stops");
+    let st = app
+        .terminate(Duration::from_secs(10))
+        .expect("applier stops");
     assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap());
     assert_same_frames(&jdir, &r.archive());
     let reference = d.path().join("reference");
@@ -1371,5 +1378,8 @@ fn a_full_replica_archive_stalls_replication_which_resumes_when_space_returns() 
         "reference apply",
     );
     assert!(tree(&reference).len() >= 8, "the reference holds the files");
-    assert_eq!(diff(&tree(&reference), &tree(&r.root)), Vec::<String>::new());
+    assert_eq!(
+        diff(&tree(&reference), &tree(&r.root)),
+        Vec::<String>::new()
+    );
 }

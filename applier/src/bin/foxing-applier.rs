@@ -248,6 +248,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
     let bases = reader.bases()?;
     let mut plan = None;
+    // A later restore point at or before the target time (the source's clock went back).
+    let mut repeats: Option<RestorePoint> = None;
     let stop_seq = match cli.until {
         None if cli.follow => u64::MAX,
         None => meta.durable_seq,
@@ -292,8 +294,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             points.sort_by_key(|p| p.seq);
+            if let Point::TimeNs(t) = target {
+                repeats = pitr::later_occurrence(&points, cut_seq, t);
+            }
             let p = pitr::plan(&bases, &points, cut_seq, cut_time, cli.at_any_record)
-                .map_err(|e| anyhow::anyhow!("cannot restore to {target:?}: {e}"))?;
+                .map_err(|e| match &repeats {
+                    Some(r) => anyhow::anyhow!(
+                        "cannot restore to {target}: {e}; but the source's clock went back and this time occurs again later: the last restore point at or before it there is seq {} at {}: restore it with --until seq:{}",
+                        r.seq,
+                        fmt_time_ns(r.time_ns),
+                        r.seq
+                    ),
+                    None => anyhow::anyhow!("cannot restore to {target}: {e}"),
+                })?;
             plan = Some(p);
             plan.as_ref().map(|p| p.stop.seq).unwrap_or(0)
         }
@@ -386,6 +399,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "reached": point_json(&p.stop),
                 "nearest_before": p.before.as_ref().map(point_json),
                 "nearest_after": p.after.as_ref().map(point_json),
+                "time_occurs_again_at": repeats.as_ref().map(point_json),
             })),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -426,6 +440,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     a.kind
                 ),
                 None => println!("nearest point after:  none yet"),
+            }
+            if let Some(r) = &repeats {
+                println!(
+                    "note: the source's clock went back: the target time occurs again later; the last restore point at or before it there is seq {} at {} ({}): reach it with --until seq:{}",
+                    r.seq,
+                    fmt_time_ns(r.time_ns),
+                    r.kind,
+                    r.seq
+                );
             }
         }
         if stats.ownership_skipped > 0 {
