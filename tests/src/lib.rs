@@ -442,3 +442,175 @@ impl Drop for LoopExt4 {
         let _ = std::fs::remove_file(&self.image);
     }
 }
+
+/// Waits until `ok()` holds, checking every 10 ms; an error naming `what` after `timeout`.
+pub fn wait_until(
+    what: &str,
+    timeout: std::time::Duration,
+    mut ok: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ok() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// The whole pipeline on one machine, for benchmarks: `foxing-journal record` of `src` ->
+/// journal -> `foxing-shipper serve` -> QUIC + mTLS on loopback -> `foxing-applier --connect
+/// --follow` into `replica`. Binaries are taken from `bin_dir`; logs go to `work`.
+pub struct FoxingStack {
+    pub recorder: Proc,
+    pub shipper: Proc,
+    pub applier: Proc,
+    /// The shipper's Prometheus endpoint (127.0.0.1).
+    pub shipper_metrics_port: u16,
+}
+
+impl FoxingStack {
+    pub fn start(
+        bin_dir: &Path,
+        work: &Path,
+        src: &Path,
+        replica: &Path,
+    ) -> anyhow::Result<FoxingStack> {
+        use std::process::{Command, Stdio};
+        let jdir = work.join("journal");
+        let certs = work.join("certs");
+        std::fs::create_dir_all(work)?;
+        let names = ["source".to_string(), "replica1".to_string()];
+        foxing_shipper::certs::make_certs(&certs, &names, 2)?;
+        let log = |n: &str| std::fs::File::create(work.join(n));
+        let recorder = Proc::spawn(
+            "recorder",
+            Command::new(bin_dir.join("foxing-journal"))
+                .args(["record", "--root"])
+                .arg(src)
+                .arg("--journal")
+                .arg(&jdir)
+                .stdout(Stdio::null())
+                .stderr(log("recorder.log")?),
+        );
+        wait_until(
+            "the recorder's base",
+            std::time::Duration::from_secs(600),
+            || complete_bases(&jdir) > 0,
+        )?;
+        let port = free_udp_port();
+        let shipper_metrics_port = free_udp_port();
+        let c = |f: &str| certs.join(f);
+        let shipper = Proc::spawn(
+            "shipper",
+            Command::new(bin_dir.join("foxing-shipper"))
+                .arg("serve")
+                .arg("--journal")
+                .arg(&jdir)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--metrics-listen")
+                .arg(format!("127.0.0.1:{shipper_metrics_port}"))
+                .arg("--cert")
+                .arg(c("source.pem"))
+                .arg("--key")
+                .arg(c("source.key"))
+                .arg("--ca")
+                .arg(c("ca.pem"))
+                .stderr(log("shipper.log")?),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let applier = Proc::spawn(
+            "applier",
+            Command::new(bin_dir.join("foxing-applier"))
+                .arg("--root")
+                .arg(replica)
+                .arg("--state")
+                .arg(work.join("state"))
+                .arg("--connect")
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["--server-name", "source", "--follow"])
+                .arg("--cert")
+                .arg(c("replica1.pem"))
+                .arg("--key")
+                .arg(c("replica1.key"))
+                .arg("--ca")
+                .arg(c("ca.pem"))
+                .stdout(Stdio::null())
+                .stderr(log("applier.log")?),
+        );
+        Ok(FoxingStack {
+            recorder,
+            shipper,
+            applier,
+            shipper_metrics_port,
+        })
+    }
+
+    /// The value of an unlabelled metric of the shipper (0 when unreachable).
+    pub fn shipper_metric(&self, name: &str) -> f64 {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.shipper_metrics_port))
+        else {
+            return 0.0;
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub fn stop(mut self) {
+        for p in [&mut self.applier, &mut self.shipper, &mut self.recorder] {
+            p.terminate(std::time::Duration::from_secs(20));
+        }
+    }
+}
+
+/// utime + stime of a process and of its reaped children, in seconds (/proc/PID/stat).
+pub fn cpu_seconds_with_children(pid: i32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is 0, utime 11, stime 12, cutime 13, cstime 14.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    [11, 12, 13, 14]
+        .iter()
+        .map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+        .sum::<f64>()
+        / tick
+}
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+pub fn peak_rss_bytes(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Kernel memory charged for the BPF maps a process holds open (sum of `memlock:` in the
+/// fdinfo of its map file descriptors), in bytes.
+pub fn bpf_map_memlock_bytes(pid: i32) -> u64 {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|s| s.contains("map_type:"))
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}

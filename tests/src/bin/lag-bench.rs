@@ -9,27 +9,14 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use foxing_tests::{free_udp_port, Proc};
 use rustix::fs::inotify;
 
 fn bin(name: &str) -> PathBuf {
     std::env::current_exe()
         .expect("own path")
         .with_file_name(name)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        if Instant::now() > deadline {
-            anyhow::bail!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -46,69 +33,16 @@ fn main() -> anyhow::Result<()> {
     let writes: usize = a.next().unwrap_or_else(|| "300".into()).parse()?;
     let gap_ms: u64 = a.next().unwrap_or_else(|| "20".into()).parse()?;
     let src = work.join("src");
-    let jdir = work.join("journal");
     let replica = work.join("replica");
     std::fs::create_dir_all(&src)?;
     std::fs::write(src.join("lag.dat"), [0u8; 4096])?;
-    let names = ["source".to_string(), "replica1".to_string()];
-    let certs = work.join("certs");
-    foxing_shipper::certs::make_certs(&certs, &names, 2)?;
-    let log = |n: &str| std::fs::File::create(work.join(n));
-    let _rec = Proc::spawn(
-        "recorder",
-        Command::new(bin("foxing-journal"))
-            .args(["record", "--root"])
-            .arg(&src)
-            .arg("--journal")
-            .arg(&jdir)
-            .stdout(Stdio::null())
-            .stderr(log("recorder.log")?),
-    );
-    wait_for("the base", Duration::from_secs(30), || {
-        foxing_journal::JournalReader::open(&jdir)
-            .and_then(|r| r.bases())
-            .is_ok_and(|b| b.iter().any(|b| b.end_seq.is_some()))
-    })?;
-    let port = free_udp_port();
-    let c = |f: &str| certs.join(f);
-    let _ship = Proc::spawn(
-        "shipper",
-        Command::new(bin("foxing-shipper"))
-            .arg("serve")
-            .arg("--journal")
-            .arg(&jdir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--cert")
-            .arg(c("source.pem"))
-            .arg("--key")
-            .arg(c("source.key"))
-            .arg("--ca")
-            .arg(c("ca.pem"))
-            .stderr(log("shipper.log")?),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let _app = Proc::spawn(
-        "applier",
-        Command::new(bin("foxing-applier"))
-            .arg("--root")
-            .arg(&replica)
-            .arg("--state")
-            .arg(work.join("state"))
-            .arg("--connect")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["--server-name", "source", "--follow"])
-            .arg("--cert")
-            .arg(c("replica1.pem"))
-            .arg("--key")
-            .arg(c("replica1.key"))
-            .arg("--ca")
-            .arg(c("ca.pem"))
-            .stdout(Stdio::null())
-            .stderr(log("applier.log")?),
-    );
+    let bin_dir = bin("foxing-journal")
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let _stack = foxing_tests::FoxingStack::start(&bin_dir, &work, &src, &replica)?;
     let rfile = replica.join("lag.dat");
-    wait_for("the replica file", Duration::from_secs(30), || {
+    foxing_tests::wait_until("the replica file", Duration::from_secs(30), || {
         rfile.exists()
     })?;
     let source = std::fs::OpenOptions::new()
