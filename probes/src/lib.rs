@@ -214,6 +214,10 @@ pub fn kernel_dev(st_dev: u64) -> u64 {
     (major << 20) | minor
 }
 
+/// One drain of the ring takes at most this many bytes of records (with their payloads), so a
+/// batch of large writes does not hold the whole ring's worth twice in memory.
+pub const DRAIN_MAX_BYTES: usize = 8 << 20;
+
 /// A change of the wall clock's offset to the boot clock above this is a step (settimeofday,
 /// an NTP step); both clocks are slewed alike, so anything smaller is reading jitter.
 pub const CLOCK_STEP_MIN_NS: i128 = 10_000_000;
@@ -324,8 +328,10 @@ impl Probes {
 
     fn drain(&mut self, max: usize, out: &mut Vec<RawEvent>) -> usize {
         let mut n = 0;
-        while n < max {
+        let mut bytes = 0usize;
+        while n < max && bytes < DRAIN_MAX_BYTES {
             let Some(item) = self.ring.next() else { break };
+            bytes += item.len();
             if let Some(ev) = RawEvent::parse(&item) {
                 out.push(ev);
             } else {
