@@ -746,7 +746,7 @@ fn big_tree_base_vs_rsync() {
 
     // rsync -a of the same tree (warm cache for both).
     let t = Instant::now();
-    let child = std::process::Command::new("rsync")
+    let mut child = std::process::Command::new("rsync")
         .arg("-a")
         .arg(format!("{}/", src.display()))
         .arg(d.path().join("rsync-copy"))
@@ -755,6 +755,7 @@ fn big_tree_base_vs_rsync() {
     let mut status = 0;
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let _ = child.try_wait(); // reaped by wait4 above (for its rusage)
     let rsync_s = t.elapsed().as_secs_f64();
     let rsync_rss = ru.ru_maxrss as u64 * 1024;
     assert_eq!(status, 0, "rsync failed");
