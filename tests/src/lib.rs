@@ -317,6 +317,17 @@ pub fn require_bpf() -> bool {
     false
 }
 
+/// Bytes of the segment files of the journal at `jdir` (0 when there are none).
+pub fn segment_bytes(jdir: &Path) -> u64 {
+    std::fs::read_dir(jdir.join("segments"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// Complete bases in the journal at `jdir` (0 while it cannot be read).
 pub fn complete_bases(jdir: &Path) -> usize {
     foxing_journal::JournalReader::open(jdir)

@@ -694,11 +694,7 @@ fn recorder_memory_stays_bounded_under_large_rewrites() {
         .terminate(Duration::from_secs(60))
         .expect("recorder stops");
     assert!(st.success());
-    let journal: u64 = std::fs::read_dir(jdir.join("segments"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
+    let journal: u64 = foxing_tests::segment_bytes(&jdir);
     eprintln!(
         "rewrote {} MiB; recorder peak RSS {} MiB; journal {} MiB",
         written >> 20,
@@ -811,11 +807,7 @@ fn big_tree_base_vs_rsync() {
     let apply_s = t.elapsed().as_secs_f64();
     let app_rss = ru.ru_maxrss as u64 * 1024;
     assert_eq!(status, 0, "apply failed");
-    let journal_bytes: u64 = std::fs::read_dir(jdir.join("segments"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
+    let journal_bytes: u64 = foxing_tests::segment_bytes(&jdir);
     eprintln!(
         "BIG TREE {files} files: rsync -a {rsync_s:.1} s, peak RSS {} MiB | recorder base {base_s:.1} s ({:.2}x of rsync's time), peak RSS {} MiB, journal {} MiB | apply {apply_s:.1} s, peak RSS {} MiB | 20,000 small rewrites: {without_s:.2} s without, {with_s:.2} s with the recorder ({:.2}x)",
         rsync_rss >> 20,

@@ -1003,11 +1003,7 @@ fn incompressible_journal(jdir: &Path, mib: u64) -> u64 {
     }
     j.append(batch).unwrap();
     j.sync().unwrap();
-    std::fs::read_dir(jdir.join("segments"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
+    foxing_tests::segment_bytes(jdir)
 }
 
 /// A WAN: 50 ms RTT, 1 % loss each way, 100 Mbit/s, 1500-byte MTU (a userspace relay; this
@@ -1235,6 +1231,23 @@ fn promotion_drill_from_operations_md_works() {
     }
 }
 
+/// Applies the journal at `jdir` one-shot into WORK/reference (the expected replica tree).
+fn reference_apply(jdir: &Path, work: &Path) -> PathBuf {
+    let reference = work.join("reference");
+    run_ok(
+        Command::new(workspace_bin("foxing-applier"))
+            .arg("--root")
+            .arg(&reference)
+            .arg("--state")
+            .arg(work.join("ref-state"))
+            .arg("--journal")
+            .arg(jdir),
+        "reference apply",
+    );
+    assert!(tree(&reference).len() >= 8, "the reference holds the files");
+    reference
+}
+
 fn wait_log(log: &Path, needle: &str, secs: u64, alive: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -1269,18 +1282,7 @@ fn a_full_replica_root_stalls_the_applier_which_resumes_when_space_returns() {
     let d = tempfile::tempdir().unwrap();
     let jdir = d.path().join("journal");
     incompressible_journal(&jdir, 24);
-    let reference = d.path().join("reference");
-    run_ok(
-        Command::new(workspace_bin("foxing-applier"))
-            .arg("--root")
-            .arg(&reference)
-            .arg("--state")
-            .arg(d.path().join("ref-state"))
-            .arg("--journal")
-            .arg(&jdir),
-        "reference apply",
-    );
-    assert!(tree(&reference).len() >= 8, "the reference holds the files");
+    let reference = reference_apply(&jdir, d.path());
     let disk = foxing_tests::LoopExt4::mount(&d.path().join("rdisk"), 64);
     disk.fill_leaving("filler", 8 << 20);
     let root = disk.dir.join("root");
@@ -1366,18 +1368,7 @@ fn a_full_replica_archive_stalls_replication_which_resumes_when_space_returns() 
         .expect("applier stops");
     assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap());
     assert_same_frames(&jdir, &r.archive());
-    let reference = d.path().join("reference");
-    run_ok(
-        Command::new(workspace_bin("foxing-applier"))
-            .arg("--root")
-            .arg(&reference)
-            .arg("--state")
-            .arg(d.path().join("ref-state"))
-            .arg("--journal")
-            .arg(&jdir),
-        "reference apply",
-    );
-    assert!(tree(&reference).len() >= 8, "the reference holds the files");
+    let reference = reference_apply(&jdir, d.path());
     assert_eq!(
         diff(&tree(&reference), &tree(&r.root)),
         Vec::<String>::new()

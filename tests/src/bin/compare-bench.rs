@@ -393,6 +393,33 @@ fn random_file(p: &Path, mib: u64, seed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rewrites 100 random 4 KiB blocks of a `mib` MiB file (the same blocks in every run);
+/// returns the final content of each block written.
+fn change_100_blocks(p: &Path, mib: u64) -> anyhow::Result<Vec<(u64, [u8; 4096])>> {
+    let f = std::fs::OpenOptions::new().write(true).open(p)?;
+    let mut rng = fastrand::Rng::with_seed(12);
+    let blocks = (mib << 20) / 4096;
+    let mut written: Vec<(u64, [u8; 4096])> = Vec::new();
+    for _ in 0..100 {
+        let mut b = [0u8; 4096];
+        rng.fill(&mut b);
+        let off = rng.u64(0..blocks) * 4096;
+        f.write_all_at(&b, off)?;
+        written.retain(|w| w.0 != off);
+        written.push((off, b));
+    }
+    Ok(written)
+}
+
+/// Creates `n` files of 100 bytes in SRC/small.
+fn create_small_files(src: &Path, n: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(src.join("small"))?;
+    for i in 0..n {
+        std::fs::write(src.join(format!("small/f{i}")), format!("{i:0>100}"))?;
+    }
+    Ok(())
+}
+
 /// Section 3: changes proportional to the change. Returns per-step wall time to an identical
 /// replica, bytes sent (when known), CPU seconds of the replication.
 fn proportional(kind: Kind, work: &Path, z: &Sizes) -> anyhow::Result<Value> {
@@ -411,26 +438,10 @@ fn proportional(kind: Kind, work: &Path, z: &Sizes) -> anyhow::Result<Value> {
         let t = Instant::now();
         let mut written: Vec<(u64, [u8; 4096])> = Vec::new();
         let changed = if step == "100_blocks" {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(src.join("big.db"))?;
-            let mut rng = fastrand::Rng::with_seed(12);
-            let blocks = (z.big_file_mib << 20) / 4096;
-            for _ in 0..100 {
-                let mut b = [0u8; 4096];
-                rng.fill(&mut b);
-                let off = rng.u64(0..blocks) * 4096;
-                f.write_all_at(&b, off)?;
-                written.retain(|w| w.0 != off);
-                written.push((off, b));
-            }
-            drop(f);
+            written = change_100_blocks(&src.join("big.db"), z.big_file_mib)?;
             100 * 4096
         } else {
-            std::fs::create_dir_all(src.join("small"))?;
-            for i in 0..z.small_files {
-                std::fs::write(src.join(format!("small/f{i}")), format!("{i:0>100}"))?;
-            }
+            create_small_files(&src, z.small_files)?;
             z.small_files as u64 * 100
         };
         // Only the changed parts are compared while waiting (a full compare of a 1 GiB file per
@@ -508,23 +519,10 @@ fn rsync_oneshot(work: &Path, z: &Sizes) -> anyhow::Result<Value> {
     rsync(&src, &dst)?;
     std::thread::sleep(Duration::from_millis(1100));
     let mut steps = Vec::new();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(src.join("big.db"))?;
-    let mut rng = fastrand::Rng::with_seed(12);
-    let blocks = (z.big_file_mib << 20) / 4096;
-    for _ in 0..100 {
-        let mut b = [0u8; 4096];
-        rng.fill(&mut b);
-        f.write_all_at(&b, rng.u64(0..blocks) * 4096)?;
-    }
-    drop(f);
+    change_100_blocks(&src.join("big.db"), z.big_file_mib)?;
     let (wall, cpu, sent) = rsync(&src, &dst)?;
     steps.push(json!({"step": "100_blocks", "changed_bytes": 409600, "wall_s": wall, "cpu_s": cpu, "bytes_sent": sent}));
-    std::fs::create_dir_all(src.join("small"))?;
-    for i in 0..z.small_files {
-        std::fs::write(src.join(format!("small/f{i}")), format!("{i:0>100}"))?;
-    }
+    create_small_files(&src, z.small_files)?;
     let (wall, cpu, sent) = rsync(&src, &dst)?;
     steps.push(json!({"step": "small_files", "changed_bytes": z.small_files * 100, "wall_s": wall, "cpu_s": cpu, "bytes_sent": sent}));
     anyhow::ensure!(same_tree(&src, &dst), "rsync left a different tree");
