@@ -102,9 +102,8 @@ pub struct Engine<'a> {
     inflight: Option<(u64, u64, u64)>,
     last_durable: Instant,
     stop: Option<&'a AtomicBool>,
-    /// Times applying stalled on a full replica filesystem, and whether it is stalled now
-    /// (shared with the metrics endpoint).
-    pub stalls: u64,
+    /// Set while applying waits for room on a full replica filesystem (shared with the
+    /// metrics endpoint).
     pub stalled: std::sync::Arc<AtomicBool>,
 }
 
@@ -130,7 +129,6 @@ impl<'a> Engine<'a> {
             inflight: resume.inflight,
             last_durable: Instant::now(),
             stop,
-            stalls: 0,
             stalled: Default::default(),
         }
     }
@@ -269,7 +267,6 @@ impl<'a> Engine<'a> {
                     if since.is_none() {
                         tracing::error!(seq = r.seq, root = %self.tree.root_path().display(), error = %foxing_journal::error::chain(&e),
                             "the replica's filesystem is full: applying stalls here and resumes by itself when space is freed");
-                        self.stalls += 1;
                     }
                     since.get_or_insert_with(Instant::now);
                     self.stalled.store(true, Ordering::Relaxed);

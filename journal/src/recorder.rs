@@ -713,7 +713,6 @@ impl Recorder {
         if evs.is_empty() {
             return;
         }
-        self.stats.records += evs.len() as u64;
         for ev in &evs {
             let (touched, all) = (&mut self.touched, &mut self.touched_all);
             mtime_paths(&ev.op, |p| {
@@ -744,6 +743,7 @@ impl Recorder {
         };
         match j.append(evs) {
             Ok(seqs) => {
+                self.stats.records += n;
                 tracing::trace!(first_seq = seqs.start, last_seq = seqs.end - 1, "journaled")
             }
             Err(e) => self.failed(e, n),
@@ -1622,7 +1622,6 @@ impl Recorder {
         if out.is_empty() {
             return;
         }
-        self.stats.records += out.len() as u64;
         self.journal_append(out);
         self.maybe_sync();
     }

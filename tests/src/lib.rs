@@ -289,18 +289,28 @@ impl Drop for Impair {
     }
 }
 
-/// Resident set size of a process in bytes (from /proc/PID/status).
-pub fn rss_bytes(pid: i32) -> u64 {
+/// A `kB` field of /proc/PID/status (VmRSS, VmHWM, ...), in bytes; 0 when unreadable.
+fn status_bytes(pid: i32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
+}
+
+/// Resident set size of a process in bytes.
+pub fn rss_bytes(pid: i32) -> u64 {
+    status_bytes(pid, "VmRSS")
+}
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+pub fn peak_rss_bytes(pid: i32) -> u64 {
+    status_bytes(pid, "VmHWM")
 }
 
 /// True when this process can load eBPF. Without it the test skips, unless
@@ -470,6 +480,32 @@ pub fn wait_until(
     Ok(())
 }
 
+/// `foxing-applier --connect 127.0.0.1:PORT` into `root` as replica1, with the certificates
+/// `foxing_shipper::certs::make_certs` wrote to `certs` for "source" and "replica1".
+pub fn connect_applier(
+    bin_dir: &Path,
+    root: &Path,
+    state: &Path,
+    port: u16,
+    certs: &Path,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(bin_dir.join("foxing-applier"));
+    c.arg("--root")
+        .arg(root)
+        .arg("--state")
+        .arg(state)
+        .arg("--connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--server-name", "source"])
+        .arg("--cert")
+        .arg(certs.join("replica1.pem"))
+        .arg("--key")
+        .arg(certs.join("replica1.key"))
+        .arg("--ca")
+        .arg(certs.join("ca.pem"));
+    c
+}
+
 /// The whole pipeline on one machine, for benchmarks: `foxing-journal record` of `src` ->
 /// journal -> `foxing-shipper serve` -> QUIC + mTLS on loopback -> `foxing-applier --connect
 /// --follow` into `replica`. Binaries are taken from `bin_dir`; logs go to `work`.
@@ -534,20 +570,8 @@ impl FoxingStack {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let applier = Proc::spawn(
             "applier",
-            Command::new(bin_dir.join("foxing-applier"))
-                .arg("--root")
-                .arg(replica)
-                .arg("--state")
-                .arg(work.join("state"))
-                .arg("--connect")
-                .arg(format!("127.0.0.1:{port}"))
-                .args(["--server-name", "source", "--follow"])
-                .arg("--cert")
-                .arg(c("replica1.pem"))
-                .arg("--key")
-                .arg(c("replica1.key"))
-                .arg("--ca")
-                .arg(c("ca.pem"))
+            connect_applier(bin_dir, replica, &work.join("state"), port, &certs)
+                .arg("--follow")
                 .stdout(Stdio::null())
                 .stderr(log("applier.log")?),
         );
@@ -581,32 +605,28 @@ impl FoxingStack {
     }
 }
 
+/// utime + stime of a process, in seconds (/proc/PID/stat).
+pub fn cpu_seconds(pid: i32) -> f64 {
+    stat_seconds(pid, &[11, 12])
+}
+
 /// utime + stime of a process and of its reaped children, in seconds (/proc/PID/stat).
 pub fn cpu_seconds_with_children(pid: i32) -> f64 {
+    stat_seconds(pid, &[11, 12, 13, 14])
+}
+
+/// The sum of clock-tick fields of /proc/PID/stat, counted after the command (state is 0,
+/// utime 11, stime 12, cutime 13, cstime 14), in seconds.
+fn stat_seconds(pid: i32, fields: &[usize]) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields after the command: state is 0, utime 11, stime 12, cutime 13, cstime 14.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    [11, 12, 13, 14]
+    fields
         .iter()
         .map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
         .sum::<f64>()
         / tick
-}
-
-/// Peak resident memory of a process (VmHWM), in bytes.
-pub fn peak_rss_bytes(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
 }
 
 /// Kernel memory charged for the BPF maps a process holds open (sum of `memlock:` in the

@@ -321,18 +321,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .collect(),
     );
     let applied_before = engine.applied_seq();
-    // Where to start: a restore starts at its base; a new replica at the journal's start (or
-    // its newest complete base if older history was pruned).
+    // Where to start: a restore starts at its base; a new replica where the shipper starts one
+    // too (the journal's start, or its oldest base if older history was pruned).
     if applied_before == 0 {
         let start = match &plan {
             Some(p) => p.base.begin_seq,
-            None if meta.first_seq <= 1 => 1,
-            None => bases
-                .iter()
-                .rev()
-                .find(|b| b.end_seq.is_some())
-                .map(|b| b.begin_seq)
-                .unwrap_or(meta.first_seq),
+            None => reader.fresh_start_seq()?,
         };
         if start > 1 {
             if std::fs::read_dir(&cli.root)?.next().is_some() {

@@ -22,16 +22,6 @@ fn bin(name: &str) -> PathBuf {
         .with_file_name(name)
 }
 
-/// utime + stime of a process in seconds (from /proc/PID/stat).
-fn cpu_seconds(pid: i32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let g = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (g(11) + g(12)) / tick
-}
-
 fn tcp_baseline(bytes: u64) -> anyhow::Result<f64> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = l.local_addr()?;
@@ -121,26 +111,22 @@ fn main() -> anyhow::Result<()> {
             .stderr(std::fs::File::create(work.join("shipper.log"))?),
     );
     std::thread::sleep(Duration::from_millis(300));
-    let ship_cpu0 = cpu_seconds(ship.pid());
+    let ship_cpu0 = foxing_tests::cpu_seconds(ship.pid());
     let start = Instant::now();
     let mut app = Proc::spawn(
         "applier",
-        Command::new(bin("foxing-applier"))
-            .arg("--root")
-            .arg(work.join("replica"))
-            .arg("--state")
-            .arg(work.join("state"))
-            .arg("--connect")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["--server-name", "source", "--archive-only"])
-            .arg("--cert")
-            .arg(c("replica1.pem"))
-            .arg("--key")
-            .arg(c("replica1.key"))
-            .arg("--ca")
-            .arg(c("ca.pem"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.join("applier.log"))?),
+        foxing_tests::connect_applier(
+            bin("foxing-applier")
+                .parent()
+                .unwrap_or(std::path::Path::new(".")),
+            &work.join("replica"),
+            &work.join("state"),
+            port,
+            &certs,
+        )
+        .arg("--archive-only")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.join("applier.log"))?),
     );
     // CPU of the applier: sampled until it exits (the last sample is within a few ms of the end).
     let mut app_cpu = 0.0;
@@ -153,11 +139,11 @@ fn main() -> anyhow::Result<()> {
             );
             break;
         }
-        app_cpu = cpu_seconds(app.pid()).max(app_cpu);
+        app_cpu = foxing_tests::cpu_seconds(app.pid()).max(app_cpu);
         std::thread::sleep(Duration::from_millis(5));
     }
     let secs = start.elapsed().as_secs_f64();
-    let ship_cpu = cpu_seconds(ship.pid()) - ship_cpu0;
+    let ship_cpu = foxing_tests::cpu_seconds(ship.pid()) - ship_cpu0;
     drop(ship);
     let rate = journal_bytes as f64 / secs;
     let tcp = tcp_baseline(journal_bytes)?;
