@@ -16,8 +16,7 @@ use crate::tree::{join, remove_all, NodeKind, Tree, TreeError};
 
 /// Longest symlink target accepted, in bytes.
 pub const MAX_SYMLINK_TARGET_BYTES: usize = 4095;
-/// Largest file offset + length a record may address (the ext4/xfs maximum file size).
-pub const MAX_FILE_BYTES: u64 = 1 << 60;
+pub use foxing_proto::MAX_FILE_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

@@ -93,6 +93,7 @@ pub fn gap_reason_code(r: foxing_proto::GapReason) -> u8 {
         ConcurrentWriters => 4,
         MovedIn => 5,
         JournalFailed => 6,
+        Untracked => 7,
     }
 }
 
@@ -105,6 +106,7 @@ pub fn gap_reason_name(code: u8) -> &'static str {
         "concurrent_writers",
         "moved_in",
         "journal_failed",
+        "untracked",
     ]
     .get(code as usize)
     .copied()

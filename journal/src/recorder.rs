@@ -20,7 +20,7 @@ use foxing_probes::layout::*;
 use foxing_probes::{ProbeConfig, Probes, RawEvent};
 use foxing_proto::record::{EntryKind, EntryMeta, Xattr, RENAME_EXCHANGE};
 use foxing_proto::time::now_ns;
-use foxing_proto::{Event, GapReason, Op, RelPath, SyncKind, Writer};
+use foxing_proto::{Event, GapReason, Op, RelPath, SyncKind, Writer, MAX_FILE_BYTES};
 
 use crate::{Journal, JournalOptions};
 
@@ -80,6 +80,9 @@ pub struct RecorderStats {
     pub degraded: u64,
     /// Steps of the wall clock seen while recording (record times follow them).
     pub clock_steps: u64,
+    /// Changes the probes saw but could not describe (io_uring path operations, fixed files):
+    /// each a gap healed by a base.
+    pub untracked: u64,
 }
 
 impl RecorderStats {
@@ -191,6 +194,14 @@ impl RecorderStats {
             "Steps of the wall clock seen while recording (record times follow the wall clock).",
             &l,
             self.clock_steps,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_untracked_total",
+            "counter",
+            "Changes the probes saw but could not describe (io_uring path operations, fixed files); each is a gap healed by a base.",
+            &l,
+            self.untracked,
         );
         metric(
             &mut o,
@@ -823,7 +834,9 @@ impl Recorder {
                 }
             } else if ev.header.op == FX_OP_MMAP_SHARED {
                 self.note_mmap(ev);
-            } else if ev.header.op >= FX_OP_PATH_UNLINK {
+            } else if ev.header.op == FX_OP_UNTRACKED {
+                self.untracked(ev, &mut out);
+            } else if (FX_OP_PATH_UNLINK..=FX_OP_PATH_MKNOD).contains(&ev.header.op) {
                 if let Err(e) = self.convert_path_op(ev, &mut out) {
                     self.in_resync = was_resyncing;
                     return Err(e);
@@ -948,10 +961,12 @@ impl Recorder {
             }
             FX_OP_WRITE => {
                 self.stats.inexact_ranges += 1;
+                // Asynchronous vector writes may say "to the end of the file": the re-read
+                // stops there; the record keeps a range a replica accepts.
                 out.push(mk(Op::Dirty {
                     path: path.clone(),
-                    offset: h.offset,
-                    len: h.len,
+                    offset: h.offset.min(MAX_FILE_BYTES),
+                    len: h.len.min(MAX_FILE_BYTES - h.offset.min(MAX_FILE_BYTES)),
                 }));
                 self.reread(&path, h.offset, h.len, time_ns, out);
             }
@@ -1220,6 +1235,25 @@ impl Recorder {
         });
         self.append_gap(gap);
         Ok(())
+    }
+
+    /// A change the probes saw but cannot describe (an io_uring path operation, a write into a
+    /// fixed-file slot, an oversized io_submit): journal a gap now and heal it with a base after
+    /// this batch, like a moved-in subtree.
+    fn untracked(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
+        self.stats.untracked += 1;
+        tracing::warn!(
+            what = ev.header.arg,
+            path = %String::from_utf8_lossy(&ev.path),
+            comm = %String::from_utf8_lossy(ev.header.comm.split(|b| *b == 0).next().unwrap_or(&[])),
+            "a change the probes cannot describe (io_uring path operation or fixed file, or an oversized io_submit): journaling a gap and a new base to heal it"
+        );
+        self.append(std::mem::take(out));
+        let gap = self.own(Op::Gap {
+            lost: 0,
+            reason: GapReason::Untracked,
+        });
+        self.append_gap(gap);
     }
 
     /// Re-reads a range of a source file (a write too large to carry, or lost) as ResyncData.

@@ -15,6 +15,8 @@ const volatile __u64 root_dev SEC(".rodata") __weak = 0;
 const volatile __u64 root_ino SEC(".rodata") __weak = 0;
 const volatile __u32 self_tgid SEC(".rodata") __weak = 0;
 const volatile __u32 payload_cap_bytes SEC(".rodata") __weak = FX_PAYLOAD_MAX;
+/* Possible CPUs; the scratch map holds two slots per CPU (task and interrupt context). */
+const volatile __u32 nr_cpus SEC(".rodata") __weak = 1;
 
 /* The gapless event counter. */
 __u64 fx_seq SEC(".bss") __weak = 0;
@@ -67,8 +69,10 @@ struct fx_scratch {
 	char body[FX_PATH_BUF + FX_PAYLOAD_MAX];
 	char walk[FX_PATH_BUF];
 };
-/* One slot per CPU (a per-CPU array value cannot exceed 32 KiB); the loader sets max_entries
- * to the number of possible CPUs. Programs run with migration disabled. */
+/* Two slots per CPU (a per-CPU array value cannot exceed 32 KiB): one for programs in task
+ * context, one for programs that can run in interrupt context (so they never clobber an event
+ * being built by the task they interrupted). The loader sets max_entries to 2 * nr_cpus.
+ * Programs run with migration disabled. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 256);
@@ -216,6 +220,13 @@ static __always_inline struct fx_scratch *fx_scratch(void)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	return bpf_map_lookup_elem(&scratch, &cpu);
+}
+
+/* The slot for programs that may run in interrupt context. */
+static __always_inline struct fx_scratch *fx_scratch_irq(void)
+{
+	__u32 slot = bpf_get_smp_processor_id() + nr_cpus;
+	return bpf_map_lookup_elem(&scratch, &slot);
 }
 
 /* Fills the common header fields. */

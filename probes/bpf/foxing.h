@@ -44,6 +44,10 @@ enum fx_op {
 	/* no path: */
 	FX_OP_MSYNC = 28,         /* msync(MS_SYNC) by this task: a restore point for mappings */
 	FX_OP_DIRTY_MAPPED = 29,  /* a page of a shared-mapped file became dirty (dev, ino) */
+	/* A change that cannot be described (an io_uring path operation, a fixed-file target, an
+	 * oversized io_submit): arg = what (io_uring opcode, or the AIO iocb limit); path set when
+	 * the file is known. The recorder journals a gap and heals it with a base. */
+	FX_OP_UNTRACKED = 30,
 };
 
 enum fx_flags {

@@ -123,10 +123,17 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("fx_enter_mmap", "sys_enter_mmap"),
     ("fx_exit_mmap", "sys_exit_mmap"),
     ("fx_exit_msync", "sys_exit_msync"),
+    ("fx_enter_io_submit", "sys_enter_io_submit"),
+    ("fx_exit_io_submit", "sys_exit_io_submit"),
 ];
 
 /// BTF-enabled tracepoints (tp_btf): program name and kernel tracepoint.
-pub const BTF_TRACEPOINTS: &[(&str, &str)] = &[("fx_dirty_folio", "writeback_dirty_folio")];
+pub const BTF_TRACEPOINTS: &[(&str, &str)] = &[
+    ("fx_dirty_folio", "writeback_dirty_folio"),
+    ("fx_uring_complete", "io_uring_complete"),
+    ("fx_uring_submit", "io_uring_submit_req"),
+    ("fx_dio_complete", "iomap_dio_complete"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -244,12 +251,13 @@ impl Probes {
         ensure_tracefs();
         let cpus = possible_cpus();
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("scratch", cpus)
+            .map_max_entries("scratch", 2 * cpus)
             .map_max_entries("events", cfg.ring_size_bytes.max(4096).next_power_of_two())
             .override_global("root_dev", &dev, true)
             .override_global("root_ino", &ino, true)
             .override_global("self_tgid", &tgid, true)
             .override_global("payload_cap_bytes", &cap, true)
+            .override_global("nr_cpus", &cpus, true)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
         for (name, tp) in TRACEPOINTS {

@@ -3,7 +3,41 @@
 use std::mem::{offset_of, size_of};
 use std::process::Command;
 
-use foxing_probes::layout::FxEvent;
+use foxing_probes::layout::*;
+
+/// Every op code, C name and Rust value.
+const OPS: [(&str, u32); 30] = [
+    ("FX_OP_WRITE", FX_OP_WRITE),
+    ("FX_OP_TRUNCATE", FX_OP_TRUNCATE),
+    ("FX_OP_FSYNC", FX_OP_FSYNC),
+    ("FX_OP_FDATASYNC", FX_OP_FDATASYNC),
+    ("FX_OP_CREATE", FX_OP_CREATE),
+    ("FX_OP_FCHMOD", FX_OP_FCHMOD),
+    ("FX_OP_FCHOWN", FX_OP_FCHOWN),
+    ("FX_OP_FALLOCATE", FX_OP_FALLOCATE),
+    ("FX_OP_SYNC_FILE_RANGE", FX_OP_SYNC_FILE_RANGE),
+    ("FX_OP_SYNCFS", FX_OP_SYNCFS),
+    ("FX_OP_SYNC", FX_OP_SYNC),
+    ("FX_OP_FUTIMES", FX_OP_FUTIMES),
+    ("FX_OP_FSETXATTR", FX_OP_FSETXATTR),
+    ("FX_OP_FREMOVEXATTR", FX_OP_FREMOVEXATTR),
+    ("FX_OP_MMAP_SHARED", FX_OP_MMAP_SHARED),
+    ("FX_OP_PATH_UNLINK", FX_OP_PATH_UNLINK),
+    ("FX_OP_PATH_MKDIR", FX_OP_PATH_MKDIR),
+    ("FX_OP_PATH_RENAME", FX_OP_PATH_RENAME),
+    ("FX_OP_PATH_LINK", FX_OP_PATH_LINK),
+    ("FX_OP_PATH_SYMLINK", FX_OP_PATH_SYMLINK),
+    ("FX_OP_PATH_CHMOD", FX_OP_PATH_CHMOD),
+    ("FX_OP_PATH_CHOWN", FX_OP_PATH_CHOWN),
+    ("FX_OP_PATH_TRUNCATE", FX_OP_PATH_TRUNCATE),
+    ("FX_OP_PATH_UTIMES", FX_OP_PATH_UTIMES),
+    ("FX_OP_PATH_SETXATTR", FX_OP_PATH_SETXATTR),
+    ("FX_OP_PATH_REMOVEXATTR", FX_OP_PATH_REMOVEXATTR),
+    ("FX_OP_PATH_MKNOD", FX_OP_PATH_MKNOD),
+    ("FX_OP_MSYNC", FX_OP_MSYNC),
+    ("FX_OP_DIRTY_MAPPED", FX_OP_DIRTY_MAPPED),
+    ("FX_OP_UNTRACKED", FX_OP_UNTRACKED),
+];
 
 #[test]
 fn layout_matches_c() {
@@ -38,6 +72,9 @@ fn layout_matches_c() {
         src.push_str(&format!(
             "printf(\"{f} %zu\\n\", offsetof(struct fx_event, {f}));\n"
         ));
+    }
+    for (name, _) in OPS {
+        src.push_str(&format!("printf(\"{name} %d\\n\", (int){name});\n"));
     }
     src.push_str("return 0; }\n");
     std::fs::write(&c, src).unwrap();
@@ -84,6 +121,9 @@ fn layout_matches_c() {
         ("owner_gid", offset_of!(FxEvent, owner_gid)),
         ("umask", offset_of!(FxEvent, umask)),
     ];
+    for (name, v) in OPS {
+        assert_eq!(got[name], v as usize, "enum fx_op {name}: C and Rust differ");
+    }
     for (k, v) in rust {
         assert_eq!(
             got[k], v,
@@ -152,4 +192,24 @@ fn struct_mount_offsets_match_this_kernel() {
         def("FX_MOUNT_MOUNTPOINT_OFF")
     );
     assert_eq!(members["mnt"] / 8, def("FX_MOUNT_MNT_OFF"));
+
+    // io_kiocb flag bits (an anonymous kernel enum) used by bpf/async.bpf.c.
+    let a = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/async.bpf.c"))
+        .unwrap();
+    for (fx, kernel) in [
+        ("FX_REQ_F_FIXED_FILE_BIT", "REQ_F_FIXED_FILE_BIT"),
+        ("FX_REQ_F_CQE_SKIP_BIT", "REQ_F_CQE_SKIP_BIT"),
+    ] {
+        let ours: u64 = a
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("#define {fx} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{fx} not defined in async.bpf.c"));
+        let theirs: u64 = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("'{kernel}' val=")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{kernel} not in kernel BTF"));
+        assert_eq!(ours, theirs, "{fx} differs from the kernel's {kernel}");
+    }
 }

@@ -11,4 +11,5 @@ pub mod wire;
 pub use frame::{decode_frame, encode_frame, FrameError, FrameHeader};
 pub use record::{
     EntryKind, EntryMeta, Event, GapReason, Op, Record, RelPath, SyncKind, Writer, Xattr,
+    MAX_FILE_BYTES,
 };

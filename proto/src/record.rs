@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Largest file offset + length a record may address (the ext4/xfs maximum file size);
+/// appliers refuse records beyond it.
+pub const MAX_FILE_BYTES: u64 = 1 << 60;
+
 /// A path relative to the watched root, as raw bytes (Linux paths are not UTF-8).
 ///
 /// The recorder produces it; the applier must never trust it: see [`RelPath::check`].
@@ -212,6 +216,9 @@ pub enum GapReason {
     /// The journal could not be written (full disk, I/O error): the recorder counted what it
     /// could not journal and heals it with the base that follows.
     JournalFailed,
+    /// A change the probes saw but could not describe (a path operation submitted through
+    /// io_uring, a write into a fixed-file slot): healed by the base that follows.
+    Untracked,
 }
 
 /// What a record does. Variant order is part of the on-disk format.

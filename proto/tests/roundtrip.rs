@@ -76,6 +76,7 @@ fn gap_reason() -> impl Strategy<Value = GapReason> {
         Just(GapReason::ConcurrentWriters),
         Just(GapReason::MovedIn),
         Just(GapReason::JournalFailed),
+        Just(GapReason::Untracked),
     ]
 }
 
