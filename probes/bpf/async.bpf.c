@@ -5,11 +5,13 @@
  * where its result is known and its bytes are in the file: a successful write (WRITE, WRITEV,
  * WRITE_FIXED, WRITEV_FIXED, SPLICE into a file) becomes an inexact range that the recorder
  * re-reads; FSYNC, SYNC_FILE_RANGE, FALLOCATE, FTRUNCATE and OPENAT/OPENAT2 with O_CREAT or
- * O_TRUNC become the same events as their syscalls. A path operation (RENAMEAT, UNLINKAT,
- * MKDIRAT, SYMLINKAT, LINKAT, SETXATTR) and FSETXATTR on a file under the root become
- * FX_OP_UNTRACKED: the recorder journals a gap and heals it with a base. A request submitted with
- * IOSQE_CQE_SKIP_SUCCESS posts no completion, so its write is reported at submission
- * (tp_btf/io_uring_submit_req).
+ * O_TRUNC become the same events as their syscalls. Path operations (RENAMEAT, UNLINKAT,
+ * MKDIRAT, SYMLINKAT, LINKAT) are built at submission (tp_btf/io_uring_submit_req, where the
+ * kernel holds copies of the names), kept per request, and sent at a successful completion as
+ * the same events as their syscalls. SETXATTR, FSETXATTR on a file under the root, and a path
+ * operation whose kept event is missing become FX_OP_UNTRACKED: the recorder journals a gap and
+ * heals it with a base. A request submitted with IOSQE_CQE_SKIP_SUCCESS posts no completion, so
+ * its write is reported at submission.
  *
  * AIO: io_submit's iocbs are read at the syscall's exit; PWRITE/PWRITEV become inexact ranges
  * (buffered AIO writes complete inside io_submit), FSYNC/FDSYNC sync points. O_DIRECT writes
@@ -40,6 +42,7 @@
  * probes/tests/layout.rs checks them against this kernel's BTF. */
 #define FX_REQ_F_FIXED_FILE_BIT 0
 #define FX_REQ_F_CQE_SKIP_BIT 6
+#define FX_AT_REMOVEDIR 0x200
 #define FX_O_CREAT 0100
 #define FX_O_TRUNC 01000
 /* include/linux/fs.h: a write kiocb (the iomap tracepoint's format lists it). */
@@ -54,6 +57,26 @@
 #define FX_AIO_MAX_IOVECS 16
 /* Length meaning "to the end of the file" (the recorder clamps ranges to the file's size). */
 #define FX_LEN_TO_EOF (1ULL << 62)
+
+/* Path operations in flight (built at submission, sent at completion): io_kiocb -> event.
+ * A request evicted before its completion becomes a gap (FX_OP_UNTRACKED). */
+#define FX_URING_PATH_INFLIGHT 256
+struct fx_pending {
+	struct fx_event ev;
+	char body[2 * FX_PATH_MAX];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FX_URING_PATH_INFLIGHT);
+	__type(key, __u64);
+	__type(value, struct fx_pending);
+} uring_paths SEC(".maps");
+
+static __always_inline bool fx_uring_path_op(__u8 op)
+{
+	return op == FX_IORING_OP_RENAMEAT || op == FX_IORING_OP_UNLINKAT || op == FX_IORING_OP_MKDIRAT ||
+	       op == FX_IORING_OP_SYMLINKAT || op == FX_IORING_OP_LINKAT;
+}
 
 static __always_inline bool fx_uring_write_op(__u8 op)
 {
@@ -94,8 +117,13 @@ int BPF_PROG(fx_uring_complete, struct io_ring_ctx *ring, void *reqp, struct io_
 		return 0;
 	__u8 op = BPF_CORE_READ(req, opcode);
 	__s64 res = BPF_CORE_READ(cqe, res);
-	if (res < 0)
+	if (res < 0) {
+		if (fx_uring_path_op(op)) {
+			__u64 key = (__u64)req;
+			bpf_map_delete_elem(&uring_paths, &key);
+		}
 		return 0;
+	}
 	/* Every request type's command data starts with its file (io_kiocb's first field; read
 	 * plainly: aya 0.14 cannot relocate offset 0). */
 	struct file *f = NULL;
@@ -161,17 +189,108 @@ int BPF_PROG(fx_uring_complete, struct io_ring_ctx *ring, void *reqp, struct io_
 		if ((s = fx_scratch()))
 			fx_emit_file(s, f, FX_OP_UNTRACKED, 0, 0, 0, op);
 		return 0;
-	case FX_IORING_OP_RENAMEAT:
-	case FX_IORING_OP_UNLINKAT:
-	case FX_IORING_OP_MKDIRAT:
-	case FX_IORING_OP_SYMLINKAT:
-	case FX_IORING_OP_LINKAT:
 	case FX_IORING_OP_SETXATTR:
 		if ((s = fx_scratch()))
 			fx_emit_untracked(s, op);
 		return 0;
 	}
+	if (fx_uring_path_op(op)) {
+		__u64 key = (__u64)req;
+		struct fx_pending *p = bpf_map_lookup_elem(&uring_paths, &key);
+		if (!(s = fx_scratch()))
+			return 0;
+		if (!p) {
+			fx_emit_untracked(s, op);
+			return 0;
+		}
+		/* Copy out before deleting (the value is freed with the element). */
+		bpf_probe_read_kernel(&s->ev, sizeof(struct fx_pending), p);
+		bpf_map_delete_elem(&uring_paths, &key);
+		s->ev.time_ns = bpf_ktime_get_boot_ns();
+		fx_submit(s);
+	}
 	return 0;
+}
+
+/* Builds the event of an io_uring path operation as its syscall would (dir + name pairs) from
+ * the kernel's copies of the names; kept until the completion. */
+static __always_inline void fx_uring_path_submit(struct io_kiocb *req, __u8 op)
+{
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return;
+	__u64 dfd1 = FX_AT_FDCWD, dfd2 = FX_AT_FDCWD, n1 = 0, n2 = 0, flags = 0, mode = 0;
+	__u32 fop = 0;
+	struct filename *fn1 = NULL, *fn2 = NULL;
+	bool two = false;
+	switch (op) {
+	case FX_IORING_OP_RENAMEAT: {
+		struct io_rename *r = (struct io_rename *)req;
+		dfd1 = (__s64)BPF_CORE_READ(r, old_dfd);
+		dfd2 = (__s64)BPF_CORE_READ(r, new_dfd);
+		fn1 = BPF_CORE_READ(r, oldpath);
+		fn2 = BPF_CORE_READ(r, newpath);
+		flags = BPF_CORE_READ(r, flags);
+		fop = FX_OP_PATH_RENAME;
+		two = true;
+		break;
+	}
+	case FX_IORING_OP_UNLINKAT: {
+		struct io_unlink *u = (struct io_unlink *)req;
+		dfd1 = (__s64)BPF_CORE_READ(u, dfd);
+		fn1 = BPF_CORE_READ(u, filename);
+		flags = BPF_CORE_READ(u, flags);
+		fop = FX_OP_PATH_UNLINK;
+		break;
+	}
+	case FX_IORING_OP_MKDIRAT: {
+		struct io_mkdir *m = (struct io_mkdir *)req;
+		dfd1 = (__s64)BPF_CORE_READ(m, dfd);
+		fn1 = BPF_CORE_READ(m, filename);
+		mode = BPF_CORE_READ(m, mode);
+		fop = FX_OP_PATH_MKDIR;
+		break;
+	}
+	case FX_IORING_OP_SYMLINKAT:
+	case FX_IORING_OP_LINKAT: {
+		struct io_link *l = (struct io_link *)req;
+		dfd1 = op == FX_IORING_OP_SYMLINKAT ? FX_NO_DIR : (__s64)BPF_CORE_READ(l, old_dfd);
+		dfd2 = (__s64)BPF_CORE_READ(l, new_dfd);
+		fn1 = BPF_CORE_READ(l, oldpath);
+		fn2 = BPF_CORE_READ(l, newpath);
+		fop = op == FX_IORING_OP_SYMLINKAT ? FX_OP_PATH_SYMLINK : FX_OP_PATH_LINK;
+		two = true;
+		break;
+	}
+	default:
+		return;
+	}
+	/* struct filename's first field is the kernel copy of the name (offset 0: read plainly). */
+	bpf_probe_read_kernel(&n1, sizeof(n1), (void *)fn1);
+	if (two)
+		bpf_probe_read_kernel(&n2, sizeof(n2), (void *)fn2);
+	fx_header(&s->ev, fop, NULL);
+	int l1 = fx_dir_name_from(s, dfd1, n1, true, &s->body[0]);
+	if (l1 < 0)
+		return;
+	s->ev.path_len = l1 & (FX_PATH_MAX * 2 - 1);
+	if (two) {
+		int l2 = fx_dir_name_from(s, dfd2, n2, true, &s->body[s->ev.path_len & (FX_PATH_MAX * 2 - 1)]);
+		if (l2 < 0)
+			return;
+		s->ev.data_len = l2 & (FX_PATH_MAX * 2 - 1);
+	}
+	if (fop == FX_OP_PATH_UNLINK && (flags & FX_AT_REMOVEDIR))
+		s->ev.flags |= FX_F_RMDIR;
+	if (fop == FX_OP_PATH_RENAME)
+		s->ev.arg = flags;
+	if (fop == FX_OP_PATH_MKDIR) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+		s->ev.arg = mode;
+		s->ev.umask = BPF_CORE_READ(task, fs, umask);
+	}
+	__u64 key = (__u64)req;
+	bpf_map_update_elem(&uring_paths, &key, &s->ev, BPF_ANY);
 }
 
 SEC("tp_btf/io_uring_submit_req")
@@ -180,10 +299,20 @@ int BPF_PROG(fx_uring_submit, struct io_kiocb *req)
 	if (!req || fx_skip_task())
 		return 0;
 	__u8 op = BPF_CORE_READ(req, opcode);
-	if (!fx_uring_write_op(op))
-		return 0;
 	__u64 rflags = BPF_CORE_READ(req, flags);
-	if (!(rflags & (1ULL << FX_REQ_F_CQE_SKIP_BIT)))
+	bool skip_cqe = rflags & (1ULL << FX_REQ_F_CQE_SKIP_BIT);
+	if (fx_uring_path_op(op)) {
+		if (!skip_cqe) {
+			fx_uring_path_submit(req, op);
+		} else {
+			/* No completion will tell whether it worked: heal instead. */
+			struct fx_scratch *s = fx_scratch();
+			if (s)
+				fx_emit_untracked(s, op);
+		}
+		return 0;
+	}
+	if (!fx_uring_write_op(op) || !skip_cqe)
 		return 0;
 	/* No completion will be posted: report the range now. The file is not assigned yet; the
 	 * descriptor is in cqe.fd (a fixed-file slot cannot be resolved: a gap). */

@@ -309,12 +309,16 @@ static __always_inline void fx_submit(struct fx_scratch *s)
 
 /* Writes "dir\0name" at dst (dst has room for 2 * FX_PATH_MAX): dir is the absolute path of
  * dirfd (or "/" when name is absolute, "" for FX_NO_DIR); returns the bytes written (without a
- * final NUL), or -1. */
-static __always_inline int fx_dir_name(struct fx_scratch *s, __u64 dirfd, __u64 uname, char *dst)
+ * final NUL), or -1. The name is in user memory, or in kernel memory when `kname` (io_uring's
+ * copies). */
+static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, __u64 name, bool kname, char *dst)
 {
 	char c = 0;
 	__u32 n = 0;
-	bpf_probe_read_user(&c, 1, (void *)uname);
+	if (kname)
+		bpf_probe_read_kernel(&c, 1, (void *)name);
+	else
+		bpf_probe_read_user(&c, 1, (void *)name);
 	if (dirfd == FX_NO_DIR) {
 		n = 0;
 	} else if (c == '/') {
@@ -333,10 +337,19 @@ static __always_inline int fx_dir_name(struct fx_scratch *s, __u64 dirfd, __u64 
 	}
 	n &= FX_PATH_MAX - 1;
 	dst[n] = 0;
-	long l = bpf_probe_read_user_str(&dst[(n + 1) & (FX_PATH_MAX - 1)], FX_PATH_MAX, (void *)uname);
+	long l;
+	if (kname)
+		l = bpf_probe_read_kernel_str(&dst[(n + 1) & (FX_PATH_MAX - 1)], FX_PATH_MAX, (void *)name);
+	else
+		l = bpf_probe_read_user_str(&dst[(n + 1) & (FX_PATH_MAX - 1)], FX_PATH_MAX, (void *)name);
 	if (l <= 0)
 		return -1;
 	return n + l; /* dir, NUL, name (l counts the name's NUL, which we drop) */
+}
+
+static __always_inline int fx_dir_name(struct fx_scratch *s, __u64 dirfd, __u64 uname, char *dst)
+{
+	return fx_dir_name_from(s, dirfd, uname, false, dst);
 }
 
 #endif

@@ -122,7 +122,10 @@ fn layout_matches_c() {
         ("umask", offset_of!(FxEvent, umask)),
     ];
     for (name, v) in OPS {
-        assert_eq!(got[name], v as usize, "enum fx_op {name}: C and Rust differ");
+        assert_eq!(
+            got[name], v as usize,
+            "enum fx_op {name}: C and Rust differ"
+        );
     }
     for (k, v) in rust {
         assert_eq!(
@@ -194,8 +197,8 @@ fn struct_mount_offsets_match_this_kernel() {
     assert_eq!(members["mnt"] / 8, def("FX_MOUNT_MNT_OFF"));
 
     // io_kiocb flag bits (an anonymous kernel enum) used by bpf/async.bpf.c.
-    let a = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/async.bpf.c"))
-        .unwrap();
+    let a =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/async.bpf.c")).unwrap();
     for (fx, kernel) in [
         ("FX_REQ_F_FIXED_FILE_BIT", "REQ_F_FIXED_FILE_BIT"),
         ("FX_REQ_F_CQE_SKIP_BIT", "REQ_F_CQE_SKIP_BIT"),

@@ -3,6 +3,10 @@
 //!
 //!     workload ROOT SEED OPS [ns OUTSIDE]
 //!
+//! With `uring`, everything goes through io_uring instead of syscalls: openat (O_CREAT,
+//! O_TRUNC), write, fallocate (punch hole), ftruncate, fsync, and the path operations
+//! (renameat, mkdirat, unlinkat, symlinkat, linkat); `uring-xattr` adds setxattr.
+//!
 //! With `ns`, namespace changes too: creates, mkdir, renames (files, directories, over
 //! existing targets), unlink, rmdir, symlinks, hard links, chmod, chown, truncate, and moves
 //! into and out of the root from OUTSIDE.
@@ -21,6 +25,12 @@ fn main() -> anyhow::Result<()> {
     let mode = a.next();
     if mode.as_deref() == Some("mmap") {
         return mapped(&root, seed, ops);
+    }
+    if mode.as_deref() == Some("uring") {
+        return uring(&root, seed, ops, false);
+    }
+    if mode.as_deref() == Some("uring-xattr") {
+        return uring(&root, seed, ops, true);
     }
     if mode.as_deref() == Some("ns") {
         let outside = std::path::PathBuf::from(
@@ -291,6 +301,116 @@ fn namespace(
                 )
             }),
         };
+    }
+    Ok(())
+}
+
+/// Submits one io_uring request and waits for its completion; returns its result.
+fn uring_one(ring: &mut io_uring::IoUring, sqe: io_uring::squeue::Entry) -> anyhow::Result<i32> {
+    // SAFETY: every pointer in `sqe` (paths, buffers) outlives this call, which waits for the
+    // request's completion before returning.
+    unsafe { ring.submission().push(&sqe)? };
+    ring.submit_and_wait(1)?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("io_uring: no completion"))?;
+    Ok(cqe.result())
+}
+
+fn uring(root: &std::path::Path, seed: u64, ops: usize, xattrs: bool) -> anyhow::Result<()> {
+    use io_uring::{opcode, types};
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    let mut ring = io_uring::IoUring::new(8)?;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = std::fs::File::open(root)?;
+    let dfd = types::Fd(dir.as_raw_fd());
+    let name = |p: String| CString::new(p).expect("no NUL in names");
+    for i in 0..ops {
+        let a = name(format!("u{}", rng.usize(..8)));
+        let b = name(format!("u{}", rng.usize(..8)));
+        let res = match rng.usize(..if xattrs { 11 } else { 10 }) {
+            0..=3 => {
+                let flags =
+                    libc::O_CREAT | libc::O_WRONLY | if i % 7 == 0 { libc::O_TRUNC } else { 0 };
+                let fd = uring_one(
+                    &mut ring,
+                    opcode::OpenAt::new(dfd, a.as_ptr())
+                        .flags(flags)
+                        .mode(0o640)
+                        .build(),
+                )?;
+                if fd < 0 {
+                    continue; // a directory by that name
+                }
+                let f = types::Fd(fd);
+                let data = vec![b'a' + (i % 26) as u8; rng.usize(1..20_000)];
+                let off = rng.u64(..100_000);
+                let w = uring_one(
+                    &mut ring,
+                    opcode::Write::new(f, data.as_ptr(), data.len() as u32)
+                        .offset(off)
+                        .build(),
+                )?;
+                anyhow::ensure!(w == data.len() as i32, "io_uring write returned {w}");
+                match rng.usize(..3) {
+                    0 => uring_one(
+                        &mut ring,
+                        opcode::Fallocate::new(f, 4096)
+                            .offset(off & !4095)
+                            .mode(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE)
+                            .build(),
+                    )?,
+                    1 => uring_one(
+                        &mut ring,
+                        opcode::Ftruncate::new(f, rng.u64(..120_000)).build(),
+                    )?,
+                    _ => uring_one(&mut ring, opcode::Fsync::new(f).build())?,
+                };
+                // SAFETY: fd came from the OpenAt above and is closed once.
+                unsafe { libc::close(fd) };
+                0
+            }
+            4 | 5 => uring_one(
+                &mut ring,
+                opcode::RenameAt::new(dfd, a.as_ptr(), dfd, b.as_ptr()).build(),
+            )?,
+            6 => uring_one(
+                &mut ring,
+                opcode::MkDirAt::new(dfd, a.as_ptr()).mode(0o750).build(),
+            )?,
+            7 => uring_one(&mut ring, opcode::UnlinkAt::new(dfd, a.as_ptr()).build())?,
+            8 => uring_one(
+                &mut ring,
+                opcode::SymlinkAt::new(dfd, b.as_ptr(), a.as_ptr()).build(),
+            )?,
+            9 => uring_one(
+                &mut ring,
+                opcode::LinkAt::new(dfd, a.as_ptr(), dfd, b.as_ptr()).build(),
+            )?,
+            _ => {
+                use std::os::unix::ffi::OsStrExt;
+                let path = CString::new(
+                    root.join(format!("u{}", rng.usize(..8)))
+                        .as_os_str()
+                        .as_bytes(),
+                )?;
+                let value = format!("v{i}");
+                uring_one(
+                    &mut ring,
+                    opcode::SetXattr::new(
+                        c"user.uring".as_ptr(),
+                        value.as_ptr().cast(),
+                        path.as_ptr(),
+                        value.len() as u32,
+                    )
+                    .build(),
+                )?
+            }
+        };
+        // Failures (a name already taken, a directory not empty) are part of the workload.
+        let _ = res;
     }
     Ok(())
 }
