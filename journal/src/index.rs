@@ -94,6 +94,7 @@ pub fn gap_reason_code(r: foxing_proto::GapReason) -> u8 {
         MovedIn => 5,
         JournalFailed => 6,
         Untracked => 7,
+        ProbeMissed => 8,
     }
 }
 
@@ -107,6 +108,7 @@ pub fn gap_reason_name(code: u8) -> &'static str {
         "moved_in",
         "journal_failed",
         "untracked",
+        "probe_missed",
     ]
     .get(code as usize)
     .copied()

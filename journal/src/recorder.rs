@@ -50,6 +50,8 @@ pub const TIMES_SWEEP_MAX_PATHS: usize = 65_536;
 /// A recorder whose journal cannot be written (full disk, I/O error) tries to open it again
 /// this often.
 pub const JOURNAL_RETRY_MS: u64 = 1_000;
+/// How often the probes' skipped-run counters are read (one bpf syscall per program).
+pub const MISSED_RUNS_CHECK_MS: u64 = 100;
 
 #[derive(Clone, Debug)]
 pub struct RecorderOptions {
@@ -83,6 +85,8 @@ pub struct RecorderStats {
     /// Changes the probes saw but could not describe (io_uring path operations, fixed files):
     /// each a gap healed by a base.
     pub untracked: u64,
+    /// Probe runs the kernel skipped (another BPF program on the CPU); each is healed by a base.
+    pub missed_runs: u64,
 }
 
 impl RecorderStats {
@@ -205,6 +209,14 @@ impl RecorderStats {
         );
         metric(
             &mut o,
+            "foxing_recorder_missed_probe_runs_total",
+            "counter",
+            "Probe runs the kernel skipped because another BPF program ran on that CPU; each is a gap healed by a base.",
+            &l,
+            self.missed_runs,
+        );
+        metric(
+            &mut o,
             "foxing_recorder_durable_seq",
             "gauge",
             "Newest durable seq of the journal.",
@@ -287,6 +299,9 @@ pub struct Recorder {
     events: Vec<RawEvent>,
     pub stats: RecorderStats,
     last_drops: u64,
+    /// Probe runs the kernel skipped, as last read, and when.
+    last_missed: u64,
+    last_missed_check: Instant,
     in_resync: bool,
     /// Gap records journaled in this batch whose heal (a base) is still due.
     pending_heals: Vec<u64>,
@@ -595,6 +610,8 @@ impl Recorder {
             events: Vec::new(),
             stats: RecorderStats::default(),
             last_drops: 0,
+            last_missed: 0,
+            last_missed_check: Instant::now(),
             in_resync: false,
             pending_heals: Vec::new(),
             base_active: false,
@@ -891,6 +908,10 @@ impl Recorder {
             self.append_gap(gap);
         } else {
             self.append(out);
+        }
+        if now.duration_since(self.last_missed_check) >= Duration::from_millis(MISSED_RUNS_CHECK_MS)
+        {
+            self.check_missed_runs()?;
         }
         if !self.pending_heals.is_empty() && !self.in_resync && !self.journal_down() {
             let heals = std::mem::take(&mut self.pending_heals);
@@ -1237,6 +1258,29 @@ impl Recorder {
         Ok(())
     }
 
+    /// The kernel skips a probe while another BPF program runs on the same CPU (counted per
+    /// program, with no seq taken): such a run may be a change never reported. Journal a gap
+    /// and heal it like a ring overflow.
+    fn check_missed_runs(&mut self) -> anyhow::Result<()> {
+        self.last_missed_check = Instant::now();
+        let missed = self.probes.missed_runs()?;
+        if missed > self.last_missed {
+            let n = missed - self.last_missed;
+            self.last_missed = missed;
+            self.stats.missed_runs += n;
+            tracing::warn!(
+                missed = n,
+                "the kernel skipped running Foxing's probes (another BPF program was running on that CPU): journaling a gap and a new base to heal it"
+            );
+            let gap = self.own(Op::Gap {
+                lost: n,
+                reason: GapReason::ProbeMissed,
+            });
+            self.append_gap(gap);
+        }
+        Ok(())
+    }
+
     /// A change the probes saw but cannot describe (an io_uring path operation, a write into a
     /// fixed-file slot, an oversized io_submit): journal a gap now and heal it with a base after
     /// this batch, like a moved-in subtree.
@@ -1548,6 +1592,8 @@ impl Recorder {
         }
         // Final drain: whatever the kernel handed over before we stopped.
         while self.pump(Duration::from_millis(10))? > 0 {}
+        // A skipped probe run since the last check: the gap is healed by the next start's base.
+        self.check_missed_runs()?;
         let mut out = Vec::new();
         self.reread_mapped(&mut out);
         self.append_untracked(out);

@@ -163,6 +163,8 @@ pub enum ProbeError {
     MissingMap(&'static str),
     #[error("polling the ring buffer: {0}")]
     Poll(#[source] std::io::Error),
+    #[error("reading an eBPF program's info (bpf BPF_OBJ_GET_INFO_BY_FD): {0}")]
+    ProgInfo(#[source] std::io::Error),
     #[error("reading the kernel's BTF (/sys/kernel/btf/vmlinux): {0}")]
     Btf(String),
 }
@@ -208,6 +210,8 @@ impl RawEvent {
 
 pub struct Probes {
     _ebpf: Ebpf,
+    /// Every attached program, to read how often the kernel skipped running it.
+    programs: Vec<std::os::fd::OwnedFd>,
     ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     /// CLOCK_REALTIME - CLOCK_BOOTTIME, to turn event times into wall-clock times.
@@ -260,6 +264,7 @@ impl Probes {
             .override_global("nr_cpus", &cpus, true)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
+        let mut programs = Vec::new();
         for (name, tp) in TRACEPOINTS {
             let prog: &mut TracePoint = ebpf
                 .program_mut(name)
@@ -270,6 +275,7 @@ impl Probes {
                 .map_err(|source| ProbeError::Program { name, source })?;
             prog.attach("syscalls", tp)
                 .map_err(|source| ProbeError::Program { name, source })?;
+            programs.push(program_fd(prog.fd(), name)?);
         }
         let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
         for (name, tp) in BTF_TRACEPOINTS {
@@ -282,6 +288,7 @@ impl Probes {
                 .map_err(|source| ProbeError::Program { name, source })?;
             prog.attach()
                 .map_err(|source| ProbeError::Program { name, source })?;
+            programs.push(program_fd(prog.fd(), name)?);
         }
         let ring = RingBuf::try_from(
             ebpf.take_map("events")
@@ -301,6 +308,7 @@ impl Probes {
         })?;
         Ok(Probes {
             _ebpf: ebpf,
+            programs,
             ring,
             drops,
             boot_to_wall_ns: boot_to_wall_ns(),
@@ -359,6 +367,18 @@ impl Probes {
         Ok(v.iter().sum())
     }
 
+    /// Runs of the probes the kernel skipped, summed over programs: a tracepoint program is not
+    /// run while another BPF program runs on the same CPU (and a tp_btf program not inside
+    /// itself). Each skipped run may be a change never reported, without a seq gap to show it:
+    /// the recorder treats an increase as a loss (gap + heal).
+    pub fn missed_runs(&self) -> Result<u64, ProbeError> {
+        let mut sum = 0u64;
+        for fd in &self.programs {
+            sum += prog_recursion_misses(fd).map_err(ProbeError::ProgInfo)?;
+        }
+        Ok(sum)
+    }
+
     /// Follows steps of the wall clock: re-reads its offset to the boot clock and returns the
     /// step (ns, negative when the clock went back) if it moved by more than CLOCK_STEP_MIN_NS.
     /// Event times then follow the stepped wall clock, as the recorder's own records do.
@@ -400,6 +420,50 @@ fn ensure_tracefs() {
 }
 
 /// Number of possible CPUs (/sys/devices/system/cpu/possible, e.g. "0-255").
+fn program_fd(
+    fd: Result<&aya::programs::ProgramFd, aya::programs::ProgramError>,
+    name: &'static str,
+) -> Result<std::os::fd::OwnedFd, ProbeError> {
+    use std::os::fd::AsFd;
+    let fd = fd.map_err(|source| ProbeError::Program { name, source })?;
+    fd.as_fd()
+        .try_clone_to_owned()
+        .map_err(ProbeError::ProgInfo)
+}
+
+/// `bpf(BPF_OBJ_GET_INFO_BY_FD)` on a program: its recursion_misses counter.
+fn prog_recursion_misses(fd: &std::os::fd::OwnedFd) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // SAFETY: bpf_prog_info is a plain C struct of integers; all zeroes is valid.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: &mut info as *mut _ as u64,
+    };
+    // SAFETY: attr points to a valid bpf_attr prefix for this command and info to a buffer of
+    // info_len bytes; both outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &mut attr as *mut InfoAttr,
+            std::mem::size_of::<InfoAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info.recursion_misses)
+}
+
 fn possible_cpus() -> u32 {
     let s = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
     let max = s

@@ -137,6 +137,8 @@ fn writes_pwrites_and_fsyncs_under_the_root_are_captured_exactly() {
         "the recorder's own writes must be excluded"
     );
     assert_eq!(p.drops().unwrap(), 0);
+    // The skipped-run counters are readable (one bpf syscall per program) and nothing ran nested.
+    assert_eq!(p.missed_runs().unwrap(), 0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

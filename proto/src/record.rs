@@ -219,6 +219,9 @@ pub enum GapReason {
     /// A change the probes saw but could not describe (a path operation submitted through
     /// io_uring, a write into a fixed-file slot): healed by the base that follows.
     Untracked,
+    /// The kernel skipped running a probe (another BPF program was running on that CPU): a
+    /// change may be unreported; healed by the base that follows.
+    ProbeMissed,
 }
 
 /// What a record does. Variant order is part of the on-disk format.

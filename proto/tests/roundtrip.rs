@@ -77,6 +77,7 @@ fn gap_reason() -> impl Strategy<Value = GapReason> {
         Just(GapReason::MovedIn),
         Just(GapReason::JournalFailed),
         Just(GapReason::Untracked),
+        Just(GapReason::ProbeMissed),
     ]
 }
 
