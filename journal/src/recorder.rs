@@ -8,7 +8,7 @@
 //! counter, or ring buffer drops) becomes a Gap record, a counter and a log line, and is healed by
 //! a new base (targeted resync of the affected inodes is planned).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -50,6 +50,10 @@ pub const TIMES_SWEEP_MAX_PATHS: usize = 65_536;
 /// A recorder whose journal cannot be written (full disk, I/O error) tries to open it again
 /// this often.
 pub const JOURNAL_RETRY_MS: u64 = 1_000;
+/// Most inodes a ring loss is healed by resyncing one by one; beyond, a whole-tree base.
+pub const TARGETED_HEAL_MAX_INODES: usize = 4096;
+/// Most inode -> path entries remembered for targeted heals (then the map starts over).
+pub const INODE_PATHS_MAX: usize = 262_144;
 /// How often the probes' skipped-run counters are read (one bpf syscall per program).
 pub const MISSED_RUNS_CHECK_MS: u64 = 100;
 
@@ -87,6 +91,9 @@ pub struct RecorderStats {
     pub untracked: u64,
     /// Probe runs the kernel skipped (another BPF program on the CPU); each is healed by a base.
     pub missed_runs: u64,
+    /// Ring losses healed by resyncing only the inodes they touched, and the entries resynced.
+    pub targeted_heals: u64,
+    pub targeted_heal_entries: u64,
 }
 
 impl RecorderStats {
@@ -217,6 +224,14 @@ impl RecorderStats {
         );
         metric(
             &mut o,
+            "foxing_recorder_targeted_heals_total",
+            "counter",
+            "Ring losses healed by resyncing only the inodes they touched (no whole-tree base).",
+            &l,
+            self.targeted_heals,
+        );
+        metric(
+            &mut o,
             "foxing_recorder_durable_seq",
             "gauge",
             "Newest durable seq of the journal.",
@@ -305,6 +320,10 @@ pub struct Recorder {
     in_resync: bool,
     /// Gap records journaled in this batch whose heal (a base) is still due.
     pending_heals: Vec<u64>,
+    /// Some pending heal needs a whole-tree base (a loss the dirty-inode marks do not cover).
+    full_heal: bool,
+    /// Last path seen for each inode (kernel dev, ino), to resync dropped inodes by path.
+    inode_paths: HashMap<(u64, u64), RelPath>,
     /// A base is walking the tree.
     base_active: bool,
     /// Rename targets seen during a base: the walk may already have passed their new place
@@ -537,6 +556,32 @@ fn entry_meta(path: &Path, md: &std::fs::Metadata) -> std::io::Result<EntryMeta>
 
 /// Opens a regular file of the source for reading without ever blocking (a fifo put in its
 /// place would block an ordinary open) or following a final symlink.
+/// Walks `root` (lstat only, symlinks not followed) for the inodes in `wanted` (kernel dev,
+/// ino), removing each found; returns their paths. Stops when all are found.
+fn find_inodes(root: &Path, wanted: &mut HashSet<(u64, u64)>) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if wanted.remove(&(foxing_probes::kernel_dev(md.dev()), md.ino())) {
+                found.push(e.path());
+                if wanted.is_empty() {
+                    return found;
+                }
+            }
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
 fn open_source_file(p: &Path) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
@@ -614,6 +659,8 @@ impl Recorder {
             last_missed_check: Instant::now(),
             in_resync: false,
             pending_heals: Vec::new(),
+            full_heal: false,
+            inode_paths: HashMap::new(),
             base_active: false,
             walk_extra: Vec::new(),
             touched: Default::default(),
@@ -722,12 +769,23 @@ impl Recorder {
             Op::Gap { lost, .. } => *lost,
             _ => 0,
         };
-        self.append_untracked(vec![gap]);
+        self.append_untracked(vec![gap.clone()]);
         let j = self.journal.as_mut()?;
         let seq = j.next_seq() - 1;
         match j.sync() {
             Ok(_) => {
                 self.pending_heals.push(seq);
+                // Ring losses are healed per inode when the kernel's marks cover them; every
+                // other loss needs the whole tree.
+                if !matches!(
+                    gap.op,
+                    Op::Gap {
+                        reason: GapReason::RingFull,
+                        ..
+                    }
+                ) {
+                    self.full_heal = true;
+                }
                 Some(seq)
             }
             Err(e) => {
@@ -915,10 +973,15 @@ impl Recorder {
         }
         if !self.pending_heals.is_empty() && !self.in_resync && !self.journal_down() {
             let heals = std::mem::take(&mut self.pending_heals);
-            self.base()?;
+            let full = std::mem::take(&mut self.full_heal);
+            if full || !self.targeted_heal()? {
+                self.base()?;
+            }
             if self.journal_down() {
-                // The journal failed during the heal: heal these with the next one.
+                // The journal failed during the heal: heal these with the next one, a base
+                // (the dirty marks taken for this one are gone).
                 self.pending_heals = heals;
+                self.full_heal = true;
             } else {
                 let evs = heals
                     .into_iter()
@@ -964,6 +1027,7 @@ impl Recorder {
             tracing::warn!(path = %path, "event with an unusable path skipped");
             return;
         }
+        self.note_inode_path(h.dev, h.ino, &path);
         let time_ns = self.probes.wall_ns(h.time_ns);
         let w = writer_of(h);
         let mk = |op| Event {
@@ -1258,6 +1322,93 @@ impl Recorder {
         Ok(())
     }
 
+    /// Heals ring losses by resyncing only the inodes whose events were dropped (the kernel
+    /// marks them), by the path last seen for each. Returns false, having journaled nothing,
+    /// when that cannot be trusted: marks lost (map full), a dropped event without an inode
+    /// (path operations, syncs), too many inodes, an inode never seen or no longer at its last
+    /// path (renamed or removed since): the caller then makes a whole-tree base.
+    fn targeted_heal(&mut self) -> anyhow::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let dirty = self.probes.take_dirty()?;
+        if dirty.overflowed || dirty.inodes.len() > TARGETED_HEAL_MAX_INODES {
+            tracing::info!(
+                inodes = dirty.inodes.len(),
+                overflowed = dirty.overflowed,
+                "too many inodes lost for a targeted heal: a whole-tree base follows"
+            );
+            return Ok(false);
+        }
+        if dirty.inodes.contains(&(0, 0)) {
+            tracing::info!(
+                "a lost event had no inode (a path operation or a sync): a whole-tree base follows"
+            );
+            return Ok(false);
+        }
+        // Each inode at the path last seen for it, else found by walking the tree (stat only,
+        // no reads). An inode found nowhere was removed or moved out by journaled path
+        // operations (a lost path operation would have marked (0, 0)): nothing to heal.
+        let mut paths = Vec::with_capacity(dirty.inodes.len());
+        let mut missing = HashSet::new();
+        for key in &dirty.inodes {
+            let at_last_path = self.inode_paths.get(key).and_then(|p| {
+                let full = self
+                    .opts
+                    .root
+                    .join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+                let md = std::fs::symlink_metadata(&full).ok()?;
+                (foxing_probes::kernel_dev(md.dev()) == key.0 && md.ino() == key.1).then_some(full)
+            });
+            match at_last_path {
+                Some(full) => paths.push(full),
+                None => {
+                    missing.insert(*key);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let wanted = missing.len();
+            let found = find_inodes(&self.opts.root, &mut missing);
+            tracing::info!(
+                wanted,
+                found = found.len(),
+                "lost events' inodes looked up by walking the tree"
+            );
+            paths.extend(found);
+        }
+        let mut links = HashMap::new();
+        let mut n = 0;
+        let now = Instant::now();
+        for full in &paths {
+            n += self.resync_entry(full, &mut links)?;
+            // Its directory's mtime may have moved with the lost events too.
+            if let Some(rp) = full.parent().and_then(|d| rel(&self.opts.root, d)) {
+                if !self.touched_all && !rp.as_bytes().is_empty() {
+                    self.touched.insert(rp);
+                    self.first_touch.get_or_insert(now);
+                }
+            }
+        }
+        self.stats.targeted_heals += 1;
+        self.stats.targeted_heal_entries += n;
+        tracing::info!(
+            inodes = paths.len(),
+            entries = n,
+            "ring losses healed by resyncing the inodes they touched"
+        );
+        Ok(true)
+    }
+
+    /// Remembers the path an event gave for an inode (for targeted heals).
+    fn note_inode_path(&mut self, dev: u64, ino: u64, path: &RelPath) {
+        if ino == 0 || self.inode_paths.get(&(dev, ino)) == Some(path) {
+            return;
+        }
+        if self.inode_paths.len() >= INODE_PATHS_MAX {
+            self.inode_paths.clear();
+        }
+        self.inode_paths.insert((dev, ino), path.clone());
+    }
+
     /// The kernel skips a probe while another BPF program runs on the same CPU (counted per
     /// program, with no seq taken): such a run may be a change never reported. Journal a gap
     /// and heal it like a ring overflow.
@@ -1391,6 +1542,10 @@ impl Recorder {
             };
             n += 1;
             self.base_walked += 1;
+            if self.inode_paths.len() < INODE_PATHS_MAX {
+                self.inode_paths
+                    .insert((foxing_probes::kernel_dev(md.dev()), md.ino()), rp.clone());
+            }
             if self.base_walked.is_multiple_of(256) {
                 if let Ok(mut sh) = self.shared.lock() {
                     sh.0.base_entries = self.stats.base_entries + self.base_walked;

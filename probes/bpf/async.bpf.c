@@ -270,16 +270,21 @@ static __always_inline void fx_uring_path_submit(struct io_kiocb *req, __u8 op)
 	if (two)
 		bpf_probe_read_kernel(&n2, sizeof(n2), (void *)fn2);
 	fx_header(&s->ev, fop, NULL);
-	int l1 = fx_dir_name_from(s, dfd1, n1, true, &s->body[0]);
+	__u32 under1 = 0, under2 = 0;
+	int l1 = fx_dir_name_from(s, dfd1, n1, true, &s->body[0], &under1);
 	if (l1 < 0)
 		return;
 	s->ev.path_len = l1 & (FX_PATH_MAX * 2 - 1);
 	if (two) {
-		int l2 = fx_dir_name_from(s, dfd2, n2, true, &s->body[s->ev.path_len & (FX_PATH_MAX * 2 - 1)]);
+		int l2 = fx_dir_name_from(s, dfd2, n2, true, &s->body[s->ev.path_len & (FX_PATH_MAX * 2 - 1)], &under2);
 		if (l2 < 0)
 			return;
 		s->ev.data_len = l2 & (FX_PATH_MAX * 2 - 1);
 	}
+	if (fop == FX_OP_PATH_SYMLINK)
+		under1 = 0;
+	if (!under1 && !under2)
+		return;
 	if (fop == FX_OP_PATH_UNLINK && (flags & FX_AT_REMOVEDIR))
 		s->ev.flags |= FX_F_RMDIR;
 	if (fop == FX_OP_PATH_RENAME)

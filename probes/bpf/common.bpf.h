@@ -26,21 +26,25 @@ struct {
 	__uint(max_entries, 64 << 20);
 } events SEC(".maps") __weak;
 
-/* Events that did not fit in the ring buffer, per CPU. */
+/* Per CPU: [0] events that did not fit in the ring buffer, [1] inodes that could not be marked
+ * in the dirty map (full: the recorder falls back to a whole-tree base). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps") __weak;
 
-/* Inodes whose events were dropped: the recorder resyncs them. key: (dev, ino). */
+/* Inodes whose events were dropped: the recorder resyncs them (a targeted heal) and deletes
+ * their keys. (0, 0) marks a dropped event without an inode (path operations, syncs): the
+ * recorder heals those with a whole-tree base. A plain hash (not LRU) so that a full map is
+ * seen (drops[1]) instead of silently evicting marks. key: (dev, ino). */
 struct fx_inode_key {
 	__u64 dev;
 	__u64 ino;
 };
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct fx_inode_key);
 	__type(value, __u64);
@@ -193,8 +197,9 @@ static __always_inline int fx_path(struct fx_scratch *s, struct dentry *d, struc
 }
 
 /* The absolute path of (dentry, vfsmount) in the caller's mount namespace, written to
- * dst[0..]; returns its length ("/" for the root). */
-static __always_inline __u32 fx_abs_path(struct fx_scratch *s, struct dentry *d, struct vfsmount *vmnt, char *dst)
+ * dst[0..]; returns its length ("/" for the root). *under is set when the watched root is the
+ * entry or one of its ancestors. */
+static __always_inline __u32 fx_abs_path(struct fx_scratch *s, struct dentry *d, struct vfsmount *vmnt, char *dst, __u32 *under)
 {
 	struct fx_walk w = {
 		.d = d,
@@ -206,6 +211,7 @@ static __always_inline __u32 fx_abs_path(struct fx_scratch *s, struct dentry *d,
 		.buf = s->walk,
 	};
 	bpf_loop(1024, fx_walk_step, &w, 0);
+	*under = w.found;
 	if (w.off >= FX_PATH_MAX - 1) {
 		dst[0] = '/';
 		return 1;
@@ -272,7 +278,12 @@ static __always_inline void fx_count_drop(struct fx_event *ev)
 		__sync_fetch_and_add(d, 1);
 	struct fx_inode_key k = { .dev = ev->dev, .ino = ev->ino };
 	__u64 one = 1;
-	bpf_map_update_elem(&dirty, &k, &one, BPF_ANY);
+	if (bpf_map_update_elem(&dirty, &k, &one, BPF_ANY)) {
+		__u32 full = 1;
+		__u64 *o = bpf_map_lookup_elem(&drops, &full);
+		if (o)
+			__sync_fetch_and_add(o, 1);
+	}
 }
 
 /* Resolves the file's path; copies it after the header; returns 0 if the file is under the
@@ -297,8 +308,10 @@ static __always_inline void fx_submit(struct fx_scratch *s)
 	s->ev.seq = __sync_fetch_and_add(&fx_seq, 1);
 	__u64 size = sizeof(struct fx_event) + (s->ev.path_len & (FX_PATH_MAX * 2 - 1)) +
 		     (s->ev.data_len & (FX_PAYLOAD_MAX * 2 - 1));
-	if (size > sizeof(struct fx_scratch) - FX_PATH_BUF)
+	if (size > sizeof(struct fx_scratch) - FX_PATH_BUF) {
+		fx_count_drop(&s->ev); /* the seq is taken: a loss, never a silent one */
 		return;
+	}
 	if (bpf_ringbuf_output(&events, &s->ev, size, 0))
 		fx_count_drop(&s->ev);
 }
@@ -307,12 +320,34 @@ static __always_inline void fx_submit(struct fx_scratch *s)
 #define FX_AT_FDCWD ((__u64)(__s64)-100)
 #define FX_NO_DIR ((__u64)(__s64)-1000)
 
+struct fx_slash_scan {
+	char *buf;
+	__u32 start;
+	__u32 len;
+	__u32 slash;
+};
+
+static long fx_slash_step(__u64 i, void *arg)
+{
+	struct fx_slash_scan *c = arg;
+	if (i >= c->len)
+		return 1;
+	if (c->buf[(c->start + i) & (FX_PATH_MAX * 2 - 1)] == '/') {
+		c->slash = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* Writes "dir\0name" at dst (dst has room for 2 * FX_PATH_MAX): dir is the absolute path of
  * dirfd (or "/" when name is absolute, "" for FX_NO_DIR); returns the bytes written (without a
  * final NUL), or -1. The name is in user memory, or in kernel memory when `kname` (io_uring's
- * copies). */
-static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, __u64 name, bool kname, char *dst)
+ * copies). *maybe_under is cleared only when the pair certainly names nothing under the watched
+ * root: the directory is outside it and the name is one component (no '/' to cross a symlink
+ * or climb); the caller then drops the event (system-wide path noise never fills the ring). */
+static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, __u64 name, bool kname, char *dst, __u32 *maybe_under)
 {
+	__u32 under = 0;
 	char c = 0;
 	__u32 n = 0;
 	if (kname)
@@ -328,12 +363,12 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
 		struct dentry *d = BPF_CORE_READ(task, fs, pwd.dentry);
 		struct vfsmount *m = BPF_CORE_READ(task, fs, pwd.mnt);
-		n = fx_abs_path(s, d, m, dst);
+		n = fx_abs_path(s, d, m, dst, &under);
 	} else {
 		struct file *f = fx_fd_file(dirfd);
 		if (!f)
 			return -1;
-		n = fx_abs_path(s, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), dst);
+		n = fx_abs_path(s, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), dst, &under);
 	}
 	n &= FX_PATH_MAX - 1;
 	dst[n] = 0;
@@ -344,12 +379,24 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 		l = bpf_probe_read_user_str(&dst[(n + 1) & (FX_PATH_MAX - 1)], FX_PATH_MAX, (void *)name);
 	if (l <= 0)
 		return -1;
+	if (!under) {
+		/* dst is inside the scratch body: scan the name there for a '/'. */
+		struct fx_slash_scan c = {
+			.buf = s->body,
+			.start = (__u32)(dst - s->body) + n + 1,
+			.len = (__u32)l,
+			.slash = 0,
+		};
+		bpf_loop(FX_PATH_MAX, fx_slash_step, &c, 0);
+		under = c.slash;
+	}
+	*maybe_under = under;
 	return n + l; /* dir, NUL, name (l counts the name's NUL, which we drop) */
 }
 
-static __always_inline int fx_dir_name(struct fx_scratch *s, __u64 dirfd, __u64 uname, char *dst)
+static __always_inline int fx_dir_name(struct fx_scratch *s, __u64 dirfd, __u64 uname, char *dst, __u32 *maybe_under)
 {
-	return fx_dir_name_from(s, dirfd, uname, false, dst);
+	return fx_dir_name_from(s, dirfd, uname, false, dst, maybe_under);
 }
 
 #endif

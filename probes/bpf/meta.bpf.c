@@ -41,8 +41,9 @@ static __always_inline int target(struct fx_scratch *s, struct fx_args *a, __u32
 		return fx_event_path(s, f);
 	}
 	fx_header(&s->ev, path_op, NULL);
-	int n = fx_dir_name(s, a->fd, a->buf, &s->body[0]);
-	if (n < 0)
+	__u32 under = 0;
+	int n = fx_dir_name(s, a->fd, a->buf, &s->body[0], &under);
+	if (n < 0 || !under)
 		return -1;
 	s->ev.path_len = n & (FX_PATH_MAX * 2 - 1);
 	return 0;

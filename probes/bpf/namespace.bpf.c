@@ -30,16 +30,22 @@ static __always_inline int path_exit(long ret, __u32 op, bool two)
 	if (!s)
 		return 0;
 	fx_header(&s->ev, op, NULL);
-	int n1 = fx_dir_name(s, args.fd, args.buf, &s->body[0]);
+	__u32 under1 = 0, under2 = 0;
+	int n1 = fx_dir_name(s, args.fd, args.buf, &s->body[0], &under1);
 	if (n1 < 0)
 		return 0;
 	s->ev.path_len = n1 & (FX_PATH_MAX * 2 - 1);
 	if (two) {
-		int n2 = fx_dir_name(s, args.count, args.pos, &s->body[s->ev.path_len & (FX_PATH_MAX * 2 - 1)]);
+		int n2 = fx_dir_name(s, args.count, args.pos, &s->body[s->ev.path_len & (FX_PATH_MAX * 2 - 1)], &under2);
 		if (n2 < 0)
 			return 0;
 		s->ev.data_len = n2 & (FX_PATH_MAX * 2 - 1);
 	}
+	/* A symlink's first pair is its target text, not a place. */
+	if (op == FX_OP_PATH_SYMLINK)
+		under1 = 0;
+	if (!under1 && !under2)
+		return 0;
 	s->ev.arg = args.mode;
 	__u64 fl = args.flags;
 	if (op == FX_OP_PATH_UNLINK && (fl & FX_AT_REMOVEDIR))

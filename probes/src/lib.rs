@@ -214,8 +214,31 @@ pub struct Probes {
     programs: Vec<std::os::fd::OwnedFd>,
     ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
+    dirty: aya::maps::HashMap<MapData, InodeKey, u64>,
+    /// drops[1] as last read: marks the dirty map could not take.
+    dirty_full_seen: u64,
     /// CLOCK_REALTIME - CLOCK_BOOTTIME, to turn event times into wall-clock times.
     pub boot_to_wall_ns: i128,
+}
+
+/// `struct fx_inode_key` (bpf/common.bpf.h).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+// SAFETY: two u64 fields, no padding; every bit pattern is valid.
+unsafe impl aya::Pod for InodeKey {}
+
+/// Inodes whose events the kernel dropped, from [`Probes::take_dirty`].
+#[derive(Debug, Default)]
+pub struct DirtyInodes {
+    /// (kernel dev, ino); (0, 0) for dropped events that carry no inode.
+    pub inodes: Vec<(u64, u64)>,
+    /// Some marks were lost (the map was full): only a whole-tree base heals.
+    pub overflowed: bool,
 }
 
 /// The kernel's dev_t encoding (MAJOR << 20 | MINOR) of a userspace st_dev.
@@ -306,9 +329,19 @@ impl Probes {
             name: "drops",
             source,
         })?;
+        let dirty = aya::maps::HashMap::try_from(
+            ebpf.take_map("dirty")
+                .ok_or(ProbeError::MissingMap("dirty"))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            name: "dirty",
+            source,
+        })?;
         Ok(Probes {
             _ebpf: ebpf,
             programs,
+            dirty,
+            dirty_full_seen: 0,
             ring,
             drops,
             boot_to_wall_ns: boot_to_wall_ns(),
@@ -365,6 +398,42 @@ impl Probes {
             source,
         })?;
         Ok(v.iter().sum())
+    }
+
+    /// Takes the inodes whose events were dropped (and clears their marks). `overflowed` when
+    /// some mark could not be stored (the map was full) since the last call: then only a
+    /// whole-tree base heals. A (0, 0) inode stands for dropped events without an inode.
+    pub fn take_dirty(&mut self) -> Result<DirtyInodes, ProbeError> {
+        let map_err = |source| ProbeError::Map {
+            name: "dirty",
+            source,
+        };
+        let keys = self
+            .dirty
+            .keys()
+            .collect::<Result<Vec<InodeKey>, _>>()
+            .map_err(map_err)?;
+        for k in &keys {
+            match self.dirty.remove(k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+        let full: u64 = self
+            .drops
+            .get(&1, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "drops",
+                source,
+            })?
+            .iter()
+            .sum();
+        let overflowed = full > self.dirty_full_seen;
+        self.dirty_full_seen = full;
+        Ok(DirtyInodes {
+            inodes: keys.iter().map(|k| (k.dev, k.ino)).collect(),
+            overflowed,
+        })
     }
 
     /// Runs of the probes the kernel skipped, summed over programs: a tracepoint program is not

@@ -271,7 +271,7 @@ pub fn encode_frame(records: &[Record], zstd_level: i32) -> Result<Vec<u8>, Fram
     limit("raw_len", raw.len() as u64, MAX_FRAME_RAW_BYTES as u64)?;
     let raw_len = raw.len() as u32;
     let (codec, body) = if zstd_level != 0 && worth_compressing(&raw, zstd_level) {
-        match zstd::bulk::compress(&raw, zstd_level) {
+        match compress(&raw, zstd_level) {
             Ok(c) if c.len() < raw.len() - raw.len() / 16 => (CODEC_ZSTD, c),
             _ => (CODEC_RAW, raw),
         }
@@ -316,10 +316,31 @@ fn worth_compressing(raw: &[u8], level: i32) -> bool {
     sample.extend_from_slice(&raw[..n]);
     sample.extend_from_slice(&raw[mid..mid + n]);
     sample.extend_from_slice(&raw[raw.len() - n..]);
-    match zstd::bulk::compress(&sample, level) {
+    match compress(&sample, level) {
         Ok(c) => c.len() < sample.len() - sample.len() / 16,
         Err(_) => false,
     }
+}
+
+thread_local! {
+    /// One zstd compression context per thread and level: creating a context per frame (what
+    /// `zstd::bulk::compress` does) allocates and clears its tables each time, which dominated
+    /// the cost of compressing small frames.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match c.as_mut() {
+            Some((_, z)) => z.compress(data),
+            None => zstd::bulk::compress(data, level),
+        }
+    })
 }
 
 /// Validates the header and crc of the frame at the start of `buf` (which may hold more bytes
