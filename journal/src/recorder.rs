@@ -558,7 +558,7 @@ fn entry_meta(path: &Path, md: &std::fs::Metadata) -> std::io::Result<EntryMeta>
 /// place would block an ordinary open) or following a final symlink.
 /// Walks `root` (lstat only, symlinks not followed) for the inodes in `wanted` (kernel dev,
 /// ino), removing each found; returns their paths. Stops when all are found.
-fn find_inodes(root: &Path, wanted: &mut HashSet<(u64, u64)>) -> Vec<PathBuf> {
+fn find_inodes(root: &Path, wanted: &mut HashSet<(u64, u64)>) -> Vec<((u64, u64), PathBuf)> {
     use std::os::unix::fs::MetadataExt;
     let mut found = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -568,8 +568,9 @@ fn find_inodes(root: &Path, wanted: &mut HashSet<(u64, u64)>) -> Vec<PathBuf> {
         };
         for e in rd.flatten() {
             let Ok(md) = e.metadata() else { continue };
-            if wanted.remove(&(foxing_probes::kernel_dev(md.dev()), md.ino())) {
-                found.push(e.path());
+            let key = (foxing_probes::kernel_dev(md.dev()), md.ino());
+            if wanted.remove(&key) {
+                found.push((key, e.path()));
                 if wanted.is_empty() {
                     return found;
                 }
@@ -1330,15 +1331,24 @@ impl Recorder {
     fn targeted_heal(&mut self) -> anyhow::Result<bool> {
         use std::os::unix::fs::MetadataExt;
         let dirty = self.probes.take_dirty()?;
-        if dirty.overflowed || dirty.inodes.len() > TARGETED_HEAL_MAX_INODES {
+        // Whole inodes, and the chunks of the others (writes that touched few chunks).
+        let whole: HashSet<(u64, u64)> = dirty.inodes.iter().copied().collect();
+        let mut chunks: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
+        for (key, c) in &dirty.chunks {
+            if !whole.contains(key) {
+                chunks.entry(*key).or_default().push(*c);
+            }
+        }
+        let count = whole.len() + chunks.len();
+        if dirty.overflowed || count > TARGETED_HEAL_MAX_INODES {
             tracing::info!(
-                inodes = dirty.inodes.len(),
+                inodes = count,
                 overflowed = dirty.overflowed,
                 "too many inodes lost for a targeted heal: a whole-tree base follows"
             );
             return Ok(false);
         }
-        if dirty.inodes.contains(&(0, 0)) {
+        if whole.contains(&(0, 0)) {
             tracing::info!(
                 "a lost event had no inode (a path operation or a sync): a whole-tree base follows"
             );
@@ -1347,9 +1357,9 @@ impl Recorder {
         // Each inode at the path last seen for it, else found by walking the tree (stat only,
         // no reads). An inode found nowhere was removed or moved out by journaled path
         // operations (a lost path operation would have marked (0, 0)): nothing to heal.
-        let mut paths = Vec::with_capacity(dirty.inodes.len());
+        let mut paths: Vec<((u64, u64), PathBuf)> = Vec::with_capacity(count);
         let mut missing = HashSet::new();
-        for key in &dirty.inodes {
+        for key in whole.iter().chain(chunks.keys()) {
             let at_last_path = self.inode_paths.get(key).and_then(|p| {
                 let full = self
                     .opts
@@ -1359,7 +1369,7 @@ impl Recorder {
                 (foxing_probes::kernel_dev(md.dev()) == key.0 && md.ino() == key.1).then_some(full)
             });
             match at_last_path {
-                Some(full) => paths.push(full),
+                Some(full) => paths.push((*key, full)),
                 None => {
                     missing.insert(*key);
                 }
@@ -1377,14 +1387,30 @@ impl Recorder {
         }
         let mut links = HashMap::new();
         let mut n = 0;
+        let mut chunk_bytes = 0u64;
         let now = Instant::now();
-        for full in &paths {
-            n += self.resync_entry(full, &mut links)?;
-            // Its directory's mtime may have moved with the lost events too.
-            if let Some(rp) = full.parent().and_then(|d| rel(&self.opts.root, d)) {
-                if !self.touched_all && !rp.as_bytes().is_empty() {
-                    self.touched.insert(rp);
-                    self.first_touch.get_or_insert(now);
+        for (key, full) in &paths {
+            let Some(rp) = rel(&self.opts.root, full) else {
+                continue;
+            };
+            match chunks.get(key) {
+                Some(cs) if !whole.contains(key) => {
+                    chunk_bytes += self.resync_chunks(full, &rp, cs, &mut links)?;
+                    n += 1;
+                    if !self.touched_all {
+                        self.touched.insert(rp);
+                        self.first_touch.get_or_insert(now);
+                    }
+                }
+                _ => {
+                    n += self.resync_entry(full, &mut links)?;
+                    // Its directory's mtime may have moved with the lost events too.
+                    if let Some(dir) = full.parent().and_then(|d| rel(&self.opts.root, d)) {
+                        if !self.touched_all && !dir.as_bytes().is_empty() {
+                            self.touched.insert(dir);
+                            self.first_touch.get_or_insert(now);
+                        }
+                    }
                 }
             }
         }
@@ -1393,9 +1419,51 @@ impl Recorder {
         tracing::info!(
             inodes = paths.len(),
             entries = n,
-            "ring losses healed by resyncing the inodes they touched"
+            chunk_bytes,
+            "ring losses healed by resyncing the inodes (or chunks) they touched"
         );
         Ok(true)
+    }
+
+    /// Re-reads the marked chunks of a regular file: its current size (a Truncate), then the
+    /// chunks' bytes as ResyncData. Anything else is resynced whole. Returns the bytes read.
+    fn resync_chunks(
+        &mut self,
+        full: &Path,
+        rp: &RelPath,
+        chunks: &[u64],
+        links: &mut HashMap<(u64, u64), RelPath>,
+    ) -> anyhow::Result<u64> {
+        self.pump_nested()?;
+        let f = match std::fs::symlink_metadata(full) {
+            Ok(md) if md.is_file() => open_source_file(full),
+            _ => None,
+        };
+        let Some(f) = f else {
+            self.resync_entry(full, links)?;
+            return Ok(0);
+        };
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let time_ns = now_ns();
+        let mut out = vec![self.own(Op::Truncate {
+            path: rp.clone(),
+            size,
+        })];
+        let mut sorted = chunks.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut bytes = 0;
+        for c in sorted {
+            let off = c.saturating_mul(foxing_probes::CHUNK_BYTES);
+            if off >= size {
+                continue;
+            }
+            let len = foxing_probes::CHUNK_BYTES.min(size - off);
+            self.reread_into(&f, rp, off, len, time_ns, &mut out);
+            bytes += len;
+        }
+        self.append(out);
+        Ok(bytes)
     }
 
     /// Remembers the path an event gave for an inode (for targeted heals).

@@ -50,6 +50,23 @@ struct {
 	__type(value, __u64);
 } dirty SEC(".maps") __weak;
 
+/* Chunks of files whose writes were dropped: the recorder re-reads just those chunks (a write
+ * spanning more than FX_CHUNKS_PER_DROP chunks marks its whole inode in `dirty` instead).
+ * key: (dev, ino, offset >> FX_CHUNK_SHIFT). */
+#define FX_CHUNK_SHIFT 20
+#define FX_CHUNKS_PER_DROP 16
+struct fx_chunk_key {
+	__u64 dev;
+	__u64 ino;
+	__u64 chunk;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct fx_chunk_key);
+	__type(value, __u64);
+} dirty_chunks SEC(".maps") __weak;
+
 /* Syscall arguments saved at sys_enter, by pid_tgid. */
 struct fx_args {
 	__u64 fd;
@@ -270,12 +287,34 @@ static __always_inline void fx_header(struct fx_event *ev, __u32 op, struct inod
 	}
 }
 
+/* A dropped write marks only the chunks it touched, when it touched few. */
+static long fx_mark_chunk(__u64 i, void *arg)
+{
+	struct fx_chunk_key *k = arg;
+	__u64 one = 1;
+	if (bpf_map_update_elem(&dirty_chunks, k, &one, BPF_ANY))
+		return 1;
+	k->chunk++;
+	return 0;
+}
+
 static __always_inline void fx_count_drop(struct fx_event *ev)
 {
 	__u32 zero = 0;
 	__u64 *d = bpf_map_lookup_elem(&drops, &zero);
 	if (d)
 		__sync_fetch_and_add(d, 1);
+	if ((ev->op == FX_OP_WRITE || ev->op == FX_OP_DIRTY_MAPPED) && ev->ino && ev->len) {
+		__u64 first = ev->offset >> FX_CHUNK_SHIFT;
+		__u64 last = (ev->offset + ev->len - 1) >> FX_CHUNK_SHIFT;
+		if (last >= first && last - first < FX_CHUNKS_PER_DROP) {
+			struct fx_chunk_key ck = { .dev = ev->dev, .ino = ev->ino, .chunk = first };
+			__u32 n = last - first + 1;
+			if (bpf_loop(n, fx_mark_chunk, &ck, 0) == n)
+				return;
+			/* The chunk map is full: fall back to marking the whole inode. */
+		}
+	}
 	struct fx_inode_key k = { .dev = ev->dev, .ino = ev->ino };
 	__u64 one = 1;
 	if (bpf_map_update_elem(&dirty, &k, &one, BPF_ANY)) {

@@ -215,6 +215,7 @@ pub struct Probes {
     ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     dirty: aya::maps::HashMap<MapData, InodeKey, u64>,
+    dirty_chunks: aya::maps::HashMap<MapData, ChunkKey, u64>,
     /// drops[1] as last read: marks the dirty map could not take.
     dirty_full_seen: u64,
     /// CLOCK_REALTIME - CLOCK_BOOTTIME, to turn event times into wall-clock times.
@@ -232,11 +233,28 @@ pub struct InodeKey {
 // SAFETY: two u64 fields, no padding; every bit pattern is valid.
 unsafe impl aya::Pod for InodeKey {}
 
+/// `struct fx_chunk_key` (bpf/common.bpf.h): a CHUNK_BYTES-aligned chunk of a file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub chunk: u64,
+}
+
+// SAFETY: three u64 fields, no padding; every bit pattern is valid.
+unsafe impl aya::Pod for ChunkKey {}
+
+/// Size of the chunks dropped writes mark (FX_CHUNK_SHIFT in bpf/common.bpf.h).
+pub const CHUNK_BYTES: u64 = 1 << 20;
+
 /// Inodes whose events the kernel dropped, from [`Probes::take_dirty`].
 #[derive(Debug, Default)]
 pub struct DirtyInodes {
     /// (kernel dev, ino); (0, 0) for dropped events that carry no inode.
     pub inodes: Vec<(u64, u64)>,
+    /// Chunks ((dev, ino), offset / CHUNK_BYTES) of dropped writes that touched few chunks.
+    pub chunks: Vec<((u64, u64), u64)>,
     /// Some marks were lost (the map was full): only a whole-tree base heals.
     pub overflowed: bool,
 }
@@ -337,10 +355,19 @@ impl Probes {
             name: "dirty",
             source,
         })?;
+        let dirty_chunks = aya::maps::HashMap::try_from(
+            ebpf.take_map("dirty_chunks")
+                .ok_or(ProbeError::MissingMap("dirty_chunks"))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            name: "dirty_chunks",
+            source,
+        })?;
         Ok(Probes {
             _ebpf: ebpf,
             programs,
             dirty,
+            dirty_chunks,
             dirty_full_seen: 0,
             ring,
             drops,
@@ -419,6 +446,25 @@ impl Probes {
                 Err(e) => return Err(map_err(e)),
             }
         }
+        let chunk_keys = self
+            .dirty_chunks
+            .keys()
+            .collect::<Result<Vec<ChunkKey>, _>>()
+            .map_err(|source| ProbeError::Map {
+                name: "dirty_chunks",
+                source,
+            })?;
+        for k in &chunk_keys {
+            match self.dirty_chunks.remove(k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => {
+                    return Err(ProbeError::Map {
+                        name: "dirty_chunks",
+                        source,
+                    })
+                }
+            }
+        }
         let full: u64 = self
             .drops
             .get(&1, 0)
@@ -432,6 +478,10 @@ impl Probes {
         self.dirty_full_seen = full;
         Ok(DirtyInodes {
             inodes: keys.iter().map(|k| (k.dev, k.ino)).collect(),
+            chunks: chunk_keys
+                .iter()
+                .map(|k| ((k.dev, k.ino), k.chunk))
+                .collect(),
             overflowed,
         })
     }

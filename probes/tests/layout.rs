@@ -136,6 +136,35 @@ fn layout_matches_c() {
     }
 }
 
+/// The dirty-map keys and chunk size of bpf/common.bpf.h match the Rust side (the keys are
+/// plain u64 fields, so their sizes say it all).
+#[test]
+fn dirty_map_keys_match_c() {
+    let c =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/common.bpf.h")).unwrap();
+    let shift: u32 = c
+        .lines()
+        .find_map(|l| l.strip_prefix("#define FX_CHUNK_SHIFT "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("FX_CHUNK_SHIFT in common.bpf.h");
+    assert_eq!(1u64 << shift, foxing_probes::CHUNK_BYTES);
+    let fields = |name: &str| -> usize {
+        let start = c
+            .find(&format!("struct {name} {{"))
+            .unwrap_or_else(|| panic!("struct {name}"));
+        let body = &c[start..start + c[start..].find("};").unwrap()];
+        body.matches("__u64 ").count()
+    };
+    assert_eq!(
+        fields("fx_inode_key") * 8,
+        size_of::<foxing_probes::InodeKey>()
+    );
+    assert_eq!(
+        fields("fx_chunk_key") * 8,
+        size_of::<foxing_probes::ChunkKey>()
+    );
+}
+
 /// The fixed offsets into the kernel's private struct mount (bpf/common.bpf.h) hold on this
 /// kernel, read from its BTF.
 #[test]

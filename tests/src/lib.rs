@@ -645,3 +645,121 @@ pub fn bpf_map_memlock_bytes(pid: i32) -> u64 {
         })
         .sum()
 }
+
+// Recording and comparing, shared by the capture tests.
+use foxing_applier::fs::FsTree;
+use foxing_applier::run::{Engine, JournalSource};
+use foxing_applier::snapshot::{diff_with_mtimes, snapshot, user_xattrs};
+use foxing_applier::state::State;
+use foxing_journal::recorder::{Recorder, RecorderOptions};
+use foxing_journal::{JournalOptions, JournalReader};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A small tree with content, holes, a symlink, a hard link and an xattr.
+pub fn seed_tree(root: &std::path::Path) {
+    std::fs::create_dir_all(root.join("base/16384")).unwrap();
+    let mut rng = fastrand::Rng::with_seed(5);
+    for i in 0..6 {
+        let mut data = vec![0u8; 300_000 + i * 70_000];
+        rng.fill(&mut data);
+        std::fs::write(root.join(format!("base/16384/{}", 1000 + i)), &data).unwrap();
+    }
+    // A sparse file: data, a hole, data.
+    let f = std::fs::File::create(root.join("sparse.db")).unwrap();
+    f.write_all_at(b"head", 0).unwrap();
+    f.write_all_at(b"tail", 3 << 20).unwrap();
+    std::fs::write(root.join("log"), b"").unwrap();
+    std::os::unix::fs::symlink("base/16384/1000", root.join("link")).unwrap();
+    std::fs::set_permissions(
+        root.join("log"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    rustix::fs::setxattr(
+        root.join("sparse.db"),
+        "user.kind",
+        b"sparse",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+}
+
+/// Records `src` into `jdir` (a base first) while `work` runs; returns the recorder's stats.
+pub fn record_while(
+    src: &std::path::Path,
+    jdir: &std::path::Path,
+    work: impl FnOnce(),
+) -> foxing_journal::recorder::RecorderStats {
+    record_with(src, jdir, foxing_probes::DEFAULT_RING_SIZE_BYTES, work)
+}
+
+/// [`record_while`] with a kernel ring of `ring_size_bytes`.
+pub fn record_with(
+    src: &std::path::Path,
+    jdir: &std::path::Path,
+    ring_size_bytes: u32,
+    work: impl FnOnce(),
+) -> foxing_journal::recorder::RecorderStats {
+    let opts = RecorderOptions {
+        root: src.to_path_buf(),
+        journal: jdir.to_path_buf(),
+        journal_opts: JournalOptions::default(),
+        payload_cap_bytes: 64 * 1024,
+        ring_size_bytes,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut rec = Recorder::start(opts).unwrap();
+    let st = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let never = AtomicBool::new(false);
+        rec.run(&st, &never).unwrap();
+        rec.stats.clone()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = JournalReader::open(jdir) {
+            if r.bases().unwrap().iter().any(|b| b.end_seq.is_some()) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no base after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    work();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap()
+}
+
+/// Applies the journal to a fresh `work/dst` and asserts it equals `src` (mtimes included).
+pub fn apply_and_compare(src: &std::path::Path, jdir: &std::path::Path, work: &std::path::Path) {
+    let dst = work.join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    let reader = JournalReader::open(jdir).unwrap();
+    let (state, resume) = State::open(&work.join("state")).unwrap();
+    let mut e = Engine::new(FsTree::open(&dst).unwrap(), state, resume, None);
+    e.applier.set_gap_windows(
+        reader
+            .gaps()
+            .unwrap()
+            .iter()
+            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
+            .collect(),
+    );
+    e.run(
+        &mut JournalSource {
+            reader: &reader,
+            poll: Duration::from_millis(1),
+        },
+        u64::MAX,
+        false,
+        |_, _| {},
+    )
+    .unwrap();
+    let a = snapshot(&mut FsTree::open(src).unwrap(), user_xattrs).unwrap();
+    let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
+    assert_eq!(diff_with_mtimes(&a, &b), Vec::<String>::new());
+}

@@ -9,115 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foxing_applier::fs::FsTree;
-use foxing_applier::run::{Engine, JournalSource};
 use foxing_applier::snapshot::{diff_with_mtimes, snapshot, user_xattrs};
-use foxing_applier::state::State;
 use foxing_journal::recorder::{Recorder, RecorderOptions};
 use foxing_journal::{JournalOptions, JournalReader};
 
-use foxing_tests::require_bpf;
-
-fn seed_tree(root: &std::path::Path) {
-    std::fs::create_dir_all(root.join("base/16384")).unwrap();
-    let mut rng = fastrand::Rng::with_seed(5);
-    for i in 0..6 {
-        let mut data = vec![0u8; 300_000 + i * 70_000];
-        rng.fill(&mut data);
-        std::fs::write(root.join(format!("base/16384/{}", 1000 + i)), &data).unwrap();
-    }
-    // A sparse file: data, a hole, data.
-    let f = std::fs::File::create(root.join("sparse.db")).unwrap();
-    f.write_all_at(b"head", 0).unwrap();
-    f.write_all_at(b"tail", 3 << 20).unwrap();
-    std::fs::write(root.join("log"), b"").unwrap();
-    std::os::unix::fs::symlink("base/16384/1000", root.join("link")).unwrap();
-    std::fs::set_permissions(
-        root.join("log"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o640),
-    )
-    .unwrap();
-    rustix::fs::setxattr(
-        root.join("sparse.db"),
-        "user.kind",
-        b"sparse",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-}
-
-fn record_while(
-    src: &std::path::Path,
-    jdir: &std::path::Path,
-    work: impl FnOnce(),
-) -> foxing_journal::recorder::RecorderStats {
-    record_with(src, jdir, foxing_probes::DEFAULT_RING_SIZE_BYTES, work)
-}
-
-fn record_with(
-    src: &std::path::Path,
-    jdir: &std::path::Path,
-    ring_size_bytes: u32,
-    work: impl FnOnce(),
-) -> foxing_journal::recorder::RecorderStats {
-    let opts = RecorderOptions {
-        root: src.to_path_buf(),
-        journal: jdir.to_path_buf(),
-        journal_opts: JournalOptions::default(),
-        payload_cap_bytes: 64 * 1024,
-        ring_size_bytes,
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut rec = Recorder::start(opts).unwrap();
-    let st = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let never = AtomicBool::new(false);
-        rec.run(&st, &never).unwrap();
-        rec.stats.clone()
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = JournalReader::open(jdir) {
-            if r.bases().unwrap().iter().any(|b| b.end_seq.is_some()) {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "no base after 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    work();
-    std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    handle.join().unwrap()
-}
-
-fn apply_and_compare(src: &std::path::Path, jdir: &std::path::Path, work: &std::path::Path) {
-    let dst = work.join("dst");
-    std::fs::create_dir_all(&dst).unwrap();
-    let reader = JournalReader::open(jdir).unwrap();
-    let (state, resume) = State::open(&work.join("state")).unwrap();
-    let mut e = Engine::new(FsTree::open(&dst).unwrap(), state, resume, None);
-    e.applier.set_gap_windows(
-        reader
-            .gaps()
-            .unwrap()
-            .iter()
-            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
-            .collect(),
-    );
-    e.run(
-        &mut JournalSource {
-            reader: &reader,
-            poll: Duration::from_millis(1),
-        },
-        u64::MAX,
-        false,
-        |_, _| {},
-    )
-    .unwrap();
-    let a = snapshot(&mut FsTree::open(src).unwrap(), user_xattrs).unwrap();
-    let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
-    assert_eq!(diff_with_mtimes(&a, &b), Vec::<String>::new());
-}
+use foxing_tests::{apply_and_compare, record_while, record_with, require_bpf, seed_tree};
 
 #[test]
 fn recorded_namespace_workload_replays_to_an_identical_tree() {
@@ -565,50 +461,6 @@ fn mmap_round(d: tempfile::TempDir) {
         .filter(|s| foxing_journal::index::sync_kind_name(s.kind) == "msync")
         .count();
     assert!(msyncs > 0, "msync must be a restore point");
-}
-
-/// Ring losses of file writes only are healed by resyncing the inodes the kernel marked, not
-/// by a whole-tree base: a 16 KiB ring overflows under the data workload, every gap is healed,
-/// no base beyond the first, and the replayed tree equals the source.
-#[test]
-fn ring_losses_of_writes_are_healed_by_resyncing_only_the_marked_inodes() {
-    if !require_bpf() {
-        return;
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("foxing_journal=info")
-        .with_test_writer()
-        .try_init();
-    let d = tempfile::tempdir().unwrap();
-    let src = d.path().join("src");
-    let jdir = d.path().join("journal");
-    seed_tree(&src);
-    let stats = record_with(&src, &jdir, 16 * 1024, || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-            .arg(&src)
-            .args(["31", "4000"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    assert!(
-        stats.lost_events > 0,
-        "the ring should have overflowed: {stats:?}"
-    );
-    assert!(stats.targeted_heals > 0, "{stats:?}");
-    assert_eq!(
-        stats.bases, 1,
-        "no whole-tree base for lost writes: {stats:?}"
-    );
-    let r = JournalReader::open(&jdir).unwrap();
-    let gaps = r.gaps().unwrap();
-    assert!(!gaps.is_empty());
-    assert!(gaps.iter().all(|g| g.healed_seq.is_some()), "{gaps:?}");
-    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// Writes that bypass write syscalls: io_uring (buffered, O_DIRECT, vectored, registered buffers
