@@ -3,6 +3,9 @@
 //!
 //!     workload ROOT SEED OPS [ns OUTSIDE]
 //!
+//! With `concurrent`, four threads pwrite overlapping ranges of one file at once (each its own
+//! byte pattern), so their writes race for the same bytes.
+//!
 //! With `uring`, everything goes through io_uring instead of syscalls: openat (O_CREAT,
 //! O_TRUNC), write, fallocate (punch hole), ftruncate, fsync, and the path operations
 //! (renameat, mkdirat, unlinkat, symlinkat, linkat); `uring-xattr` adds setxattr.
@@ -25,6 +28,9 @@ fn main() -> anyhow::Result<()> {
     let mode = a.next();
     if mode.as_deref() == Some("mmap") {
         return mapped(&root, seed, ops);
+    }
+    if mode.as_deref() == Some("concurrent") {
+        return concurrent(&root, seed, ops);
     }
     if mode.as_deref() == Some("uring") {
         return uring(&root, seed, ops, false);
@@ -411,6 +417,36 @@ fn uring(root: &std::path::Path, seed: u64, ops: usize, xattrs: bool) -> anyhow:
         };
         // Failures (a name already taken, a directory not empty) are part of the workload.
         let _ = res;
+    }
+    Ok(())
+}
+
+fn concurrent(root: &std::path::Path, seed: u64, ops: usize) -> anyhow::Result<()> {
+    let f = std::sync::Arc::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(root.join("contended.db"))?,
+    );
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let f = f.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut rng = fastrand::Rng::with_seed(seed + t as u64);
+                for i in 0..ops {
+                    let len = rng.usize(1..512);
+                    let data = vec![b'A' + t * 8 + (i % 8) as u8; len];
+                    f.write_at(&data, rng.u64(..4096))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
     }
     Ok(())
 }
