@@ -50,6 +50,10 @@ pub const TIMES_SWEEP_MAX_PATHS: usize = 65_536;
 /// A recorder whose journal cannot be written (full disk, I/O error) tries to open it again
 /// this often.
 pub const JOURNAL_RETRY_MS: u64 = 1_000;
+/// A heal waits until no event was lost for this long (the recorder caught up with the ring)...
+pub const HEAL_QUIET_MS: u64 = 500;
+/// ...or at most this long, under sustained overload.
+pub const HEAL_MAX_DEFER_MS: u64 = 5_000;
 /// Most inodes a ring loss is healed by resyncing one by one; beyond, a whole-tree base.
 pub const TARGETED_HEAL_MAX_INODES: usize = 4096;
 /// Most inode -> path entries remembered for targeted heals (then the map starts over).
@@ -322,6 +326,9 @@ pub struct Recorder {
     pending_heals: Vec<u64>,
     /// Some pending heal needs a whole-tree base (a loss the dirty-inode marks do not cover).
     full_heal: bool,
+    /// Since when heals have been waiting for the recorder to catch up, and the last loss.
+    heals_pending_since: Option<Instant>,
+    last_loss: Option<Instant>,
     /// Last path seen for each inode (kernel dev, ino), to resync dropped inodes by path.
     inode_paths: HashMap<(u64, u64), RelPath>,
     /// A base is walking the tree.
@@ -661,6 +668,8 @@ impl Recorder {
             in_resync: false,
             pending_heals: Vec::new(),
             full_heal: false,
+            heals_pending_since: None,
+            last_loss: None,
             inode_paths: HashMap::new(),
             base_active: false,
             walk_extra: Vec::new(),
@@ -951,6 +960,17 @@ impl Recorder {
         self.stats.events += n as u64;
         self.events = evs;
         let drops = self.probes.drops()?;
+        // Behind: this drain was full or events were lost recently. Heals wait until the
+        // recorder catches up (the kernel's marks keep accumulating, so one heal covers a whole
+        // overload), or at most HEAL_MAX_DEFER_MS: healing a hot file over and over while the
+        // ring still overflows would only lose more.
+        if lost > 0 || drops > self.last_drops {
+            self.last_loss = Some(now);
+        }
+        let behind = n >= EVENTS_PER_BATCH
+            || self
+                .last_loss
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(HEAL_QUIET_MS));
         if lost > 0 || drops > self.last_drops {
             // The heal that follows (a base) covers every seq still missing too.
             let lost = lost
@@ -972,33 +992,17 @@ impl Recorder {
         {
             self.check_missed_runs()?;
         }
-        if !self.pending_heals.is_empty() && !self.in_resync && !self.journal_down() {
-            let heals = std::mem::take(&mut self.pending_heals);
-            let full = std::mem::take(&mut self.full_heal);
-            if full || !self.targeted_heal()? {
-                self.base()?;
-            }
-            if self.journal_down() {
-                // The journal failed during the heal: heal these with the next one, a base
-                // (the dirty marks taken for this one are gone).
-                self.pending_heals = heals;
-                self.full_heal = true;
-            } else {
-                let evs = heals
-                    .into_iter()
-                    .map(|gap_seq| self.own(Op::GapHealed { gap_seq }))
-                    .collect();
-                self.append(evs);
-                if !self.journal_down() {
-                    if let Some(d) = self.degraded.take() {
-                        tracing::warn!(
-                            retries = d.retries,
-                            "the journal failure is healed: recording is complete again"
-                        );
-                        self.stats.degraded = 0;
-                    }
-                }
-            }
+        let heal_due = !behind
+            || self
+                .heals_pending_since
+                .is_some_and(|t| t.elapsed() >= Duration::from_millis(HEAL_MAX_DEFER_MS));
+        if self.pending_heals.is_empty() {
+            self.heals_pending_since = None;
+        } else {
+            self.heals_pending_since.get_or_insert_with(Instant::now);
+        }
+        if heal_due {
+            self.heal_pending()?;
         }
         self.maybe_sync();
         Ok(n)
@@ -1320,6 +1324,42 @@ impl Recorder {
             reason: GapReason::MovedIn,
         });
         self.append_gap(gap);
+        Ok(())
+    }
+
+    /// Heals the journaled gaps waiting for it: by the marked inodes/chunks when they can be
+    /// trusted, else by a whole-tree base; then a GapHealed for each.
+    fn heal_pending(&mut self) -> anyhow::Result<()> {
+        if self.pending_heals.is_empty() || self.in_resync || self.journal_down() {
+            return Ok(());
+        }
+        self.heals_pending_since = None;
+        let heals = std::mem::take(&mut self.pending_heals);
+        let full = std::mem::take(&mut self.full_heal);
+        if full || !self.targeted_heal()? {
+            self.base()?;
+        }
+        if self.journal_down() {
+            // The journal failed during the heal: heal these with the next one, a base
+            // (the dirty marks taken for this one are gone).
+            self.pending_heals = heals;
+            self.full_heal = true;
+        } else {
+            let evs = heals
+                .into_iter()
+                .map(|gap_seq| self.own(Op::GapHealed { gap_seq }))
+                .collect();
+            self.append(evs);
+            if !self.journal_down() {
+                if let Some(d) = self.degraded.take() {
+                    tracing::warn!(
+                        retries = d.retries,
+                        "the journal failure is healed: recording is complete again"
+                    );
+                    self.stats.degraded = 0;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1815,8 +1855,9 @@ impl Recorder {
         }
         // Final drain: whatever the kernel handed over before we stopped.
         while self.pump(Duration::from_millis(10))? > 0 {}
-        // A skipped probe run since the last check: the gap is healed by the next start's base.
+        // A skipped probe run since the last check, and heals still waiting: done now.
         self.check_missed_runs()?;
+        self.heal_pending()?;
         let mut out = Vec::new();
         self.reread_mapped(&mut out);
         self.append_untracked(out);

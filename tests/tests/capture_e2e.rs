@@ -477,26 +477,20 @@ fn concurrent_overlapping_writers_converge() {
     let src = d.path().join("src");
     let jdir = d.path().join("journal");
     std::fs::create_dir_all(&src).unwrap();
-    for round in 0..1 {
-        let stats = record_while(&src, &jdir.join(round.to_string()), || {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-                .arg(&src)
-                .args([&(40 + round).to_string(), "20000", "concurrent"])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        });
-        assert_eq!(stats.lost_events, 0, "{stats:?}");
-        apply_and_compare(
-            &src,
-            &jdir.join(round.to_string()),
-            &d.path().join(format!("w{round}")),
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+            .arg(&src)
+            .args(["40", "20000", "concurrent"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-    }
+    });
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// Writes that bypass write syscalls: io_uring (buffered, O_DIRECT, vectored, registered buffers
@@ -560,9 +554,15 @@ fn async_round(dir: &std::path::Path, direct_io: bool) {
             );
         }
     });
-    assert_eq!(stats.lost_events, 0, "{stats:?}");
     assert_eq!(stats.untracked, 0, "{stats:?}");
     assert!(stats.inexact_ranges >= 1024, "{stats:?}");
+    // On a loaded machine (tests run side by side on 2 CPUs) a seq can stay missing past the
+    // reorder grace and count as lost: then it must have been healed.
+    let gaps = JournalReader::open(&jdir).unwrap().gaps().unwrap();
+    assert!(
+        gaps.iter().all(|g| g.healed_seq.is_some()),
+        "{gaps:?} {stats:?}"
+    );
     apply_and_compare(&src, &jdir, dir);
 }
 
