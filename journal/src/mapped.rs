@@ -60,6 +60,11 @@ impl MappedFiles {
         h.finish()
     }
 
+    /// Whether pages of this inode are tracked.
+    pub fn knows(&self, dev_ino: (u64, u64)) -> bool {
+        self.by_inode.contains_key(&dev_ino)
+    }
+
     /// A shared writable mapping of `path` covering `offset..offset+len`. `poll`: the file's
     /// filesystem does not report dirty pages (tmpfs), so the range is re-read for a while.
     pub fn on_mmap(

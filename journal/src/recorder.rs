@@ -95,6 +95,8 @@ pub struct RecorderStats {
     pub untracked: u64,
     /// Probe runs the kernel skipped (another BPF program on the CPU); each is healed by a base.
     pub missed_runs: u64,
+    /// Files whose pages turned dirty outside every hooked syscall, tracked since.
+    pub unannounced_dirty_files: u64,
     /// Ring losses healed by resyncing only the inodes they touched, and the entries resynced.
     pub targeted_heals: u64,
     pub targeted_heal_entries: u64,
@@ -911,6 +913,9 @@ impl Recorder {
                 });
             } else if ev.header.op == FX_OP_DIRTY_MAPPED {
                 let h = &ev.header;
+                if h.flags & FX_F_CATCHALL != 0 {
+                    self.note_unannounced_mapping(ev);
+                }
                 if self
                     .mapped
                     .on_dirty((h.dev, h.ino), h.offset, h.len, Instant::now())
@@ -1318,6 +1323,8 @@ impl Recorder {
     /// Something arrived from outside the root: journal a gap now (the replica cannot know its
     /// content from the records) and heal it with a base after this batch.
     fn moved_in(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+        // Inodes the kernel judged outside the root may be inside now.
+        self.probes.forget_dirty_verdicts()?;
         self.append(std::mem::take(out));
         let gap = self.own(Op::Gap {
             lost: 0,
@@ -1725,6 +1732,25 @@ impl Recorder {
         tracing::debug!(path = %path, offset = h.offset, len = h.len, poll, "shared writable mapping");
         self.mapped
             .on_mmap(path, (h.dev, h.ino), h.offset, h.len, poll, Instant::now());
+    }
+
+    /// Pages of a file under the root turned dirty outside every hooked syscall (a mapping made
+    /// before the recorder started or whose mmap event was lost, a kernel thread writing it):
+    /// track the file like a shared mapping from now on, so those pages are re-read.
+    fn note_unannounced_mapping(&mut self, ev: &RawEvent) {
+        let h = &ev.header;
+        if self.mapped.knows((h.dev, h.ino)) {
+            return;
+        }
+        let path = RelPath::new(ev.path.clone());
+        if path.as_bytes().is_empty() || path.check().is_err() {
+            return;
+        }
+        self.stats.mapped_files += 1;
+        self.stats.unannounced_dirty_files += 1;
+        tracing::info!(path = %path, "pages dirtied outside any write syscall (a mapping older than the recorder, or a kernel writer): the file is tracked like a shared mapping");
+        self.mapped
+            .on_mmap(path, (h.dev, h.ino), 0, h.arg, false, Instant::now());
     }
 
     /// Re-reads the hot pages of shared-mapped files; journals the pages that changed.

@@ -364,6 +364,26 @@ int BPF_PROG(fx_dio_complete, struct kiocb *iocb, int error, ssize_t ret)
 	return 0;
 }
 
+/* io_uring_enter runs requests inline: the pages they dirty are journaled at completion, so the
+ * dirty-page catch-all (mmap.bpf.c) skips tasks inside it, as inside any hooked write. */
+SEC("tracepoint/syscalls/sys_enter_io_uring_enter")
+int fx_enter_io_uring_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	if (fx_skip_task())
+		return 0;
+	struct fx_args a = {};
+	fx_save_args(&a);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_io_uring_enter")
+int fx_exit_io_uring_enter(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&inflight, &id);
+	return 0;
+}
+
 SEC("tracepoint/syscalls/sys_enter_io_submit")
 int fx_enter_io_submit(struct trace_event_raw_sys_enter *ctx)
 {

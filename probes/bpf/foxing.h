@@ -60,6 +60,7 @@ enum fx_flags {
 	FX_F_ATIME_NOW = 64,
 	FX_F_MTIME_OMIT = 128,
 	FX_F_MTIME_NOW = 256,
+	FX_F_CATCHALL = 512, /* DIRTY_MAPPED of an inode no mmap event announced: path set, arg = size */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

@@ -3,7 +3,8 @@
  * with PROT_WRITE and MAP_SHARED is reported (with the path and the range) and the inode is
  * remembered; the writeback_dirty_folio tracepoint then reports when a page of such an inode
  * becomes dirty (a store through the mapping after the page was clean), so the recorder knows
- * to re-read it. msync(MS_SYNC) is a restore point. */
+ * to re-read it. msync(MS_SYNC) is a restore point. The same tracepoint is the catch-all for
+ * pages dirtied outside every hooked syscall (fx_catchall_path). */
 #include "common.bpf.h"
 
 #define FX_PROT_WRITE 0x2
@@ -78,6 +79,43 @@ int fx_exit_msync(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+/* Inodes whose pages turned dirty outside any hooked syscall (the catch-all below), by
+ * verdict: 1 under the root, 2 outside. The recorder clears it when something moves in. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct fx_inode_key);
+	__type(value, __u64);
+} dirty_verdicts SEC(".maps");
+
+#define FX_PF_IO_WORKER 0x00000010
+
+/* A page dirtied by no hooked syscall (a mapping made before the recorder started or whose
+ * mmap event was lost, a kernel thread writing a file): find the inode's path by its first
+ * dentry alias, within its filesystem, and report it if it is under the root. Returns 0 when
+ * the event's path is set. */
+static __always_inline int fx_catchall_path(struct fx_scratch *s, struct inode *inode, struct fx_inode_key *k)
+{
+	__u64 *v = bpf_map_lookup_elem(&dirty_verdicts, k);
+	if (v && *v == 2)
+		return -1;
+	struct hlist_node *alias = BPF_CORE_READ(inode, i_dentry.first);
+	if (!alias)
+		return -1;
+	struct dentry *d = (struct dentry *)((char *)alias - bpf_core_field_offset(struct dentry, d_u));
+	__u32 start = 0;
+	/* No vfsmount: the walk stays inside the inode's filesystem. */
+	int n = fx_path(s, d, NULL, &start);
+	__u64 verdict = n > 0 ? 1 : 2;
+	bpf_map_update_elem(&dirty_verdicts, k, &verdict, BPF_ANY);
+	if (n <= 0)
+		return -1;
+	__u32 len = n & (FX_PATH_MAX - 1);
+	bpf_probe_read_kernel(s->body, len, &s->walk[start & (FX_PATH_MAX - 1)]);
+	s->ev.path_len = len;
+	return 0;
+}
+
 SEC("tp_btf/writeback_dirty_folio")
 int BPF_PROG(fx_dirty_folio, struct folio *folio, struct address_space *mapping)
 {
@@ -86,20 +124,33 @@ int BPF_PROG(fx_dirty_folio, struct folio *folio, struct address_space *mapping)
 	struct inode *inode = BPF_CORE_READ(mapping, host);
 	if (!inode)
 		return 0;
-	struct fx_inode_key k = {
-		.dev = BPF_CORE_READ(inode, i_sb, s_dev),
-		.ino = BPF_CORE_READ(inode, i_ino),
-	};
-	if (!bpf_map_lookup_elem(&mmapped, &k))
-		return 0;
 	/* A write syscall of this task dirties its own pages: that write is journaled already. */
 	__u64 id = bpf_get_current_pid_tgid();
 	if (bpf_map_lookup_elem(&inflight, &id))
 		return 0;
+	struct fx_inode_key k = {
+		.dev = BPF_CORE_READ(inode, i_sb, s_dev),
+		.ino = BPF_CORE_READ(inode, i_ino),
+	};
+	bool mapped = bpf_map_lookup_elem(&mmapped, &k) != NULL;
+	if (!mapped) {
+		/* io_uring's workers and SQPOLL threads: journaled at completion (async.bpf.c). */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+		if (BPF_CORE_READ(task, flags) & FX_PF_IO_WORKER)
+			return 0;
+		if (fx_skip_task())
+			return 0;
+	}
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
 		return 0;
 	fx_header(&s->ev, FX_OP_DIRTY_MAPPED, inode);
+	if (!mapped) {
+		if (fx_catchall_path(s, inode, &k))
+			return 0;
+		s->ev.flags |= FX_F_CATCHALL;
+		s->ev.arg = BPF_CORE_READ(inode, i_size);
+	}
 	s->ev.offset = BPF_CORE_READ(folio, index) * 4096;
 	/* A large folio turns dirty as a whole: report its size. folio->flags is the first field
 	 * (read plainly: aya 0.14 cannot relocate offset 0); the order of a large folio (PG_head

@@ -45,6 +45,7 @@ pub const FX_F_ATIME_OMIT: u32 = 32;
 pub const FX_F_ATIME_NOW: u32 = 64;
 pub const FX_F_MTIME_OMIT: u32 = 128;
 pub const FX_F_MTIME_NOW: u32 = 256;
+pub const FX_F_CATCHALL: u32 = 512;
 
 /// `struct fx_event`.
 #[repr(C)]

@@ -123,6 +123,8 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("fx_enter_mmap", "sys_enter_mmap"),
     ("fx_exit_mmap", "sys_exit_mmap"),
     ("fx_exit_msync", "sys_exit_msync"),
+    ("fx_enter_io_uring_enter", "sys_enter_io_uring_enter"),
+    ("fx_exit_io_uring_enter", "sys_exit_io_uring_enter"),
     ("fx_enter_io_submit", "sys_enter_io_submit"),
     ("fx_exit_io_submit", "sys_exit_io_submit"),
 ];
@@ -216,6 +218,7 @@ pub struct Probes {
     drops: PerCpuArray<MapData, u64>,
     dirty: aya::maps::HashMap<MapData, InodeKey, u64>,
     dirty_chunks: aya::maps::HashMap<MapData, ChunkKey, u64>,
+    dirty_verdicts: aya::maps::HashMap<MapData, InodeKey, u64>,
     /// drops[1] as last read: marks the dirty map could not take.
     dirty_full_seen: u64,
     /// CLOCK_REALTIME - CLOCK_BOOTTIME, to turn event times into wall-clock times.
@@ -363,11 +366,20 @@ impl Probes {
             name: "dirty_chunks",
             source,
         })?;
+        let dirty_verdicts = aya::maps::HashMap::try_from(
+            ebpf.take_map("dirty_verdicts")
+                .ok_or(ProbeError::MissingMap("dirty_verdicts"))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            name: "dirty_verdicts",
+            source,
+        })?;
         Ok(Probes {
             _ebpf: ebpf,
             programs,
             dirty,
             dirty_chunks,
+            dirty_verdicts,
             dirty_full_seen: 0,
             ring,
             drops,
@@ -484,6 +496,27 @@ impl Probes {
                 .collect(),
             overflowed,
         })
+    }
+
+    /// Forgets the kernel's cached "outside the root" verdicts for dirtied inodes (after
+    /// something moved into the root).
+    pub fn forget_dirty_verdicts(&mut self) -> Result<(), ProbeError> {
+        let map_err = |source| ProbeError::Map {
+            name: "dirty_verdicts",
+            source,
+        };
+        let keys = self
+            .dirty_verdicts
+            .keys()
+            .collect::<Result<Vec<InodeKey>, _>>()
+            .map_err(map_err)?;
+        for k in &keys {
+            match self.dirty_verdicts.remove(k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Runs of the probes the kernel skipped, summed over programs: a tracepoint program is not

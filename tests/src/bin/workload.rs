@@ -3,6 +3,9 @@
 //!
 //!     workload ROOT SEED OPS [ns OUTSIDE]
 //!
+//! With `premapped`, ROOT/premapped.db (1 MiB) is mapped shared first; "mapped" is printed, and
+//! the stores begin after a line on stdin (so a recorder can start in between).
+//!
 //! With `concurrent`, four threads pwrite overlapping ranges of one file at once (each its own
 //! byte pattern), so their writes race for the same bytes.
 //!
@@ -28,6 +31,9 @@ fn main() -> anyhow::Result<()> {
     let mode = a.next();
     if mode.as_deref() == Some("mmap") {
         return mapped(&root, seed, ops);
+    }
+    if mode.as_deref() == Some("premapped") {
+        return premapped(&root, seed, ops);
     }
     if mode.as_deref() == Some("concurrent") {
         return concurrent(&root, seed, ops);
@@ -448,5 +454,46 @@ fn concurrent(root: &std::path::Path, seed: u64, ops: usize) -> anyhow::Result<(
         t.join()
             .map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
     }
+    Ok(())
+}
+
+fn premapped(root: &std::path::Path, seed: u64, ops: usize) -> anyhow::Result<()> {
+    use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+    use std::io::BufRead;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(root.join("premapped.db"))?;
+    let len = 1usize << 20;
+    f.set_len(len as u64)?;
+    // SAFETY: a fresh shared mapping of a file this process keeps open; unmapped below.
+    let p = unsafe {
+        mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            &f,
+            0,
+        )?
+    } as *mut u8;
+    println!("mapped");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    for i in 0..ops {
+        let n = rng.usize(1..3 * 4096);
+        let at = rng.usize(..len - n);
+        // SAFETY: at + n < len, inside the mapping.
+        unsafe { std::ptr::write_bytes(p.add(at), (i % 251) as u8, n) };
+        if i % 50 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    // SAFETY: the mapping made above, unmapped once.
+    unsafe { munmap(p as *mut _, len)? };
     Ok(())
 }
