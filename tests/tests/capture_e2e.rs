@@ -599,6 +599,44 @@ fn io_uring_file_and_path_operations_are_captured() {
     apply_and_compare(&src, &jdir, d.path());
 }
 
+/// utime, utimes, futimesat (times) and setxattrat, removexattrat (xattrs, Linux 6.13), each on
+/// a file nothing else touches: journaled per call (no base covers them), the replica's times
+/// and xattrs equal the source's.
+#[test]
+fn legacy_times_and_xattrat_calls_are_captured() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..5 {
+        std::fs::write(src.join(format!("t{i}")), format!("file {i}")).unwrap();
+    }
+    rustix::fs::setxattr(
+        src.join("t4"),
+        "user.gone",
+        b"x",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+            .arg(&src)
+            .args(["1", "1", "legacy-times-xattrat"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert_eq!(stats.bases, 1, "{stats:?}");
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// A file mapped shared before the recorder started: no mmap event announces it, so its
 /// stores are caught by the dirty-page catch-all (pages dirtied outside every hooked syscall,
 /// the path found from the inode's dentry) and re-read. On a loop-mounted ext4 image (tmpfs

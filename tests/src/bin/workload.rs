@@ -3,6 +3,9 @@
 //!
 //!     workload ROOT SEED OPS [ns OUTSIDE]
 //!
+//! With `legacy-times-xattrat`, only utime, utimes, futimesat, setxattrat and removexattrat on
+//! ROOT/t0..t4 (each its own file, nothing else), so that nothing else journals those files.
+//!
 //! With `premapped`, ROOT/premapped.db (1 MiB) is mapped shared first; "mapped" is printed, and
 //! the stores begin after a line on stdin (so a recorder can start in between).
 //!
@@ -31,6 +34,9 @@ fn main() -> anyhow::Result<()> {
     let mode = a.next();
     if mode.as_deref() == Some("mmap") {
         return mapped(&root, seed, ops);
+    }
+    if mode.as_deref() == Some("legacy-times-xattrat") {
+        return legacy_times_xattrat(&root);
     }
     if mode.as_deref() == Some("premapped") {
         return premapped(&root, seed, ops);
@@ -190,7 +196,7 @@ fn namespace(
         // Never open a fifo for writing (it would block): those ops only touch regular files.
         // (opens follow symlinks, so look through them)
         let regular = std::fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false);
-        let op = rng.u8(..23);
+        let op = rng.u8(..27);
         let fifo = |x: &std::path::Path| {
             std::fs::metadata(x)
                 .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
@@ -293,6 +299,89 @@ fn namespace(
                 match unsafe { libc::mkfifo(c.as_ptr(), 0o640) } {
                     0 => Ok(()),
                     _ => Err(std::io::Error::last_os_error()),
+                }
+            }
+            23..=25 => {
+                // utime(2), utimes(2), futimesat(2) (relative to the ns directory).
+                use std::os::fd::AsRawFd;
+                use std::os::unix::ffi::OsStrExt;
+                let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
+                let secs = 1_600_000_000 + i as libc::time_t;
+                let tv = [
+                    libc::timeval {
+                        tv_sec: secs,
+                        tv_usec: 250_000,
+                    },
+                    libc::timeval {
+                        tv_sec: secs + 7,
+                        tv_usec: 500_000,
+                    },
+                ];
+                let ub = libc::utimbuf {
+                    actime: secs,
+                    modtime: secs + 3,
+                };
+                let rel = p
+                    .strip_prefix(&ns)
+                    .map(|r| r.as_os_str().as_bytes().to_vec());
+                let rc = std::ffi::CString::new(rel.unwrap_or_default()).unwrap_or_default();
+                let dir = std::fs::File::open(&ns)?;
+                // SAFETY: valid NUL-terminated paths and live time structs; the calls only
+                // read them.
+                let r = unsafe {
+                    match op {
+                        23 => libc::utime(c.as_ptr(), &ub),
+                        24 => libc::utimes(c.as_ptr(), tv.as_ptr()),
+                        _ => libc::syscall(
+                            libc::SYS_futimesat,
+                            dir.as_raw_fd(),
+                            rc.as_ptr(),
+                            tv.as_ptr(),
+                        ) as libc::c_int,
+                    }
+                };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            }
+            26 => {
+                // setxattrat(2) / removexattrat(2) (Linux 6.13; x86_64 numbers 463 / 466).
+                use std::os::unix::ffi::OsStrExt;
+                #[repr(C)]
+                struct XattrArgs {
+                    value: u64,
+                    size: u32,
+                    flags: u32,
+                }
+                let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
+                let v = format!("at{i}");
+                let args = XattrArgs {
+                    value: v.as_ptr() as u64,
+                    size: v.len() as u32,
+                    flags: 0,
+                };
+                // SAFETY: valid NUL-terminated strings and a live xattr_args struct.
+                let r = unsafe {
+                    if i % 3 == 0 {
+                        libc::syscall(466, libc::AT_FDCWD, c.as_ptr(), 0, c"user.at".as_ptr())
+                    } else {
+                        libc::syscall(
+                            463,
+                            libc::AT_FDCWD,
+                            c.as_ptr(),
+                            0,
+                            c"user.at".as_ptr(),
+                            &args as *const XattrArgs,
+                            std::mem::size_of::<XattrArgs>(),
+                        )
+                    }
+                };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
                 }
             }
             21 => (|| {
@@ -495,5 +584,84 @@ fn premapped(root: &std::path::Path, seed: u64, ops: usize) -> anyhow::Result<()
     }
     // SAFETY: the mapping made above, unmapped once.
     unsafe { munmap(p as *mut _, len)? };
+    Ok(())
+}
+
+fn legacy_times_xattrat(root: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |n: &str| std::ffi::CString::new(root.join(n).as_os_str().as_bytes());
+    let check = |r: libc::c_long, what: &str| {
+        anyhow::ensure!(r == 0, "{what}: {}", std::io::Error::last_os_error());
+        Ok(())
+    };
+    let tv = [
+        libc::timeval {
+            tv_sec: 1_500_000_000,
+            tv_usec: 250_000,
+        },
+        libc::timeval {
+            tv_sec: 1_500_000_100,
+            tv_usec: 500_000,
+        },
+    ];
+    let ub = libc::utimbuf {
+        actime: 1_400_000_000,
+        modtime: 1_400_000_050,
+    };
+    let dir = std::fs::File::open(root)?;
+    let (t0, t1, t3) = (c("t0")?, c("t1")?, c("t3")?);
+    #[repr(C)]
+    struct XattrArgs {
+        value: u64,
+        size: u32,
+        flags: u32,
+    }
+    let v = b"set-by-setxattrat";
+    let args = XattrArgs {
+        value: v.as_ptr() as u64,
+        size: v.len() as u32,
+        flags: 0,
+    };
+    // SAFETY: valid NUL-terminated strings and live structs, only read by the kernel.
+    unsafe {
+        check(libc::utime(t0.as_ptr(), &ub) as libc::c_long, "utime")?;
+        check(
+            libc::utimes(t1.as_ptr(), tv.as_ptr()) as libc::c_long,
+            "utimes",
+        )?;
+        check(
+            libc::syscall(
+                libc::SYS_futimesat,
+                dir.as_raw_fd(),
+                c"t2".as_ptr(),
+                tv.as_ptr(),
+            ),
+            "futimesat",
+        )?;
+        // setxattrat(2) / removexattrat(2): x86_64 numbers 463 / 466 (Linux 6.13).
+        check(
+            libc::syscall(
+                463,
+                libc::AT_FDCWD,
+                t3.as_ptr(),
+                0,
+                c"user.at".as_ptr(),
+                &args as *const XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            ),
+            "setxattrat",
+        )?;
+        check(
+            libc::syscall(
+                466,
+                dir.as_raw_fd(),
+                c"t4".as_ptr(),
+                0,
+                c"user.gone".as_ptr(),
+            ),
+            "removexattrat",
+        )?;
+    }
     Ok(())
 }
