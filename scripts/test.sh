@@ -13,6 +13,10 @@ command -v clang >/dev/null || need_apt+=(clang llvm)
 command -v bpftool >/dev/null || need_apt+=(bpftool)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
 command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
+# Capture tests: fio (io_uring, libaio), loop-mounted ext4 and xfs (reflinks) images.
+command -v fio >/dev/null || need_apt+=(fio)
+command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)
+command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
 ls /usr/lib/postgresql/*/bin/pg_amcheck >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

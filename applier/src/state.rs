@@ -163,7 +163,19 @@ impl State {
             return Err(StateError::Locked(dir.to_path_buf()));
         }
         let db_path = dir.join("state.redb");
-        let database = db(redb::Database::create(&db_path), &db_path)?;
+        // Created under a temporary name and renamed when complete: a kill during creation
+        // must not leave a half-made state.redb that every restart then fails on.
+        let creating = io(
+            foxing_journal::newdb::creating(&db_path),
+            "create",
+            &db_path,
+        )?;
+        let database = db(redb::Database::create(creating.path()), &db_path)?;
+        {
+            let w = db(database.begin_write(), &db_path)?;
+            db(w.commit(), &db_path)?;
+        }
+        io(creating.finish(), "create", &db_path)?;
         let (durable, durable_boot) = {
             let r = db(database.begin_read(), &db_path)?;
             let applied = match r.open_table(CHECKPOINT) {
@@ -285,6 +297,19 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (applier_converges_after_50_sigkills in CI): a kill while the state database
+    /// was being created left a file without redb's header, and every restart failed on it.
+    /// Creation now happens under a temporary name; a half-made one is removed on open.
+    #[test]
+    fn a_kill_during_state_creation_does_not_stop_the_next_start() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("state.redb.new"), b"half-made").unwrap();
+        let (_, resume) = State::open(d.path()).unwrap();
+        assert_eq!(resume.applied_seq, 0);
+        assert!(!d.path().join("state.redb.new").exists());
+        assert!(d.path().join("state.redb").exists());
+    }
 
     #[test]
     fn slot_round_trips_and_rejects_damage() {

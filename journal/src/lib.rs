@@ -8,6 +8,7 @@ pub mod error;
 pub mod index;
 pub mod mapped;
 pub mod metrics;
+pub mod newdb;
 pub mod prune;
 pub mod reader;
 pub mod recorder;

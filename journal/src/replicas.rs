@@ -5,7 +5,7 @@ use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::error::{DbContext, Result};
+use crate::error::{DbContext, IoContext, Result};
 use crate::Layout;
 
 /// replica name -> (acknowledged seq, time of the ack in ns)
@@ -27,13 +27,15 @@ impl ReplicaAcks {
     /// Opens (creating if needed) the replica table of the journal in `dir`.
     pub fn open(dir: &Path) -> Result<ReplicaAcks> {
         let path = Layout::new(dir).replicas;
+        let creating = crate::newdb::creating(&path).ctx("create", &path)?;
         let db = redb::Builder::new()
             .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
-            .create(&path)
+            .create(creating.path())
             .db(&path)?;
         let txn = db.begin_write().db(&path)?;
         txn.open_table(REPLICAS).db(&path)?;
         txn.commit().db(&path)?;
+        creating.finish().ctx("create", &path)?;
         Ok(ReplicaAcks { db, path })
     }
 

@@ -120,9 +120,10 @@ impl Journal {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(e).ctx("lock", &layout.lock),
         }
+        let creating = crate::newdb::creating(&layout.index).ctx("create", &layout.index)?;
         let db = redb::Builder::new()
             .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
-            .create(&layout.index)
+            .create(creating.path())
             .db(&layout.index)?;
         let txn = db.begin_write().db(&layout.index)?;
         index::create_tables(&txn).db(&layout.index)?;
@@ -134,6 +135,7 @@ impl Journal {
             }
         }
         txn.commit().db(&layout.index)?;
+        creating.finish().ctx("create", &layout.index)?;
         let meta = crate::read_meta(&db, &layout.index)?;
         if meta.format_version != index::INDEX_FORMAT_VERSION {
             return Err(JournalError::IndexVersion {

@@ -152,4 +152,58 @@ int fx_enter_splice(struct trace_event_raw_sys_enter *ctx) { return range_enter(
 SEC("tracepoint/syscalls/sys_exit_splice")
 int fx_exit_splice(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
 
+/* Reflinks: ioctl(dest, FICLONE, src_fd) shares src's whole content, FICLONERANGE a range
+ * (struct file_clone_range; length 0 = to the end). The bytes change without a write: an
+ * inexact range of dest, re-read by the recorder (FIDEDUPERANGE changes no bytes). Only these
+ * commands save anything; every other ioctl costs one compare. */
+#define FX_FICLONE 0x40049409
+#define FX_FICLONERANGE 0x4020940d
+#define FX_LEN_TO_EOF_BYTES (1ULL << 62)
+
+SEC("tracepoint/syscalls/sys_enter_ioctl")
+int fx_enter_ioctl(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 cmd = ctx->args[1];
+	if (cmd != FX_FICLONE && cmd != FX_FICLONERANGE)
+		return 0;
+	if (fx_skip_task())
+		return 0;
+	struct fx_args a = { .fd = ctx->args[0], .pos = 0, .count = FX_LEN_TO_EOF_BYTES, .flags = cmd };
+	if (cmd == FX_FICLONERANGE) {
+		struct file_clone_range r = {};
+		bpf_probe_read_user(&r, sizeof(r), (void *)ctx->args[2]);
+		a.pos = r.dest_offset;
+		a.count = r.src_length ? r.src_length : FX_LEN_TO_EOF_BYTES;
+	}
+	fx_save_args(&a);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_ioctl")
+int fx_exit_ioctl(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	struct fx_args args = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	if (ctx->ret != 0 || (args.flags != FX_FICLONE && args.flags != FX_FICLONERANGE))
+		return 0;
+	struct file *f = fx_fd_file(args.fd);
+	if (!f)
+		return 0;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return 0;
+	fx_header(&s->ev, FX_OP_WRITE, BPF_CORE_READ(f, f_inode));
+	if (fx_event_path(s, f))
+		return 0;
+	s->ev.offset = args.pos;
+	s->ev.len = args.count;
+	s->ev.flags = FX_F_INEXACT;
+	fx_submit(s);
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -39,6 +39,8 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("fx_exit_sendfile64", "sys_exit_sendfile64"),
     ("fx_enter_splice", "sys_enter_splice"),
     ("fx_exit_splice", "sys_exit_splice"),
+    ("fx_enter_ioctl", "sys_enter_ioctl"),
+    ("fx_exit_ioctl", "sys_exit_ioctl"),
     ("fx_enter_fsync", "sys_enter_fsync"),
     ("fx_exit_fsync", "sys_exit_fsync"),
     ("fx_enter_fdatasync", "sys_enter_fdatasync"),

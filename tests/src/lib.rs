@@ -388,8 +388,23 @@ pub struct LoopExt4 {
 }
 
 impl LoopExt4 {
-    /// Makes a `size_mib` image next to `dir` and mounts it on `dir`.
+    /// Makes a `size_mib` ext4 image next to `dir` and mounts it on `dir`.
     pub fn mount(dir: &Path, size_mib: u64) -> LoopExt4 {
+        // No journal of its own, no reserved blocks: a small disk that really fills.
+        Self::mount_with(
+            dir,
+            size_mib,
+            "mkfs.ext4",
+            &["-q", "-F", "-O", "^has_journal", "-m", "0"],
+        )
+    }
+
+    /// The same with xfs (reflinks: FICLONE, `cp --reflink`). At least 300 MiB.
+    pub fn mount_xfs(dir: &Path, size_mib: u64) -> LoopExt4 {
+        Self::mount_with(dir, size_mib, "mkfs.xfs", &["-q", "-f", "-m", "reflink=1"])
+    }
+
+    fn mount_with(dir: &Path, size_mib: u64, mkfs: &str, args: &[&str]) -> LoopExt4 {
         let image = dir.with_extension("img");
         std::fs::create_dir_all(dir).unwrap();
         std::fs::File::create(&image)
@@ -403,10 +418,7 @@ impl LoopExt4 {
                 String::from_utf8_lossy(&out.stderr)
             );
         };
-        // No journal of its own, no reserved blocks: a small disk that really fills.
-        run(std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-O", "^has_journal", "-m", "0"])
-            .arg(&image));
+        run(std::process::Command::new(mkfs).args(args).arg(&image));
         run(std::process::Command::new("mount")
             .args(["-o", "loop"])
             .arg(&image)

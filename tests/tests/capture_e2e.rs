@@ -637,6 +637,57 @@ fn legacy_times_and_xattrat_calls_are_captured() {
     apply_and_compare(&src, &jdir, d.path());
 }
 
+/// Reflink copies change a file's bytes without a write: `cp --reflink=always` (FICLONE) and
+/// FICLONERANGE on a loop-mounted xfs image are journaled as re-read ranges of the destination.
+/// The replica equals the source.
+#[test]
+fn reflink_copies_are_captured() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let disk = foxing_tests::LoopExt4::mount_xfs(&d.path().join("disk"), 320);
+    let src = disk.dir.join("src");
+    let jdir = disk.dir.join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let block: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(src.join("original"), &block).unwrap();
+    std::fs::write(src.join("target"), vec![7u8; 2 << 20]).unwrap();
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new("cp")
+            .arg("--reflink=always")
+            .arg(src.join("original"))
+            .arg(src.join("copy"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // FICLONERANGE: the source's second 64 KiB block over the target's at 1 MiB, from a
+        // child process (the recorder ignores its own).
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import fcntl,os,struct,sys\n\
+                 s=os.open(sys.argv[1],os.O_RDONLY); d=os.open(sys.argv[2],os.O_WRONLY)\n\
+                 fcntl.ioctl(d,0x4020940d,struct.pack('qQQQ',s,65536,65536,1<<20))",
+            )
+            .arg(src.join("original"))
+            .arg(src.join("target"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert!(stats.inexact_ranges >= 2, "{stats:?}");
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// A file mapped shared before the recorder started: no mmap event announces it, so its
 /// stores are caught by the dirty-page catch-all (pages dirtied outside every hooked syscall,
 /// the path found from the inode's dentry) and re-read. On a loop-mounted ext4 image (tmpfs
