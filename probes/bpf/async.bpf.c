@@ -59,14 +59,16 @@
 #define FX_LEN_TO_EOF (1ULL << 62)
 
 /* Path operations in flight (built at submission, sent at completion): io_kiocb -> event.
- * A request evicted before its completion becomes a gap (FX_OP_UNTRACKED). */
-#define FX_URING_PATH_INFLIGHT 256
+ * A plain hash, not LRU: a small LRU map evicts live entries early (per-CPU free lists hoard
+ * nodes), which turned io_uring path ops into gaps. A request that finds the map full at
+ * submission becomes a gap (FX_OP_UNTRACKED) at completion. */
+#define FX_URING_PATH_INFLIGHT 1024
 struct fx_pending {
 	struct fx_event ev;
 	char body[2 * FX_PATH_MAX];
 };
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FX_URING_PATH_INFLIGHT);
 	__type(key, __u64);
 	__type(value, struct fx_pending);
@@ -203,6 +205,11 @@ int BPF_PROG(fx_uring_complete, struct io_ring_ctx *ring, void *reqp, struct io_
 			fx_emit_untracked(s, op);
 			return 0;
 		}
+		if (p->ev.op == 0) {
+			/* Certainly outside the root. */
+			bpf_map_delete_elem(&uring_paths, &key);
+			return 0;
+		}
 		/* Copy out before deleting (the value is freed with the element). */
 		bpf_probe_read_kernel(&s->ev, sizeof(struct fx_pending), p);
 		bpf_map_delete_elem(&uring_paths, &key);
@@ -284,7 +291,7 @@ static __always_inline void fx_uring_path_submit(struct io_kiocb *req, __u8 op)
 	if (fop == FX_OP_PATH_SYMLINK)
 		under1 = 0;
 	if (!under1 && !under2)
-		return;
+		s->ev.op = 0; /* certainly outside the root: kept only to be recognized at completion */
 	if (fop == FX_OP_PATH_UNLINK && (flags & FX_AT_REMOVEDIR))
 		s->ev.flags |= FX_F_RMDIR;
 	if (fop == FX_OP_PATH_RENAME)

@@ -593,6 +593,20 @@ fn io_uring_file_and_path_operations_are_captured() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The same outside the root: nothing journaled, no gap (regression: each io_uring
+        // path op outside the root was an `untracked` gap in every recorder).
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+            .arg(&outside)
+            .args(["30", "200", "uring"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
     assert_eq!(stats.untracked, 0, "{stats:?}");
     assert_eq!(stats.bases, 1, "{stats:?}");
