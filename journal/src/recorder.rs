@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use foxing_probes::layout::*;
 use foxing_probes::{ProbeConfig, Probes, RawEvent};
-use foxing_proto::record::{EntryKind, EntryMeta, Xattr, RENAME_EXCHANGE};
+use foxing_proto::record::{EntryKind, EntryMeta, Xattr, RENAME_EXCHANGE, RENAME_WHITEOUT};
 use foxing_proto::time::now_ns;
 use foxing_proto::{Event, GapReason, Op, RelPath, SyncKind, Writer, MAX_FILE_BYTES};
 
@@ -1186,22 +1186,56 @@ impl Recorder {
                     }));
                 }
             }
-            FX_OP_PATH_RENAME => match (p1, p2) {
-                (Some(from), Some(to)) => out.push(mk(Op::Rename {
-                    from,
-                    to,
-                    flags: h.arg as u32,
-                })),
-                // Moved out of the root: gone from the replica's point of view.
-                (Some(from), None) => out.push(mk(Op::Resync {
-                    path: from,
-                    meta: None,
-                })),
-                // Moved in: its content is read by a base once this batch is journaled; reading
-                // it now would read state newer than the records between here and then.
-                (None, Some(_)) => self.moved_in(out)?,
-                (None, None) => {}
-            },
+            FX_OP_PATH_RENAME => {
+                let flags = h.arg as u32;
+                // RENAME_WHITEOUT (overlayfs, fsstress) leaves a whiteout (a 0:0 character
+                // device, mode 0) at the source: journaled as a plain rename and that mknod. A
+                // rename that did nothing (onto itself, or between two names of one inode)
+                // leaves none: the whiteout is journaled only if the source holds one now.
+                let root = self.opts.root.clone();
+                let to_path = p2.clone();
+                let whiteout = |from: &RelPath| {
+                    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                    let is_whiteout = std::fs::symlink_metadata(
+                        root.join(std::ffi::OsStr::from_bytes(from.as_bytes())),
+                    )
+                    .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0);
+                    (flags & RENAME_WHITEOUT != 0 && to_path.as_ref() != Some(from) && is_whiteout)
+                        .then(|| {
+                            mk(Op::Mknod {
+                                path: from.clone(),
+                                kind: EntryKind::CharDevice { rdev: 0 },
+                                mode: 0,
+                                uid: h.uid,
+                                gid: h.gid,
+                            })
+                        })
+                };
+                match (p1, p2) {
+                    (Some(from), Some(to)) => {
+                        let w = whiteout(&from);
+                        out.push(mk(Op::Rename {
+                            from,
+                            to,
+                            flags: flags & !RENAME_WHITEOUT,
+                        }));
+                        out.extend(w);
+                    }
+                    // Moved out of the root: gone from the replica's point of view.
+                    (Some(from), None) => {
+                        let w = whiteout(&from);
+                        out.push(mk(Op::Resync {
+                            path: from,
+                            meta: None,
+                        }));
+                        out.extend(w);
+                    }
+                    // Moved in: its content is read by a base once this batch is journaled; reading
+                    // it now would read state newer than the records between here and then.
+                    (None, Some(_)) => self.moved_in(out)?,
+                    (None, None) => {}
+                }
+            }
             FX_OP_PATH_LINK => match (p1, p2) {
                 (Some(existing), Some(new)) => out.push(mk(Op::Link { existing, new })),
                 (None, Some(_)) => self.moved_in(out)?,

@@ -16,9 +16,9 @@
 //! O_TRUNC), write, fallocate (punch hole), ftruncate, fsync, and the path operations
 //! (renameat, mkdirat, unlinkat, symlinkat, linkat); `uring-xattr` adds setxattr.
 //!
-//! With `ns`, namespace changes too: creates, mkdir, renames (files, directories, over
-//! existing targets), unlink, rmdir, symlinks, hard links, chmod, chown, truncate, and moves
-//! into and out of the root from OUTSIDE.
+//! With `ns`, namespace changes too: creates, mkdir, renames (files, directories, over existing
+//! targets, RENAME_WHITEOUT), unlink, rmdir, symlinks, hard links, chmod, chown, truncate, and
+//! moves into and out of the root from OUTSIDE.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -196,7 +196,7 @@ fn namespace(
         // Never open a fifo for writing (it would block): those ops only touch regular files.
         // (opens follow symlinks, so look through them)
         let regular = std::fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false);
-        let op = rng.u8(..27);
+        let op = rng.u8(..28);
         let fifo = |x: &std::path::Path| {
             std::fs::metadata(x)
                 .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
@@ -377,6 +377,29 @@ fn namespace(
                             std::mem::size_of::<XattrArgs>(),
                         )
                     }
+                };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            }
+            27 => {
+                // renameat2(RENAME_WHITEOUT): overlayfs' and fsstress' rename, which leaves a
+                // whiteout (a 0:0 character device) at the source.
+                use std::os::unix::ffi::OsStrExt;
+                let a = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
+                let b = std::ffi::CString::new(q.as_os_str().as_bytes()).unwrap_or_default();
+                // SAFETY: valid NUL-terminated paths; renameat2 only reads them.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_renameat2,
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_WHITEOUT,
+                    )
                 };
                 if r == 0 {
                     Ok(())
