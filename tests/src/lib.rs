@@ -775,3 +775,18 @@ pub fn apply_and_compare(src: &std::path::Path, jdir: &std::path::Path, work: &s
     let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
     assert_eq!(diff_with_mtimes(&a, &b), Vec::<String>::new());
 }
+
+/// Runs the test workload binary (`env!("CARGO_BIN_EXE_workload")` of the calling test) on
+/// `root` with `args`; panics with its stderr unless it succeeds.
+pub fn run_workload(exe: &str, root: &Path, args: &[&str]) {
+    let out = std::process::Command::new(exe)
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "workload {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -13,7 +13,9 @@ use foxing_applier::snapshot::{diff_with_mtimes, snapshot, user_xattrs};
 use foxing_journal::recorder::{Recorder, RecorderOptions};
 use foxing_journal::{JournalOptions, JournalReader};
 
-use foxing_tests::{apply_and_compare, record_while, record_with, require_bpf, seed_tree};
+use foxing_tests::{
+    apply_and_compare, record_while, record_with, require_bpf, run_workload, seed_tree,
+};
 
 #[test]
 fn recorded_namespace_workload_replays_to_an_identical_tree() {
@@ -84,16 +86,7 @@ fn recorded_data_workload_replays_to_an_identical_tree() {
     let jdir = d.path().join("journal");
     seed_tree(&src);
     let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-            .arg(&src)
-            .args(["7", "3000"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_workload(env!("CARGO_BIN_EXE_workload"), &src, &["7", "3000"]);
     });
     assert_eq!(stats.lost_events, 0);
     assert!(stats.events > 2500, "{stats:?}");
@@ -438,15 +431,10 @@ fn mmap_round(d: tempfile::TempDir) {
     let jdir = d.path().join("journal");
     std::fs::create_dir_all(&src).unwrap();
     let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-            .arg(&src)
-            .args(["17", "1500", "mmap"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_workload(
+            env!("CARGO_BIN_EXE_workload"),
+            &src,
+            &["17", "1500", "mmap"],
         );
     });
     assert_eq!(stats.lost_events, 0);
@@ -478,15 +466,10 @@ fn concurrent_overlapping_writers_converge() {
     let jdir = d.path().join("journal");
     std::fs::create_dir_all(&src).unwrap();
     let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-            .arg(&src)
-            .args(["40", "20000", "concurrent"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_workload(
+            env!("CARGO_BIN_EXE_workload"),
+            &src,
+            &["40", "20000", "concurrent"],
         );
     });
     assert_eq!(stats.lost_events, 0, "{stats:?}");
@@ -583,29 +566,19 @@ fn io_uring_file_and_path_operations_are_captured() {
     let jdir = d.path().join("journal");
     seed_tree(&src);
     let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-            .arg(&src)
-            .args(["29", "400", "uring"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_workload(
+            env!("CARGO_BIN_EXE_workload"),
+            &src,
+            &["29", "400", "uring"],
         );
         // The same outside the root: nothing journaled, no gap (regression: each io_uring
         // path op outside the root was an `untracked` gap in every recorder).
         let outside = d.path().join("outside");
         std::fs::create_dir_all(&outside).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-            .arg(&outside)
-            .args(["30", "200", "uring"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_workload(
+            env!("CARGO_BIN_EXE_workload"),
+            &outside,
+            &["30", "200", "uring"],
         );
     });
     assert_eq!(stats.untracked, 0, "{stats:?}");
@@ -636,15 +609,10 @@ fn legacy_times_and_xattrat_calls_are_captured() {
     )
     .unwrap();
     let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-            .arg(&src)
-            .args(["1", "1", "legacy-times-xattrat"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_workload(
+            env!("CARGO_BIN_EXE_workload"),
+            &src,
+            &["1", "1", "legacy-times-xattrat"],
         );
     });
     assert_eq!(stats.bases, 1, "{stats:?}");

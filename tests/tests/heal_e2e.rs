@@ -4,7 +4,9 @@
 //! change each other's outcome. Needs root and BPF.
 
 use foxing_journal::JournalReader;
-use foxing_tests::{apply_and_compare, record_while, record_with, require_bpf, seed_tree};
+use foxing_tests::{
+    apply_and_compare, record_while, record_with, require_bpf, run_workload, seed_tree,
+};
 
 /// One test at a time (see above).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -27,16 +29,7 @@ fn ring_losses_of_writes_are_healed_by_resyncing_only_the_marked_inodes() {
     let jdir = d.path().join("journal");
     seed_tree(&src);
     let stats = record_with(&src, &jdir, 16 * 1024, || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-            .arg(&src)
-            .args(["31", "4000"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_workload(env!("CARGO_BIN_EXE_workload"), &src, &["31", "4000"]);
     });
     assert!(
         stats.lost_events > 0,
@@ -67,15 +60,10 @@ fn io_uring_setxattr_is_an_untracked_gap_healed_by_a_base() {
     let jdir = d.path().join("journal");
     seed_tree(&src);
     let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
-            .arg(&src)
-            .args(["23", "300", "uring-xattr"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_workload(
+            env!("CARGO_BIN_EXE_workload"),
+            &src,
+            &["23", "300", "uring-xattr"],
         );
     });
     assert!(stats.untracked > 0, "{stats:?}");
