@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use foxing_proto::record::{RENAME_EXCHANGE, RENAME_NOREPLACE};
 use foxing_proto::RelPath;
@@ -23,11 +24,15 @@ use crate::tree::{NodeKind, Stat, Tree, TreeError, TreeResult};
 
 pub struct FsTree {
     root_path: PathBuf,
-    root: OwnedFd,
+    root: Arc<OwnedFd>,
     /// Regular files recently opened for writing, by path (at most WRITE_CACHE_FILES). Emptied by
     /// every call that can change what a name refers to (unlink, rmdir, rename), so a hit is
     /// always the file the name means.
     cached: std::collections::HashMap<RelPath, File>,
+    /// O_PATH handles of directories resolved beneath the root, by path (at most
+    /// DIR_CACHE_ENTRIES). Emptied by every call that can change what a directory path refers
+    /// to (rmdir, rename), so a hit is always the directory the path means.
+    dirs: std::collections::HashMap<Vec<u8>, Arc<OwnedFd>>,
 }
 
 fn err(e: Errno) -> TreeError {
@@ -47,6 +52,8 @@ fn err(e: Errno) -> TreeError {
 
 /// Most files kept open for writing between records.
 pub const WRITE_CACHE_FILES: usize = 64;
+/// Most directory handles kept between records (parents of the paths being applied).
+pub const DIR_CACHE_ENTRIES: usize = 256;
 
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
@@ -71,8 +78,9 @@ impl FsTree {
         )?;
         Ok(FsTree {
             root_path: root.to_path_buf(),
-            root: fd,
+            root: Arc::new(fd),
             cached: std::collections::HashMap::new(),
+            dirs: std::collections::HashMap::new(),
         })
     }
 
@@ -82,43 +90,58 @@ impl FsTree {
 
     /// syncfs on the replica's filesystem.
     pub fn syncfs(&self) -> std::io::Result<()> {
-        // syncfs needs a real open file; the O_PATH root handle is not one.
-        let fd = rustix::fs::openat(
+        Ok(rustix::fs::syncfs(self.sync_handle()?)?)
+    }
+
+    /// A handle of the root that syncfs accepts (the O_PATH root handle is not one).
+    pub fn sync_handle(&self) -> std::io::Result<OwnedFd> {
+        Ok(rustix::fs::openat(
             &self.root,
             ".",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
-        Ok(rustix::fs::syncfs(&fd)?)
+        )?)
     }
 
     /// The O_PATH handle of `p`'s parent directory and `p`'s last component.
-    fn parent<'a>(&self, p: &'a RelPath) -> TreeResult<(Parent<'_>, &'a OsStr)> {
+    fn parent<'a>(&mut self, p: &'a RelPath) -> TreeResult<(Parent, &'a OsStr)> {
         let b = p.as_bytes();
         match b.iter().rposition(|&c| c == b'/') {
-            None => Ok((Parent::Root(self.root.as_fd()), OsStr::from_bytes(b))),
+            None => Ok((Parent(self.root.clone()), OsStr::from_bytes(b))),
             Some(i) => {
-                let dir = OsStr::from_bytes(&b[..i]);
-                let fd = rustix::fs::openat2(
-                    &self.root,
-                    dir,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    RESOLVE,
-                )
-                .map_err(err)?;
-                Ok((Parent::Owned(fd), OsStr::from_bytes(&b[i + 1..])))
+                let dir = &b[..i];
+                let fd = match self.dirs.get(dir) {
+                    Some(fd) => fd.clone(),
+                    None => {
+                        let fd = Arc::new(
+                            rustix::fs::openat2(
+                                &self.root,
+                                OsStr::from_bytes(dir),
+                                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                                Mode::empty(),
+                                RESOLVE,
+                            )
+                            .map_err(err)?,
+                        );
+                        if self.dirs.len() >= DIR_CACHE_ENTRIES {
+                            self.dirs.clear();
+                        }
+                        self.dirs.insert(dir.to_vec(), fd.clone());
+                        fd
+                    }
+                };
+                Ok((Parent(fd), OsStr::from_bytes(&b[i + 1..])))
             }
         }
     }
 
-    fn lstat(&self, p: &RelPath) -> TreeResult<rustix::fs::Stat> {
+    fn lstat(&mut self, p: &RelPath) -> TreeResult<rustix::fs::Stat> {
         let (d, name) = self.parent(p)?;
         rustix::fs::statat(d.fd(), name, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
     }
 
     /// Opens a regular file for I/O, refusing anything else.
-    fn open_regular(&self, p: &RelPath, flags: OFlags) -> TreeResult<File> {
+    fn open_regular(&mut self, p: &RelPath, flags: OFlags) -> TreeResult<File> {
         let (d, name) = self.parent(p)?;
         let fd = rustix::fs::openat(
             d.fd(),
@@ -146,12 +169,19 @@ impl FsTree {
         self.cached.get(p).ok_or(TreeError::NotFound)
     }
 
+    /// Forgets cached file handles (after a name may have changed what it refers to).
     fn forget(&mut self) {
         self.cached.clear();
     }
 
+    /// Forgets cached file and directory handles (after a directory path may have changed).
+    fn forget_dirs(&mut self) {
+        self.cached.clear();
+        self.dirs.clear();
+    }
+
     /// An O_PATH handle of the entry itself (never following it) and its type.
-    fn leaf(&self, p: &RelPath) -> TreeResult<(OwnedFd, FileType)> {
+    fn leaf(&mut self, p: &RelPath) -> TreeResult<(OwnedFd, FileType)> {
         let (d, name) = self.parent(p)?;
         let fd = rustix::fs::openat(
             d.fd(),
@@ -165,17 +195,12 @@ impl FsTree {
     }
 }
 
-enum Parent<'a> {
-    Root(BorrowedFd<'a>),
-    Owned(OwnedFd),
-}
+/// A directory handle beneath the root (the root itself or a cached one).
+struct Parent(Arc<OwnedFd>);
 
-impl Parent<'_> {
+impl Parent {
     fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Parent::Root(b) => *b,
-            Parent::Owned(o) => o.as_fd(),
-        }
+        self.0.as_fd()
     }
 }
 
@@ -234,19 +259,24 @@ impl Tree for FsTree {
 
     fn create_file(&mut self, p: &RelPath, mode: u32) -> TreeResult<()> {
         let (d, name) = self.parent(p)?;
-        rustix::fs::openat(
+        let fd = rustix::fs::openat(
             d.fd(),
             name,
             OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode & 0o7777),
         )
         .map_err(err)?;
+        // The new file is what the name means until a rename/unlink forgets it: keep it for the
+        // writes and metadata records that usually follow a create.
+        if self.cached.len() >= WRITE_CACHE_FILES {
+            self.cached.clear();
+        }
+        self.cached.insert(p.clone(), File::from(fd));
         Ok(())
     }
 
     fn write_at(&mut self, p: &RelPath, offset: u64, data: &[u8]) -> TreeResult<()> {
-        self.open_regular(p, OFlags::WRONLY)?
-            .write_all_at(data, offset)?;
+        self.writable(p)?.write_all_at(data, offset)?;
         Ok(())
     }
 
@@ -256,9 +286,9 @@ impl Tree for FsTree {
     }
 
     fn fallocate(&mut self, p: &RelPath, mode: u32, offset: u64, len: u64) -> TreeResult<()> {
-        let f = self.open_regular(p, OFlags::WRONLY)?;
+        let f = self.writable(p)?;
         let flags = rustix::fs::FallocateFlags::from_bits_retain(mode);
-        match rustix::fs::fallocate(&f, flags, offset, len) {
+        match rustix::fs::fallocate(f, flags, offset, len) {
             Ok(()) => Ok(()),
             // The replica's filesystem lacks the mode: write zeros / extend instead (same bytes).
             Err(Errno::OPNOTSUPP) => {
@@ -320,13 +350,13 @@ impl Tree for FsTree {
     }
 
     fn rmdir(&mut self, p: &RelPath) -> TreeResult<()> {
-        self.forget();
+        self.forget_dirs();
         let (d, name) = self.parent(p)?;
         rustix::fs::unlinkat(d.fd(), name, AtFlags::REMOVEDIR).map_err(err)
     }
 
     fn rename(&mut self, from: &RelPath, to: &RelPath, flags: u32) -> TreeResult<()> {
-        self.forget();
+        self.forget_dirs();
         let (d1, n1) = self.parent(from)?;
         let (d2, n2) = self.parent(to)?;
         let mut f = RenameFlags::empty();
@@ -340,6 +370,9 @@ impl Tree for FsTree {
     }
 
     fn chmod(&mut self, p: &RelPath, mode: u32) -> TreeResult<()> {
+        if let Some(f) = self.cached.get(p) {
+            return rustix::fs::fchmod(f, Mode::from_raw_mode(mode & 0o7777)).map_err(err);
+        }
         let (fd, ft) = self.leaf(p)?;
         if ft == FileType::Symlink {
             return Ok(()); // symlink modes are meaningless on Linux
@@ -348,9 +381,12 @@ impl Tree for FsTree {
     }
 
     fn chown(&mut self, p: &RelPath, uid: Option<u32>, gid: Option<u32>) -> TreeResult<()> {
-        let (d, name) = self.parent(p)?;
         let u = uid.map(rustix::fs::Uid::from_raw);
         let g = gid.map(rustix::fs::Gid::from_raw);
+        if let Some(f) = self.cached.get(p) {
+            return rustix::fs::fchown(f, u, g).map_err(err);
+        }
+        let (d, name) = self.parent(p)?;
         rustix::fs::chownat(d.fd(), name, u, g, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
     }
 
@@ -424,7 +460,6 @@ impl Tree for FsTree {
         atime_ns: Option<i64>,
         mtime_ns: Option<i64>,
     ) -> TreeResult<()> {
-        let (d, name) = self.parent(p)?;
         let omit = Timespec {
             tv_sec: 0,
             tv_nsec: UTIME_OMIT as _,
@@ -433,6 +468,10 @@ impl Tree for FsTree {
             last_access: atime_ns.map(nsec).unwrap_or(omit),
             last_modification: mtime_ns.map(nsec).unwrap_or(omit),
         };
+        if let Some(f) = self.cached.get(p) {
+            return rustix::fs::futimens(f, &ts).map_err(err);
+        }
+        let (d, name) = self.parent(p)?;
         rustix::fs::utimensat(d.fd(), name, &ts, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
     }
 

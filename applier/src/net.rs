@@ -711,7 +711,11 @@ impl FrameSource for NetSource<'_> {
             let durable = self.archive.meta()?.durable_seq;
             if durable >= next_seq {
                 let until = durable.min(next_seq.saturating_add(ARCHIVE_READ_RECORDS));
-                return Ok(self.archive.frames(next_seq, until)?);
+                return Ok(self.archive.frames_bounded(
+                    next_seq,
+                    until,
+                    crate::run::READ_BATCH_BYTES,
+                )?);
             }
             if let Some(msg) = self.status.fatal() {
                 return Err(RunError::Source(msg));

@@ -19,6 +19,13 @@ pub const DURABLE_CHECKPOINT_INTERVAL_MS: u64 = 2000;
 /// (doubling from the first value up to the second).
 pub const NO_SPACE_RETRY_MIN_MS: u64 = 100;
 pub const NO_SPACE_RETRY_MAX_MS: u64 = 5_000;
+/// Most stored (compressed) frame bytes read from a journal per batch: memory stays bounded
+/// whatever the record sizes (a batch of 65,536 records of 64 KiB would be 4 GiB).
+pub const READ_BATCH_BYTES: u64 = 16 << 20;
+/// Most records per batch read from a journal.
+pub const READ_BATCH_RECORDS: u64 = 64 * 1024;
+/// Decoded frames the reader thread may hold ahead of applying (catch-up and restores).
+pub const PREFETCH_FRAMES: usize = 4;
 
 /// True when `e` (or an error it wraps) is ENOSPC or EDQUOT: the replica's filesystem is full.
 pub fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -52,8 +59,10 @@ impl FrameSource for JournalSource<'_> {
         loop {
             let durable = self.reader.meta()?.durable_seq;
             if durable >= next_seq {
-                let until = durable.min(next_seq.saturating_add(64 * 1024));
-                return Ok(self.reader.frames(next_seq, until)?);
+                let until = durable.min(next_seq.saturating_add(READ_BATCH_RECORDS));
+                return Ok(self
+                    .reader
+                    .frames_bounded(next_seq, until, READ_BATCH_BYTES)?);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -105,6 +114,52 @@ pub struct Engine<'a> {
     /// Set while applying waits for room on a full replica filesystem (shared with the
     /// metrics endpoint).
     pub stalled: std::sync::Arc<AtomicBool>,
+    /// The thread that runs the periodic syncfs while applying goes on (started lazily).
+    syncer: Option<Syncer>,
+}
+
+/// A helper thread running syncfs on request, so the periodic durable checkpoint does not stop
+/// applying while the replica's dirty pages are written back. Everything applied before a
+/// request was issued is on disk when its answer arrives (syncfs flushes all dirty data present
+/// when it starts); the checkpoint then records the seq applied at the request.
+struct Syncer {
+    request: Option<std::sync::mpsc::Sender<()>>,
+    done: std::sync::mpsc::Receiver<std::io::Result<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The seq whose checkpoint waits for the sync in flight.
+    pending: Option<u64>,
+}
+
+impl Syncer {
+    fn start(fd: std::os::fd::OwnedFd) -> std::io::Result<Syncer> {
+        let (request, rx) = std::sync::mpsc::channel::<()>();
+        let (tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("replica-syncfs".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    let r = rustix::fs::syncfs(&fd).map_err(std::io::Error::from);
+                    if tx.send(r).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Syncer {
+            request: Some(request),
+            done,
+            thread: Some(thread),
+            pending: None,
+        })
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.request = None; // the thread ends after the sync in flight, if any
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -130,6 +185,7 @@ impl<'a> Engine<'a> {
             last_durable: Instant::now(),
             stop,
             stalled: Default::default(),
+            syncer: None,
         }
     }
 
@@ -182,7 +238,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Applies records from applied_seq + 1 through `stop_seq` (or everything available, and
-    /// with `follow` keeps waiting) from `src`.
+    /// with `follow` keeps waiting) from `src`, reading and applying on this thread (no hop
+    /// between a frame's arrival and its apply). [`Engine::catch_up`] is faster without follow.
     pub fn run(
         &mut self,
         src: &mut dyn FrameSource,
@@ -198,14 +255,12 @@ impl<'a> Engine<'a> {
             if next > stop_seq {
                 break;
             }
-            let frames = src.next_frames(
-                next,
-                if follow {
-                    Duration::from_millis(200)
-                } else {
-                    Duration::ZERO
-                },
-            )?;
+            let wait = if follow {
+                Duration::from_millis(200)
+            } else {
+                Duration::ZERO
+            };
+            let frames = src.next_frames(next, wait)?;
             if frames.is_empty() {
                 if !follow {
                     break;
@@ -214,45 +269,119 @@ impl<'a> Engine<'a> {
                 continue;
             }
             for f in frames {
-                if f.header.first_seq > self.cursor + 1 {
-                    return Err(RunError::Missing {
-                        want: self.cursor + 1,
-                        have: f.header.first_seq,
-                    });
-                }
                 let recs = f.records().map_err(|source| RunError::Frame {
                     seq: f.header.first_seq,
                     source,
-                })?;
-                let mut any = false;
-                for r in &recs {
-                    if r.seq <= self.cursor {
-                        continue;
-                    }
-                    if r.seq > stop_seq {
-                        break;
-                    }
-                    if follow {
-                        self.apply_or_stall(r)?;
-                    } else {
-                        self.apply_record(r)?;
-                    }
-                    any = true;
-                }
-                if any {
-                    tracing::trace!(seq = self.cursor, "frame applied");
-                    if self.cursor > self.state.applied_seq() {
-                        self.state.applied(self.cursor)?;
-                    }
-                    progress(self.cursor, self.last_record.map(|r| r.1).unwrap_or(0));
-                }
-                if self.cursor >= stop_seq || self.stopping() {
+                });
+                if self.apply_frame(f.header.first_seq, recs?, stop_seq, follow, &mut progress)? {
                     break;
                 }
             }
             self.maybe_durable()?;
         }
         Ok(())
+    }
+
+    /// Applies everything `src` holds from applied_seq + 1 through `stop_seq` (`run` without
+    /// follow), with a helper thread reading and decoding frames (at most PREFETCH_FRAMES
+    /// ahead) while this one applies. Errors of the helper surface in order, at the frame where
+    /// they happened.
+    pub fn catch_up(
+        &mut self,
+        src: &mut (dyn FrameSource + Send),
+        stop_seq: u64,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<(), RunError> {
+        let first = self.cursor + 1;
+        if first > stop_seq || self.stopping() {
+            return Ok(());
+        }
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, Vec<Record>), RunError>>(
+                PREFETCH_FRAMES,
+            );
+            std::thread::Builder::new()
+                .name("frame-prefetch".into())
+                .spawn_scoped(scope, move || {
+                    let mut next = first;
+                    while next <= stop_seq {
+                        let frames = match src.next_frames(next, Duration::ZERO) {
+                            Ok(f) if f.is_empty() => return,
+                            Ok(f) => f,
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        for f in frames {
+                            let first_seq = f.header.first_seq;
+                            next = next.max(f.header.last_seq() + 1);
+                            let decoded =
+                                f.records().map(|recs| (first_seq, recs)).map_err(|source| {
+                                    RunError::Frame {
+                                        seq: first_seq,
+                                        source,
+                                    }
+                                });
+                            let failed = decoded.is_err();
+                            // A closed channel: the applying side stopped.
+                            if tx.send(decoded).is_err() || failed {
+                                return;
+                            }
+                        }
+                    }
+                })
+                .map_err(|e| RunError::Source(format!("starting the frame reader thread: {e}")))?;
+            for decoded in rx {
+                let (first_seq, recs) = decoded?;
+                if self.apply_frame(first_seq, recs, stop_seq, false, &mut progress)? {
+                    break;
+                }
+                self.maybe_durable()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Applies the records of one frame after the cursor (up to `stop_seq`), then checkpoints.
+    /// True when applying should stop (stop_seq reached, or asked to stop).
+    fn apply_frame(
+        &mut self,
+        first_seq: u64,
+        recs: Vec<Record>,
+        stop_seq: u64,
+        follow: bool,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<bool, RunError> {
+        if first_seq > self.cursor + 1 {
+            return Err(RunError::Missing {
+                want: self.cursor + 1,
+                have: first_seq,
+            });
+        }
+        let mut any = false;
+        for r in &recs {
+            if r.seq <= self.cursor {
+                continue;
+            }
+            if r.seq > stop_seq {
+                break;
+            }
+            if follow {
+                self.apply_or_stall(r)?;
+            } else {
+                self.apply_record(r)?;
+            }
+            any = true;
+        }
+        if any {
+            tracing::trace!(seq = self.cursor, "frame applied");
+            if self.cursor > self.state.applied_seq() {
+                self.state.applied(self.cursor)?;
+            }
+            progress(self.cursor, self.last_record.map(|r| r.1).unwrap_or(0));
+        }
+        Ok(self.cursor >= stop_seq || self.stopping())
     }
 
     /// Applies `r`; while the replica's filesystem is full, says so once and retries (applying
@@ -290,27 +419,82 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Takes the periodic durable checkpoint: every DURABLE_CHECKPOINT_INTERVAL_MS a syncfs
+    /// starts on the helper thread; when it has finished, the seq applied when it started is
+    /// committed. Applying goes on meanwhile.
     fn maybe_durable(&mut self) -> Result<(), RunError> {
+        if let Some(seq) = self.syncer.as_ref().and_then(|s| s.pending) {
+            let Some(syncer) = self.syncer.as_mut() else {
+                return Ok(());
+            };
+            let res = match syncer.done.try_recv() {
+                Ok(r) => r,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(std::io::Error::other(
+                    "the syncfs helper thread ended unexpectedly",
+                )),
+            };
+            syncer.pending = None;
+            self.finish_durable(seq, res)?;
+        }
         if self.last_durable.elapsed() >= Duration::from_millis(DURABLE_CHECKPOINT_INTERVAL_MS) {
-            match self.durable() {
-                // A full filesystem under the replica or its state: the durable checkpoint
-                // stays where it was (restarts replay from it); try again next interval.
-                Err(e) if is_out_of_space(&e) => {
-                    tracing::warn!(error = %foxing_journal::error::chain(&e), "durable checkpoint postponed: no space left");
-                    self.last_durable = Instant::now();
-                }
-                r => r?,
+            if self.syncer.is_none() {
+                let fd = self
+                    .tree
+                    .sync_handle()
+                    .map_err(|source| self.sync_error(source))?;
+                self.syncer = Some(Syncer::start(fd).map_err(|source| self.sync_error(source))?);
             }
+            let seq = self.state.applied_seq();
+            let Some(syncer) = self.syncer.as_mut() else {
+                return Ok(());
+            };
+            let sent = syncer.request.as_ref().is_some_and(|r| r.send(()).is_ok());
+            if !sent {
+                let e = std::io::Error::other("the syncfs helper thread ended unexpectedly");
+                return Err(self.sync_error(e));
+            }
+            syncer.pending = Some(seq);
+            self.last_durable = Instant::now();
         }
         Ok(())
     }
 
-    /// syncfs the replica, then commit the checkpoint durably.
-    pub fn durable(&mut self) -> Result<(), RunError> {
-        self.tree.syncfs().map_err(|source| RunError::Sync {
+    /// Commits `seq` as the durable checkpoint once the syncfs started after it returned `res`.
+    fn finish_durable(&mut self, seq: u64, res: std::io::Result<()>) -> Result<(), RunError> {
+        let res = res
+            .map_err(|source| self.sync_error(source))
+            .and_then(|()| Ok(self.state.commit_durable_at(seq)?));
+        match res {
+            // A full filesystem under the replica or its state: the durable checkpoint stays
+            // where it was (restarts replay from it); try again next interval.
+            Err(e) if is_out_of_space(&e) => {
+                tracing::warn!(error = %foxing_journal::error::chain(&e), "durable checkpoint postponed: no space left");
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn sync_error(&self, source: std::io::Error) -> RunError {
+        RunError::Sync {
             path: self.tree.root_path().display().to_string(),
             source,
-        })?;
+        }
+    }
+
+    /// syncfs the replica, then commit the checkpoint durably (waits for a periodic sync in
+    /// flight first).
+    pub fn durable(&mut self) -> Result<(), RunError> {
+        if let Some(syncer) = self.syncer.as_mut() {
+            if syncer.pending.take().is_some() {
+                // Its outcome is superseded by the sync below.
+                let _ = syncer.done.recv();
+            }
+        }
+        self.tree
+            .syncfs()
+            .map_err(|source| self.sync_error(source))?;
         self.state.commit_durable()?;
         self.last_durable = Instant::now();
         Ok(())

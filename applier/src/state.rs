@@ -281,11 +281,21 @@ impl State {
 
     /// Durable checkpoint: call after the replica was synced (syncfs).
     pub fn commit_durable(&mut self) -> Result<()> {
+        self.commit_durable_at(self.slot.applied_seq)
+    }
+
+    /// Durable checkpoint at `seq` (at most the applied seq): call after a syncfs that started
+    /// once everything through `seq` was applied.
+    pub fn commit_durable_at(&mut self, seq: u64) -> Result<()> {
+        assert!(
+            seq <= self.slot.applied_seq,
+            "a durable checkpoint cannot be ahead of what was applied"
+        );
         let p = self.db_path.clone();
         let txn = db(self.db.begin_write(), &p)?;
         {
             let mut t = db(txn.open_table(CHECKPOINT), &p)?;
-            db(t.insert("applied_seq", self.slot.applied_seq), &p)?;
+            db(t.insert("applied_seq", seq), &p)?;
             let mut b = db(txn.open_table(BOOT), &p)?;
             db(b.insert("boot_id", &self.boot[..]), &p)?;
         }

@@ -187,11 +187,24 @@ impl JournalReader {
 
     /// Frames holding records `from..=until` (clamped to what is durable).
     pub fn frames(&self, from: u64, until: u64) -> Result<Vec<RawFrame>> {
+        self.frames_bounded(from, until, u64::MAX)
+    }
+
+    /// Like [`JournalReader::frames`], but stops after the frame that brings the stored bytes
+    /// read to `max_bytes` or more (at least one frame is returned when any holds `from`): a
+    /// reader of large records keeps a bounded batch in memory.
+    pub fn frames_bounded(&self, from: u64, until: u64, max_bytes: u64) -> Result<Vec<RawFrame>> {
         let mut files = SegmentFiles::default();
-        self.frame_entries(from, until)?
-            .iter()
-            .map(|e| self.read_frame(e, &mut files))
-            .collect()
+        let mut bytes = 0u64;
+        let mut out = Vec::new();
+        for e in self.frame_entries(from, until)? {
+            if bytes >= max_bytes {
+                break;
+            }
+            bytes += u64::from(e.len);
+            out.push(self.read_frame(&e, &mut files)?);
+        }
+        Ok(out)
     }
 
     /// Iterates records from `from` to `until` inclusive, reading frame by frame.

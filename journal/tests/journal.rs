@@ -462,3 +462,27 @@ fn open_after_failure_discards_what_was_not_durable_and_appends_continue() {
     );
     assert!(verify(failed.path()).unwrap().ok());
 }
+
+/// Regression: an applier reading a journal of 64 KiB records asked for 65,536 records at once
+/// and held 1 GiB of frames in memory. Reads are now bounded by stored bytes.
+#[test]
+fn reading_frames_is_bounded_by_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let mut j = Journal::open(d.path(), opts()).unwrap();
+        for i in 0..10u64 {
+            j.append((i * 10 + 1..=i * 10 + 10).map(ev).collect())
+                .unwrap();
+        }
+    }
+    let r = JournalReader::open(d.path()).unwrap();
+    let all = r.frames(1, 100).unwrap();
+    assert_eq!(all.len(), 10);
+    let three: u64 = all[..3].iter().map(|f| f.bytes.len() as u64).sum();
+    let some = r.frames_bounded(1, 100, three).unwrap();
+    assert_eq!(some.len(), 3, "stops at the frame reaching the bound");
+    let first = r.frames_bounded(31, 100, 1).unwrap();
+    assert_eq!(first.len(), 1, "at least one frame");
+    assert_eq!(first[0].header.first_seq, 31);
+    assert_eq!(r.frames_bounded(1, 100, u64::MAX).unwrap().len(), 10);
+}

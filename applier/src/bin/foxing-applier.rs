@@ -161,6 +161,7 @@ fn resolve(a: Args) -> anyhow::Result<Cli> {
 }
 
 fn main() -> ExitCode {
+    foxing_applier::tune_allocator();
     // Like other command-line tools: a closed pipe (`... | head`) ends the process quietly
     // instead of a panic on the next print.
     unsafe {
@@ -370,9 +371,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         b
     };
     let from = engine.applied_seq();
-    engine.run(&mut src, stop_seq, cli.follow, |seq, _| {
-        bar.set_position(seq.saturating_sub(from))
-    })?;
+    let show = |seq: u64, _| bar.set_position(seq.saturating_sub(from));
+    if cli.follow {
+        engine.run(&mut src, stop_seq, true, show)?;
+    } else {
+        engine.catch_up(&mut src, stop_seq, show)?;
+    }
     bar.finish_and_clear();
     engine.durable()?;
     let applied = engine.applied_seq();
