@@ -4,6 +4,11 @@
 //! `durable_seq` in one redb transaction. Frames appended meanwhile form the next group.
 //! The first record after a quiet period is therefore committed at once, and under load commits
 //! follow each other back to back, each covering everything written during the previous one.
+//!
+//! Two points move per commit: `synced_seq` once the segment's fdatasync returns (the records
+//! are on disk; a crash before the index commit re-indexes them from the segment on open, so a
+//! replica may acknowledge them), then `durable_seq` once the index commit returns (what other
+//! processes see through the index).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -33,11 +38,17 @@ pub(crate) struct Job {
     pub durable_seq: u64,
 }
 
+/// Called on the group-commit thread when `synced_seq` or `durable_seq` moved or a commit
+/// failed.
+pub type CommitHook = Arc<dyn Fn() + Send + Sync>;
+
 #[derive(Default)]
 struct St {
+    synced_seq: u64,
     durable_seq: u64,
     in_flight: bool,
     error: Option<String>,
+    hook: Option<CommitHook>,
 }
 
 pub(crate) struct Committer {
@@ -70,8 +81,14 @@ pub(crate) fn commit_frames(
     txn.commit().db(path)
 }
 
-fn run_job(db: &Database, index_path: &std::path::Path, job: &Job) -> Result<()> {
+fn run_job(
+    db: &Database,
+    index_path: &std::path::Path,
+    job: &Job,
+    synced: impl FnOnce(),
+) -> Result<()> {
     job.seg.sync_data().ctx("fsync", &job.seg_path)?;
+    synced();
     commit_frames(
         db,
         index_path,
@@ -85,6 +102,7 @@ impl Committer {
     pub fn start(db: Arc<Database>, index_path: PathBuf, durable_seq: u64) -> Result<Committer> {
         let shared = Arc::new((
             Mutex::new(St {
+                synced_seq: durable_seq,
                 durable_seq,
                 ..St::default()
             }),
@@ -95,10 +113,23 @@ impl Committer {
         let handle = std::thread::Builder::new()
             .name("foxing-commit".into())
             .spawn(move || {
+                let (m, cv) = &*sh;
+                let lock = || m.lock().unwrap_or_else(|e| e.into_inner());
+                let call_hook = |st: MutexGuard<'_, St>| {
+                    let hook = st.hook.clone();
+                    drop(st);
+                    if let Some(h) = hook {
+                        h();
+                    }
+                };
                 for job in rx {
-                    let res = run_job(&db, &index_path, &job);
-                    let (m, cv) = &*sh;
-                    let mut st = m.lock().unwrap_or_else(|e| e.into_inner());
+                    let res = run_job(&db, &index_path, &job, || {
+                        let mut st = lock();
+                        debug_assert!(job.durable_seq >= st.synced_seq);
+                        st.synced_seq = job.durable_seq;
+                        call_hook(st);
+                    });
+                    let mut st = lock();
                     match res {
                         Ok(()) => {
                             tracing::trace!(durable_seq = job.durable_seq, "committed");
@@ -113,6 +144,7 @@ impl Committer {
                     }
                     st.in_flight = false;
                     cv.notify_all();
+                    call_hook(st);
                 }
             })
             .map_err(|e| JournalError::Io { op: "start group-commit thread", path: PathBuf::new(), source: e })?;
@@ -131,11 +163,20 @@ impl Committer {
         self.lock().durable_seq
     }
 
+    pub fn synced_seq(&self) -> u64 {
+        self.lock().synced_seq
+    }
+
+    pub fn set_hook(&self, hook: Option<CommitHook>) {
+        self.lock().hook = hook;
+    }
+
     /// Sets the durable seq of an empty journal that was re-based (see `Journal::adopt`).
     pub fn reset_durable(&self, durable_seq: u64) {
         let mut st = self.lock();
         debug_assert!(!st.in_flight);
         st.durable_seq = durable_seq;
+        st.synced_seq = durable_seq;
     }
 
     pub fn idle(&self) -> bool {

@@ -20,6 +20,7 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
+pub use commit::CommitHook;
 pub use error::{JournalError, Result};
 pub use reader::{JournalReader, RawFrame};
 pub use writer::{Journal, JournalOptions};

@@ -743,9 +743,12 @@ impl Recorder {
             return;
         }
         d.last_try = Instant::now();
+        // 0: the recorder acknowledges nothing past the index's durable seq (the shipper reads
+        // the index), so whatever the index does not hold is discarded.
         let j = match Journal::open_after_failure(
             &self.opts.journal,
             self.opts.journal_opts.clone(),
+            0,
         ) {
             Ok(j) => j,
             Err(e) => {

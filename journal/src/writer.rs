@@ -89,19 +89,27 @@ impl Journal {
     /// Opens (creating if needed) the journal in `dir` for writing, recovering from a crash:
     /// frames past the index are re-indexed, a torn tail is cut, and the result is made durable.
     pub fn open(dir: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
-        Self::open_inner(dir.as_ref(), opts, true)
+        Self::open_inner(dir.as_ref(), opts, None)
     }
 
     /// Opens the journal again after a write or group commit failed (a full disk, an I/O
     /// error): frames past the last durable seq are discarded instead of being re-indexed.
     /// After a failed fsync the kernel may have dropped their pages while they still read back
     /// from the page cache, so they cannot be trusted; they were never indexed, hence never
-    /// shipped or acknowledged. Their seqs are given again to the next records.
-    pub fn open_after_failure(dir: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
-        Self::open_inner(dir.as_ref(), opts, false)
+    /// shipped or acknowledged. Their seqs are given again to the next records. Frames up to
+    /// `synced_seq` (the failed journal's [`Journal::synced_seq`]: fsynced, possibly
+    /// acknowledged, not yet indexed) are kept and re-indexed.
+    pub fn open_after_failure(
+        dir: impl AsRef<Path>,
+        opts: JournalOptions,
+        synced_seq: u64,
+    ) -> Result<Journal> {
+        Self::open_inner(dir.as_ref(), opts, Some(synced_seq))
     }
 
-    fn open_inner(dir: &Path, opts: JournalOptions, keep_undurable: bool) -> Result<Journal> {
+    /// `discard_past`: None keeps every valid frame; Some(s) cuts frames past the larger of the
+    /// index's durable seq and s.
+    fn open_inner(dir: &Path, opts: JournalOptions, discard_past: Option<u64>) -> Result<Journal> {
         let layout = Layout::new(dir);
         std::fs::create_dir_all(&layout.segments).ctx("create directory", &layout.segments)?;
         let lock = OpenOptions::new()
@@ -152,8 +160,9 @@ impl Journal {
             std::fs::remove_file(&p).ctx("remove pruned segment", &p)?;
             recovery.segments_removed += 1;
         }
-        if !keep_undurable {
-            let (bytes, removed) = discard_undurable(&layout, &mut segments, meta.durable_seq)?;
+        if let Some(synced) = discard_past {
+            let keep = meta.durable_seq.max(synced);
+            let (bytes, removed) = discard_undurable(&layout, &mut segments, keep)?;
             recovery.discarded_bytes = bytes;
             recovery.segments_removed += removed;
         }
@@ -666,6 +675,21 @@ impl Journal {
         self.last_commit_start = Some(Instant::now());
         self.unsynced_since = None;
         Ok(())
+    }
+
+    /// Calls `hook` on the group-commit thread each time [`Journal::synced_seq`] or
+    /// [`Journal::durable_seq`] moves or a commit fails: an event loop that acknowledges records
+    /// wakes at once instead of polling. `None` removes it.
+    pub fn set_commit_hook(&self, hook: Option<crate::commit::CommitHook>) {
+        self.committer.set_hook(hook);
+    }
+
+    /// Last seq whose frames are fsynced in their segment, ahead of [`Journal::durable_seq`] by
+    /// at most the index commit in flight. Safe to acknowledge to a peer: should the process die
+    /// before the index commit, opening the journal re-indexes these frames from the segment
+    /// (and [`Journal::open_after_failure`] keeps them when given this seq).
+    pub fn synced_seq(&self) -> u64 {
+        self.committer.synced_seq()
     }
 
     /// When [`Journal::maybe_sync`] should next be called, if anything waits for a commit.

@@ -439,7 +439,7 @@ fn open_after_failure_discards_what_was_not_durable_and_appends_continue() {
         .join(foxing_journal::segment::segment_file_name(81));
     std::fs::write(&stray, b"FOXSEG").unwrap();
 
-    let mut j = Journal::open_after_failure(failed.path(), slow).unwrap();
+    let mut j = Journal::open_after_failure(failed.path(), slow, 0).unwrap();
     assert!(j.recovery().discarded_bytes > 0, "{:?}", j.recovery());
     assert_eq!(j.recovery().frames_reindexed, 0);
     assert_eq!(j.next_seq(), 51, "the undurable frames are gone");
@@ -460,6 +460,37 @@ fn open_after_failure_discards_what_was_not_durable_and_appends_continue() {
         want[..],
         "seqs 51.. hold the records appended after the failure"
     );
+    assert!(verify(failed.path()).unwrap().ok());
+}
+
+/// A replica acknowledges frames once their segment is fsynced, before the index commit
+/// (`Journal::synced_seq`). When that index commit then fails, opening the archive again must
+/// keep the acknowledged frames (re-indexed) and cut only what follows them.
+#[test]
+fn open_after_failure_keeps_frames_synced_before_the_index_commit() {
+    let d = tempfile::tempdir().unwrap();
+    let failed = tempfile::tempdir().unwrap();
+    let slow = JournalOptions {
+        fsync_window: Duration::from_secs(3600),
+        segment_size_bytes: 64 << 20,
+        ..opts()
+    };
+    {
+        let mut j = Journal::open(d.path(), slow.clone()).unwrap();
+        j.append((1..=50).map(ev).collect()).unwrap();
+        assert_eq!(j.sync().unwrap(), 50);
+        assert_eq!(j.synced_seq(), 50);
+        j.append((51..=70).map(ev).collect()).unwrap(); // fsynced and acknowledged, say
+        j.append((71..=80).map(ev).collect()).unwrap(); // not
+        snapshot(d.path(), failed.path());
+    }
+    let j = Journal::open_after_failure(failed.path(), slow, 70).unwrap();
+    assert_eq!(j.recovery().frames_reindexed, 1, "{:?}", j.recovery());
+    assert!(j.recovery().discarded_bytes > 0, "{:?}", j.recovery());
+    assert_eq!(j.next_seq(), 71);
+    assert_eq!(j.durable_seq(), 70);
+    drop(j);
+    assert_eq!(all_records(failed.path()), expected(1, 70));
     assert!(verify(failed.path()).unwrap().ok());
 }
 

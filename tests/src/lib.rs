@@ -178,8 +178,10 @@ pub fn free_udp_port() -> u16 {
 }
 
 /// A UDP relay between a QUIC client and server on loopback that impairs the path like a WAN:
-/// one-way delay, random loss, a rate limit, and a switch that cuts the link (every datagram
-/// dropped, both ways). No tc/netem needed (this kernel has no sch_netem).
+/// one-way delay, random loss, a rate limit with a bounded link buffer (tail drop), and a switch
+/// that cuts the link (every datagram dropped, both ways). No tc/netem needed (this kernel has
+/// no sch_netem). Timers are poll(2) timeouts (hrtimers): a socket read timeout is rounded to
+/// jiffies (4 ms at HZ=250) and would add milliseconds to every delayed datagram.
 pub struct Impair {
     pub listen: std::net::SocketAddr,
     pub cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -192,11 +194,18 @@ pub struct ImpairConfig {
     pub delay: std::time::Duration,
     /// Probability of dropping a datagram, 0.0..1.0.
     pub loss: f64,
-    /// Bytes per second in each direction (0: unlimited).
+    /// IP bytes per second in each direction (0: unlimited); a datagram counts its payload
+    /// plus 28 bytes of IPv4 and UDP headers, as a link rate limit does.
     pub rate_bytes_per_sec: u64,
     /// Datagrams larger than this are dropped, as a real path's MTU does (0: no limit).
     pub mtu_bytes: usize,
 }
+
+/// Datagrams the rate-limited link buffers before it drops at the tail: netem's default
+/// `limit` of 1000 packets.
+pub const IMPAIR_QUEUE_PACKETS: usize = 1000;
+/// IPv4 plus UDP header bytes, counted against the rate and the MTU.
+const IMPAIR_HEADER_BYTES: usize = 28;
 
 impl Impair {
     /// Relays datagrams between clients of `listen` (127.0.0.1, a free port) and `server`.
@@ -208,41 +217,65 @@ impl Impair {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind relay"));
         let back = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind relay"));
         for s in [&front, &back] {
-            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            s.set_nonblocking(true).expect("non-blocking relay socket");
         }
         let listen = front.local_addr().unwrap();
         let client: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::new(Mutex::new(None));
         let cut = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        fn wait(s: &UdpSocket, flags: rustix::event::PollFlags, timeout: Duration) {
+            let mut fds = [rustix::event::PollFd::new(s, flags)];
+            let ts = rustix::time::Timespec {
+                tv_sec: timeout.as_secs() as _,
+                tv_nsec: timeout.subsec_nanos() as _,
+            };
+            let _ = rustix::event::poll(&mut fds, Some(&ts));
+        }
         // One direction: read from `from`, delay/drop/pace, send through `to` to `dest()`.
         let pump = |from: Arc<UdpSocket>, to: Arc<UdpSocket>, learn_client: bool, seed: u64| {
             let (client, cut, stop) = (client.clone(), cut.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut rng = fastrand::Rng::with_seed(seed);
+                // Datagrams in flight: (delivery time, bytes), in delivery order.
                 let mut queue: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
+                // Transmission start times of datagrams still waiting in the link buffer.
+                let mut buffered: std::collections::VecDeque<Instant> = Default::default();
                 let mut next_free = Instant::now();
                 let mut buf = vec![0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
-                    if let Ok((n, peer)) = from.recv_from(&mut buf) {
+                    let timeout = queue.front().map_or(Duration::from_millis(20), |(t, _)| {
+                        t.saturating_duration_since(Instant::now())
+                            .min(Duration::from_millis(20))
+                    });
+                    if !timeout.is_zero() {
+                        wait(&from, rustix::event::PollFlags::IN, timeout);
+                    }
+                    while let Ok((n, peer)) = from.recv_from(&mut buf) {
                         if learn_client {
                             *client.lock().unwrap() = Some(peer);
                         }
-                        let fits = cfg.mtu_bytes == 0 || n + 28 <= cfg.mtu_bytes;
-                        if fits && !cut.load(Ordering::Relaxed) && rng.f64() >= cfg.loss {
-                            // Pacing: the datagram leaves the link when the rate allows.
-                            let now = Instant::now();
-                            let start = next_free.max(now);
-                            if cfg.rate_bytes_per_sec > 0 {
-                                next_free = start
-                                    + Duration::from_secs_f64(
-                                        n as f64 / cfg.rate_bytes_per_sec as f64,
-                                    );
-                            }
-                            // A bounded link buffer (~1 s at the rate): tail drop beyond it.
-                            if cfg.rate_bytes_per_sec == 0 || start - now < Duration::from_secs(1) {
-                                queue.push_back((start + cfg.delay, buf[..n].to_vec()));
-                            }
+                        let wire = n + IMPAIR_HEADER_BYTES;
+                        let fits = cfg.mtu_bytes == 0 || wire <= cfg.mtu_bytes;
+                        if !fits || cut.load(Ordering::Relaxed) || rng.f64() < cfg.loss {
+                            continue;
                         }
+                        let now = Instant::now();
+                        let mut start = now;
+                        if cfg.rate_bytes_per_sec > 0 {
+                            while buffered.front().is_some_and(|t| *t <= now) {
+                                buffered.pop_front();
+                            }
+                            if buffered.len() >= IMPAIR_QUEUE_PACKETS {
+                                continue; // tail drop: the link buffer is full
+                            }
+                            start = next_free.max(now);
+                            buffered.push_back(start);
+                            next_free = start
+                                + Duration::from_secs_f64(
+                                    wire as f64 / cfg.rate_bytes_per_sec as f64,
+                                );
+                        }
+                        queue.push_back((start + cfg.delay, buf[..n].to_vec()));
                     }
                     let now = Instant::now();
                     while queue.front().is_some_and(|(t, _)| *t <= now) {
@@ -252,17 +285,17 @@ impl Impair {
                         } else {
                             *client.lock().unwrap()
                         };
-                        if let Some(dest) = dest {
-                            let _ = to.send_to(&d, dest);
+                        let Some(dest) = dest else { continue };
+                        for _ in 0..100 {
+                            match to.send_to(&d, dest) {
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait(
+                                    &to,
+                                    rustix::event::PollFlags::OUT,
+                                    Duration::from_millis(10),
+                                ),
+                                _ => break,
+                            }
                         }
-                    }
-                    if let Some((t, _)) = queue.front() {
-                        let wait = t
-                            .saturating_duration_since(Instant::now())
-                            .min(Duration::from_millis(20));
-                        let _ = from.set_read_timeout(Some(wait.max(Duration::from_micros(200))));
-                    } else {
-                        let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
                     }
                 }
             })

@@ -18,6 +18,19 @@ use foxing_applier::snapshot::{diff, diff_with_mtimes, snapshot, user_xattrs};
 use foxing_journal::JournalReader;
 use foxing_tests::{free_udp_port, require_bpf, start_recorder, workspace_bin, Proc};
 
+/// Tests in this binary run on parallel threads; the two that measure rates and latencies take
+/// the machine exclusively (the others share it), so a concurrent kill -9 storm does not skew
+/// their numbers.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_machine() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive_machine() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Certs {
     dir: PathBuf,
 }
@@ -208,6 +221,7 @@ fn tree(
 
 #[test]
 fn replicas_converge_through_repeated_kill9_of_shipper_and_applier() {
+    let _machine = shared_machine();
     const KILLS_EACH: usize = 20;
     let d = tempfile::tempdir().unwrap();
     let jdir = d.path().join("journal");
@@ -421,6 +435,7 @@ fn assert_refused(r: &Replica, port: u16, why: &str) -> String {
 
 #[test]
 fn peers_without_a_valid_certificate_are_refused_and_get_nothing() {
+    let _machine = shared_machine();
     let d = tempfile::tempdir().unwrap();
     let jdir = d.path().join("journal");
     let end = make_small_journal(&jdir);
@@ -583,6 +598,7 @@ fn no_client_certificate_gets_nothing(port: u16, ca: &Path) {
 /// moves in from outside), two replicas following live; both end identical to the source.
 #[test]
 fn recorded_tree_replicates_live_to_two_replicas() {
+    let _machine = shared_machine();
     if !require_bpf() {
         return;
     }
@@ -677,6 +693,7 @@ fn recorded_tree_replicates_live_to_two_replicas() {
 /// One TOML file drives both ends (docs/foxing.example.toml's format); flags still win.
 #[test]
 fn one_config_file_drives_shipper_and_applier() {
+    let _machine = shared_machine();
     let d = tempfile::tempdir().unwrap();
     let jdir = d.path().join("journal");
     let end = make_small_journal(&jdir);
@@ -739,6 +756,7 @@ fn one_config_file_drives_shipper_and_applier() {
 /// archive is kept aside, the tree converges.
 #[test]
 fn a_replica_behind_retention_reseeds_itself_from_a_base() {
+    let _machine = shared_machine();
     if !require_bpf() {
         return;
     }
@@ -854,6 +872,7 @@ fn a_replica_behind_retention_reseeds_itself_from_a_base() {
 /// heal and converges; memory on both sides stays bounded during the cut.
 #[test]
 fn a_60s_partition_heals_by_itself_with_bounded_memory() {
+    let _machine = shared_machine();
     const RSS_LIMIT_BYTES: u64 = 256 << 20;
     let cut_secs: u64 = std::env::var("FOXING_PARTITION_SECS")
         .ok()
@@ -1006,17 +1025,55 @@ fn incompressible_journal(jdir: &Path, mib: u64) -> u64 {
     foxing_tests::segment_bytes(jdir)
 }
 
-/// A WAN: 50 ms RTT, 1 % loss each way, 100 Mbit/s, 1500-byte MTU (a userspace relay; this
-/// kernel has no netem). The goal is 0.8x of the link rate; measured 0.73-0.74x (see
-/// docs/benchmarks.md). The assertion guards the congestion controller choice: with Cubic,
-/// random loss held the same link at 0.02x. FOXING_WAN_MIB sets the size.
+/// The WAN of issue 9: 50 ms RTT, 1 % loss each way, 100 Mbit/s, 1500-byte MTU, a 1000-packet
+/// tail-drop link buffer (a userspace relay; this kernel has no sch_netem). FOXING_WAN_LOSS
+/// (a fraction) and FOXING_WAN_DELAY_MS (one way) override loss and delay for experiments.
+fn wan_config() -> foxing_tests::ImpairConfig {
+    foxing_tests::ImpairConfig {
+        delay: Duration::from_millis(
+            std::env::var("FOXING_WAN_DELAY_MS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(25),
+        ),
+        loss: std::env::var("FOXING_WAN_LOSS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.01),
+        rate_bytes_per_sec: WAN_RATE_BYTES_PER_SEC,
+        mtu_bytes: 1500,
+    }
+}
+
+/// 100 Mbit/s.
+const WAN_RATE_BYTES_PER_SEC: u64 = 12_500_000;
+
+/// One metric's value from the text at `port`, if the endpoint answers and holds it.
+fn metric_value(port: u16, name: &str) -> Option<f64> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Goal: sustained goodput >= 0.8x of the link rate (journal bytes delivered to the replica, so
+/// QUIC, TLS and IP/UDP headers, retransmissions and the handshake all count against it).
+/// Measured 0.86-0.91x (docs/benchmarks.md). With Cubic, random loss held the same link at
+/// 0.02x; with a 16 MiB stream window quinn closed the connection ("too many gaps in stream
+/// buffer"). FOXING_WAN_MIB sets the size.
 #[test]
 fn wan_link_with_1pct_loss_keeps_most_of_its_rate() {
+    let _machine = exclusive_machine();
     let mib: u64 = std::env::var("FOXING_WAN_MIB")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(48);
-    const RATE_BYTES_PER_SEC: u64 = 12_500_000;
+        .unwrap_or(96);
     let d = tempfile::tempdir().unwrap();
     let jdir = d.path().join("journal");
     let bytes = incompressible_journal(&jdir, mib);
@@ -1030,71 +1087,193 @@ fn wan_link_with_1pct_loss_keeps_most_of_its_rate() {
         &d.path().join("shipper.log"),
         None,
     );
-    let relay = foxing_tests::Impair::start(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        foxing_tests::ImpairConfig {
-            delay: Duration::from_millis(25),
-            loss: 0.01,
-            rate_bytes_per_sec: RATE_BYTES_PER_SEC,
-            mtu_bytes: 1500,
-        },
-    );
+    let relay =
+        foxing_tests::Impair::start(format!("127.0.0.1:{port}").parse().unwrap(), wan_config());
     let r = Replica {
         certs: &certs,
         name: "replica1",
         root: d.path().join("root"),
         state: d.path().join("state"),
     };
+    let mport = free_udp_port();
+    let log = d.path().join("applier.log");
     let start = Instant::now();
     let mut app = Proc::spawn(
         "applier",
         r.command(relay.listen.port(), false)
             .arg("--archive-only")
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{mport}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+            .stderr(logged(&log)),
     );
-    // Sustained rate: from a quarter of the bytes to the end (past the handshake and the
-    // congestion controller's start-up), sampled from the archive's segment sizes.
-    let archived_bytes = || -> u64 {
-        std::fs::read_dir(r.archive().join("segments"))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0)
-    };
-    let mut quarter: Option<(Instant, u64)> = None;
+    // Goodput from the first journal byte received to the last (the handshake is excluded,
+    // the congestion controller's start-up is not), from the replica's own byte counter.
+    const RECEIVED: &str = "foxing_applier_bytes_received_total";
+    let mut first: Option<Instant> = None;
+    let mut last = (Instant::now(), 0f64);
+    let mut timeline = Vec::new();
+    let mut next_tick = Instant::now();
     let status = loop {
         if let Some(st) = app.child.try_wait().unwrap() {
             break st;
         }
-        let b = archived_bytes();
-        if quarter.is_none() && b >= bytes / 4 {
-            quarter = Some((Instant::now(), b));
+        if let Some(b) = metric_value(mport, RECEIVED) {
+            let now = Instant::now();
+            if b > 0.0 && first.is_none() {
+                first = Some(now);
+            }
+            if b > last.1 {
+                last = (now, b);
+            }
+            if now >= next_tick {
+                timeline.push(format!(
+                    "{:.0}s {:.1}MB",
+                    (now - start).as_secs_f64(),
+                    b / 1e6
+                ));
+                next_tick = now + Duration::from_secs(1);
+            }
         }
         assert!(
             start.elapsed() < Duration::from_secs(600),
-            "the WAN transfer takes too long"
+            "the WAN transfer takes too long; applier log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success());
-    let end = Instant::now();
-    let (q_at, q_bytes) = quarter.expect("a quarter of the journal arrived");
-    let rate = (archived_bytes() - q_bytes) as f64 / (end - q_at).as_secs_f64();
+    let applier_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "the applier failed:\n{applier_log}");
+    let first = first.expect("journal bytes arrived");
+    let rate = last.1 / (last.0 - first).as_secs_f64();
+    eprintln!("received over time: {}", timeline.join(", "));
     eprintln!(
-        "WAN: {} MiB in {:.1} s; sustained {:.1} MB/s = {:.2}x of the 12.5 MB/s link",
+        "WAN: {} MiB in {:.1} s; goodput {:.2} MB/s = {:.2}x of the {:.1} MB/s link",
         bytes >> 20,
-        (end - start).as_secs_f64(),
+        (last.0 - start).as_secs_f64(),
         rate / 1e6,
-        rate / RATE_BYTES_PER_SEC as f64
+        rate / WAN_RATE_BYTES_PER_SEC as f64,
+        WAN_RATE_BYTES_PER_SEC as f64 / 1e6
     );
     assert_eq!(durable(&r.archive()), durable(&jdir));
     assert!(
-        rate >= 0.5 * RATE_BYTES_PER_SEC as f64,
-        "WAN throughput {:.1} MB/s is under 0.5x of the link",
+        rate >= 0.8 * WAN_RATE_BYTES_PER_SEC as f64,
+        "WAN goodput {:.2} MB/s is under 0.8x of the link; applier log:\n{applier_log}",
         rate / 1e6
+    );
+}
+
+/// Issue 9: on the WAN, lag stays within RTT/2 plus transfer time. Single 1 KiB records are
+/// committed to the source journal 60 ms apart (the link is idle in between); the lag of each is
+/// from its commit to the replica archive holding it durably (fsynced, acknowledged). Bound:
+/// 25 ms one-way delay + the record's transfer time at the link rate + Foxing's own work: the
+/// shipper's wake-up, the replica's fdatasync (0.7 ms median, 1.1 ms p90 on this VM disk), the
+/// debug build and this test's 1 ms polling; 5 ms of it for the median, 8 ms for p90 (lost
+/// packets wait for a retransmission). Measured p50 28.8-29.0 ms, p90 30.8-31.5 ms. Also pins
+/// two bugs: the replica noticed its archive's completed group commit only at its next packet
+/// or 100 ms tick (p50 37 ms with no delay at all on the link), and it acknowledged only after
+/// the archive's index commit (1.4 ms more) where the segment's fdatasync suffices.
+#[test]
+fn wan_lag_stays_within_half_rtt_plus_transfer_time() {
+    let _machine = exclusive_machine();
+    const RECORDS: u64 = 120;
+    const RECORD_BYTES: usize = 1024;
+    let d = tempfile::tempdir().unwrap();
+    let jdir = d.path().join("journal");
+    let mut j =
+        foxing_journal::Journal::open(&jdir, foxing_journal::JournalOptions::default()).unwrap();
+    let record = |i: u64| foxing_proto::Event {
+        time_ns: foxing_proto::time::now_ns(),
+        writer: Default::default(),
+        op: foxing_proto::Op::Write {
+            path: foxing_proto::RelPath::new("lag"),
+            offset: i * RECORD_BYTES as u64,
+            data: vec![i as u8; RECORD_BYTES],
+        },
+    };
+    j.append(vec![record(0)]).unwrap();
+    j.sync().unwrap();
+    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1"]);
+    let port = free_udp_port();
+    let _ship = shipper(
+        &jdir,
+        port,
+        &certs,
+        "source",
+        &d.path().join("shipper.log"),
+        None,
+    );
+    let relay =
+        foxing_tests::Impair::start(format!("127.0.0.1:{port}").parse().unwrap(), wan_config());
+    let r = Replica {
+        certs: &certs,
+        name: "replica1",
+        root: d.path().join("root"),
+        state: d.path().join("state"),
+    };
+    let mport = free_udp_port();
+    let log = d.path().join("applier.log");
+    let _app = Proc::spawn(
+        "applier",
+        r.command(relay.listen.port(), true)
+            .arg("--archive-only")
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{mport}"))
+            .stdout(Stdio::null())
+            .stderr(logged(&log)),
+    );
+    const ARCHIVED: &str = "foxing_applier_archived_seq";
+    let archived = || metric_value(mport, ARCHIVED).unwrap_or(0.0) as u64;
+    let first = j.durable_seq();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while archived() < first {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never caught up; applier log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut lags = Vec::new();
+    for i in 1..=RECORDS {
+        std::thread::sleep(Duration::from_millis(60));
+        j.append(vec![record(i)]).unwrap();
+        let seq = j.sync().unwrap();
+        let t0 = Instant::now();
+        while archived() < seq {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "record {seq} did not reach the replica within 10 s; applier log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        lags.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut sorted = lags.clone();
+    sorted.sort_by(f64::total_cmp);
+    let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
+    let transfer_ms = (RECORD_BYTES + 200) as f64 / WAN_RATE_BYTES_PER_SEC as f64 * 1e3;
+    let bound_ms = 25.0 + transfer_ms + 5.0;
+    let bound_p90_ms = 25.0 + transfer_ms + 8.0;
+    eprintln!(
+        "lags: {}",
+        lags.iter()
+            .map(|l| format!("{l:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    eprintln!(
+        "WAN lag over {RECORDS} records: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms (bounds {bound_ms:.1} / {bound_p90_ms:.1} ms)",
+        pct(0.5),
+        pct(0.9),
+        sorted[sorted.len() - 1]
+    );
+    assert!(
+        pct(0.5) <= bound_ms && pct(0.9) <= bound_p90_ms,
+        "WAN lag p50 {:.1} ms / p90 {:.1} ms exceeds RTT/2 + transfer + 5 ms = {bound_ms:.1} ms / + 8 ms = {bound_p90_ms:.1} ms",
+        pct(0.5),
+        pct(0.9)
     );
 }
 
@@ -1104,6 +1283,7 @@ fn wan_link_with_1pct_loss_keeps_most_of_its_rate() {
 /// says, and then follows A, including changes made on A after the promotion.
 #[test]
 fn promotion_drill_from_operations_md_works() {
+    let _machine = shared_machine();
     if !require_bpf() {
         return;
     }
@@ -1279,6 +1459,7 @@ fn logged(log: &Path) -> Stdio {
 /// reference apply of the same journal.
 #[test]
 fn a_full_replica_root_stalls_the_applier_which_resumes_when_space_returns() {
+    let _machine = shared_machine();
     let d = tempfile::tempdir().unwrap();
     let jdir = d.path().join("journal");
     incompressible_journal(&jdir, 24);
@@ -1324,6 +1505,7 @@ fn a_full_replica_root_stalls_the_applier_which_resumes_when_space_returns() {
 /// archive then holds the source's frames byte for byte and the tree equals the reference.
 #[test]
 fn a_full_replica_archive_stalls_replication_which_resumes_when_space_returns() {
+    let _machine = shared_machine();
     let d = tempfile::tempdir().unwrap();
     let jdir = d.path().join("journal");
     incompressible_journal(&jdir, 24);
