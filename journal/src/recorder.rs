@@ -76,6 +76,9 @@ pub struct RecorderStats {
     pub records: u64,
     pub payload_bytes: u64,
     pub inexact_ranges: u64,
+    /// Writes that overlapped another write to the same inode in time, journaled as re-read
+    /// ranges (a subset of inexact_ranges).
+    pub concurrent_writes: u64,
     pub lost_events: u64,
     pub bases: u64,
     pub base_entries: u64,
@@ -139,6 +142,14 @@ impl RecorderStats {
             "Writes journaled as re-read ranges.",
             &l,
             self.inexact_ranges,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_concurrent_writes_total",
+            "counter",
+            "Writes that overlapped another write to the same file in time, journaled as re-read ranges.",
+            &l,
+            self.concurrent_writes,
         );
         metric(
             &mut o,
@@ -1059,6 +1070,9 @@ impl Recorder {
             }
             FX_OP_WRITE => {
                 self.stats.inexact_ranges += 1;
+                if h.flags & FX_F_CONCURRENT != 0 {
+                    self.stats.concurrent_writes += 1;
+                }
                 // Asynchronous vector writes may say "to the end of the file": the re-read
                 // stops there; the record keeps a range a replica accepts.
                 out.push(mk(Op::Dirty {

@@ -75,6 +75,11 @@ struct fx_args {
 	__u64 pos;
 	__u64 flags;
 	__u64 mode;
+	/* Writes: the writers slot of the inode + 1 (0: not counted), the writers in flight on
+	 * that slot when this one entered, and this write's entry number on the slot. */
+	__u64 wslot;
+	__u64 wbefore;
+	__u64 wentry;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -101,6 +106,62 @@ struct {
 	__type(value, struct fx_scratch);
 } scratch SEC(".maps") __weak;
 
+/* Writes in flight per inode, for detecting overlapping concurrent writers. The kernel orders
+ * the bytes of writes to one file by the inode lock; the journal orders them by the seq taken at
+ * syscall exit. A writer preempted between its copy and its exit tracepoint can take its seq
+ * after an overlapping write that landed later. So each data write counts itself in its inode's
+ * slot at enter and out after its seq is taken; a write that saw another in flight at any time
+ * in between is sent as a re-read range (FX_F_CONCURRENT): the recorder reads the range after
+ * the write returned, and the last writer of every byte is re-read after it landed. Slots are
+ * a hash of the inode pointer (the file holds the inode alive while the write runs); a shared
+ * slot only costs extra re-reads. An array, never deleted from: no insert/delete races. */
+#define FX_WRITER_SLOTS 16384
+struct fx_writers {
+	__u64 inflight;
+	__u64 entries;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FX_WRITER_SLOTS);
+	__type(key, __u32);
+	__type(value, struct fx_writers);
+} writers SEC(".maps") __weak;
+
+static __always_inline void fx_writer_enter(struct fx_args *a, struct inode *inode)
+{
+	__u32 slot = (((__u64)inode >> 6) * 0x9E3779B97F4A7C15ULL) >> 50;
+	slot &= FX_WRITER_SLOTS - 1;
+	struct fx_writers *w = bpf_map_lookup_elem(&writers, &slot);
+	if (!w)
+		return;
+	a->wbefore = __sync_fetch_and_add(&w->inflight, 1);
+	a->wentry = __sync_fetch_and_add(&w->entries, 1);
+	a->wslot = slot + 1;
+}
+
+/* After the write's seq was taken: did another write to the slot run at any time since this
+ * one entered (in flight then, or entered since)? */
+static __always_inline bool fx_writer_overlapped(const struct fx_args *a)
+{
+	if (!a->wslot)
+		return false;
+	__u32 slot = (a->wslot - 1) & (FX_WRITER_SLOTS - 1);
+	struct fx_writers *w = bpf_map_lookup_elem(&writers, &slot);
+	if (!w)
+		return true;
+	return a->wbefore != 0 || __sync_fetch_and_add(&w->entries, 0) != a->wentry + 1;
+}
+
+static __always_inline void fx_writer_exit(const struct fx_args *a)
+{
+	if (!a->wslot)
+		return;
+	__u32 slot = (a->wslot - 1) & (FX_WRITER_SLOTS - 1);
+	struct fx_writers *w = bpf_map_lookup_elem(&writers, &slot);
+	if (w)
+		__sync_fetch_and_add(&w->inflight, -1);
+}
+
 static __always_inline bool fx_skip_task(void)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -111,6 +172,17 @@ static __always_inline void fx_save_args(struct fx_args *a)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&inflight, &id, a, BPF_ANY);
+}
+
+/* Saves a data write's arguments and counts it in its inode's writers slot (only when the
+ * arguments were saved: the exit that finds them is what counts it out). */
+static __always_inline void fx_save_write_args(struct fx_args *a, struct file *f)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (f)
+		fx_writer_enter(a, BPF_CORE_READ(f, f_inode));
+	if (bpf_map_update_elem(&inflight, &id, a, BPF_ANY))
+		fx_writer_exit(a);
 }
 
 static __always_inline struct file *fx_fd_file(__u64 fd)
@@ -341,10 +413,29 @@ static __always_inline int fx_event_path(struct fx_scratch *s, struct file *f)
 	return 0;
 }
 
+static __always_inline void fx_output(struct fx_scratch *s);
+
 /* Sends header + path + data_len bytes of payload (already in body after the path). */
 static __always_inline void fx_submit(struct fx_scratch *s)
 {
 	s->ev.seq = __sync_fetch_and_add(&fx_seq, 1);
+	fx_output(s);
+}
+
+/* fx_submit for a data write counted by fx_save_write_args: the seq is taken first, then the
+ * overlap check, so a write entering after the check is ordered after this one's seq. */
+static __always_inline void fx_submit_write(struct fx_scratch *s, const struct fx_args *a)
+{
+	s->ev.seq = __sync_fetch_and_add(&fx_seq, 1);
+	if (fx_writer_overlapped(a)) {
+		s->ev.flags |= FX_F_CONCURRENT | FX_F_INEXACT;
+		s->ev.data_len = 0;
+	}
+	fx_output(s);
+}
+
+static __always_inline void fx_output(struct fx_scratch *s)
+{
 	__u64 size = sizeof(struct fx_event) + (s->ev.path_len & (FX_PATH_MAX * 2 - 1)) +
 		     (s->ev.data_len & (FX_PAYLOAD_MAX * 2 - 1));
 	if (size > sizeof(struct fx_scratch) - FX_PATH_BUF) {

@@ -61,6 +61,9 @@ enum fx_flags {
 	FX_F_MTIME_OMIT = 128,
 	FX_F_MTIME_NOW = 256,
 	FX_F_CATCHALL = 512, /* DIRTY_MAPPED of an inode no mmap event announced: path set, arg = size */
+	FX_F_CONCURRENT = 1024, /* another write to the inode was in flight: sent as a re-read
+				 * range (FX_F_INEXACT, no payload), since exit order may differ
+				 * from the order the bytes reached the file */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

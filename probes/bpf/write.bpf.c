@@ -7,30 +7,25 @@ static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 count, __u64 pos)
 	if (fx_skip_task())
 		return 0;
 	struct fx_args a = { .fd = fd, .buf = buf, .count = count, .pos = pos };
-	fx_save_args(&a);
+	fx_save_write_args(&a, fx_fd_file(fd));
 	return 0;
 }
 
-static __always_inline int on_exit(long ret, bool positional)
+static __always_inline void write_event(const struct fx_args *a, long ret, bool positional)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
-		return 0;
 	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	if (ret <= 0)
-		return 0;
+		return;
 	struct file *f = fx_fd_file(args.fd);
 	if (!f)
-		return 0;
+		return;
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
-		return 0;
+		return;
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
 	fx_header(&s->ev, FX_OP_WRITE, inode);
 	if (fx_event_path(s, f))
-		return 0;
+		return;
 	__u64 len = ret;
 	/* write(2) advanced f_pos past the bytes (also with O_APPEND). */
 	s->ev.offset = positional ? args.pos : BPF_CORE_READ(f, f_pos) - len;
@@ -50,7 +45,21 @@ static __always_inline int on_exit(long ret, bool positional)
 	} else {
 		s->ev.flags |= FX_F_INEXACT;
 	}
-	fx_submit(s);
+	fx_submit_write(s, &args);
+}
+
+/* Takes the saved arguments, journals the write, and only then counts it out of its inode's
+ * writers (after its seq was taken; see fx_writer_overlapped). */
+static __always_inline int on_exit(long ret, bool positional)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	struct fx_args args = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	write_event(&args, ret, positional);
+	fx_writer_exit(&args);
 	return 0;
 }
 
@@ -85,29 +94,24 @@ static __always_inline int range_enter(__u64 fd, __u64 pos, __u64 pos_ptr, __u64
 	if (fx_skip_task())
 		return 0;
 	struct fx_args a = { .fd = fd, .pos = pos, .buf = pos_ptr, .flags = positional };
-	fx_save_args(&a);
+	fx_save_write_args(&a, fx_fd_file(fd));
 	return 0;
 }
 
-static __always_inline int range_exit(long ret)
+static __always_inline void range_event(const struct fx_args *a, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
-		return 0;
 	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	if (ret <= 0)
-		return 0;
+		return;
 	struct file *f = fx_fd_file(args.fd);
 	if (!f)
-		return 0;
+		return;
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
-		return 0;
+		return;
 	fx_header(&s->ev, FX_OP_WRITE, BPF_CORE_READ(f, f_inode));
 	if (fx_event_path(s, f))
-		return 0;
+		return;
 	__u64 end = 0;
 	if (args.flags == 1 && args.pos != (__u64)-1) {
 		end = args.pos + ret;
@@ -119,7 +123,19 @@ static __always_inline int range_exit(long ret)
 	s->ev.offset = end - ret;
 	s->ev.len = ret;
 	s->ev.flags = FX_F_INEXACT;
-	fx_submit(s);
+	fx_submit_write(s, &args);
+}
+
+static __always_inline int range_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	struct fx_args args = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	range_event(&args, ret);
+	fx_writer_exit(&args);
 	return 0;
 }
 
@@ -175,8 +191,28 @@ int fx_enter_ioctl(struct trace_event_raw_sys_enter *ctx)
 		a.pos = r.dest_offset;
 		a.count = r.src_length ? r.src_length : FX_LEN_TO_EOF_BYTES;
 	}
-	fx_save_args(&a);
+	fx_save_write_args(&a, fx_fd_file(a.fd));
 	return 0;
+}
+
+static __always_inline void clone_event(const struct fx_args *a, long ret)
+{
+	struct fx_args args = *a;
+	if (ret != 0 || (args.flags != FX_FICLONE && args.flags != FX_FICLONERANGE))
+		return;
+	struct file *f = fx_fd_file(args.fd);
+	if (!f)
+		return;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return;
+	fx_header(&s->ev, FX_OP_WRITE, BPF_CORE_READ(f, f_inode));
+	if (fx_event_path(s, f))
+		return;
+	s->ev.offset = args.pos;
+	s->ev.len = args.count;
+	s->ev.flags = FX_F_INEXACT;
+	fx_submit_write(s, &args);
 }
 
 SEC("tracepoint/syscalls/sys_exit_ioctl")
@@ -188,21 +224,8 @@ int fx_exit_ioctl(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	struct fx_args args = *a;
 	bpf_map_delete_elem(&inflight, &id);
-	if (ctx->ret != 0 || (args.flags != FX_FICLONE && args.flags != FX_FICLONERANGE))
-		return 0;
-	struct file *f = fx_fd_file(args.fd);
-	if (!f)
-		return 0;
-	struct fx_scratch *s = fx_scratch();
-	if (!s)
-		return 0;
-	fx_header(&s->ev, FX_OP_WRITE, BPF_CORE_READ(f, f_inode));
-	if (fx_event_path(s, f))
-		return 0;
-	s->ev.offset = args.pos;
-	s->ev.len = args.count;
-	s->ev.flags = FX_F_INEXACT;
-	fx_submit(s);
+	clone_event(&args, ctx->ret);
+	fx_writer_exit(&args);
 	return 0;
 }
 

@@ -46,6 +46,8 @@ pub const FX_F_ATIME_NOW: u32 = 64;
 pub const FX_F_MTIME_OMIT: u32 = 128;
 pub const FX_F_MTIME_NOW: u32 = 256;
 pub const FX_F_CATCHALL: u32 = 512;
+/// Another write to the inode was in flight: sent as a re-read range (with FX_F_INEXACT).
+pub const FX_F_CONCURRENT: u32 = 1024;
 
 /// `struct fx_event`.
 #[repr(C)]

@@ -10,7 +10,8 @@
 //! the stores begin after a line on stdin (so a recorder can start in between).
 //!
 //! With `concurrent`, four threads pwrite overlapping ranges of one file at once (each its own
-//! byte pattern), so their writes race for the same bytes.
+//! byte pattern), so their writes race for the same bytes; `serial` does the same writes from
+//! one thread.
 //!
 //! With `uring`, everything goes through io_uring instead of syscalls: openat (O_CREAT,
 //! O_TRUNC), write, fallocate (punch hole), ftruncate, fsync, and the path operations
@@ -42,7 +43,10 @@ fn main() -> anyhow::Result<()> {
         return premapped(&root, seed, ops);
     }
     if mode.as_deref() == Some("concurrent") {
-        return concurrent(&root, seed, ops);
+        return concurrent(&root, seed, ops, 4);
+    }
+    if mode.as_deref() == Some("serial") {
+        return concurrent(&root, seed, ops, 1);
     }
     if mode.as_deref() == Some("uring") {
         return uring(&root, seed, ops, false);
@@ -539,7 +543,7 @@ fn uring(root: &std::path::Path, seed: u64, ops: usize, xattrs: bool) -> anyhow:
     Ok(())
 }
 
-fn concurrent(root: &std::path::Path, seed: u64, ops: usize) -> anyhow::Result<()> {
+fn concurrent(root: &std::path::Path, seed: u64, ops: usize, threads: u8) -> anyhow::Result<()> {
     let f = std::sync::Arc::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -548,7 +552,7 @@ fn concurrent(root: &std::path::Path, seed: u64, ops: usize) -> anyhow::Result<(
             .write(true)
             .open(root.join("contended.db"))?,
     );
-    let threads: Vec<_> = (0..4u8)
+    let threads: Vec<_> = (0..threads)
         .map(|t| {
             let f = f.clone();
             std::thread::spawn(move || -> std::io::Result<()> {
