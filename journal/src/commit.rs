@@ -84,10 +84,24 @@ pub(crate) fn commit_frames(
 fn run_job(
     db: &Database,
     index_path: &std::path::Path,
+    hint: Option<&File>,
     job: &Job,
     synced: impl FnOnce(),
 ) -> Result<()> {
     job.seg.sync_data().ctx("fsync", &job.seg_path)?;
+    if let (Some(f), Some(last)) = (hint, job.frames.last()) {
+        let h = crate::synced::SyncedHint {
+            seq: job.durable_seq,
+            segment: last.segment,
+            end_offset: last.offset + last.header.frame_len() as u64,
+        };
+        debug_assert_eq!(last.header.last_seq(), job.durable_seq);
+        // Only a hint (readers check what it names): a failed write costs an index commit's
+        // worth of latency, nothing else.
+        if let Err(e) = h.write(f) {
+            tracing::debug!(error = %e, "cannot write the synced hint");
+        }
+    }
     synced();
     commit_frames(
         db,
@@ -99,7 +113,13 @@ fn run_job(
 }
 
 impl Committer {
-    pub fn start(db: Arc<Database>, index_path: PathBuf, durable_seq: u64) -> Result<Committer> {
+    /// `hint`: the journal's synced-hint file, written after each segment fdatasync.
+    pub fn start(
+        db: Arc<Database>,
+        index_path: PathBuf,
+        hint: Option<File>,
+        durable_seq: u64,
+    ) -> Result<Committer> {
         let shared = Arc::new((
             Mutex::new(St {
                 synced_seq: durable_seq,
@@ -123,7 +143,7 @@ impl Committer {
                     }
                 };
                 for job in rx {
-                    let res = run_job(&db, &index_path, &job, || {
+                    let res = run_job(&db, &index_path, hint.as_ref(), &job, || {
                         let mut st = lock();
                         debug_assert!(job.durable_seq >= st.synced_seq);
                         st.synced_seq = job.durable_seq;

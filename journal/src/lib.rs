@@ -15,6 +15,7 @@ pub mod recorder;
 pub mod replicas;
 pub mod segment;
 pub mod show;
+pub mod synced;
 pub mod verify;
 pub mod writer;
 

@@ -70,6 +70,10 @@ pub struct GapInfo {
     pub time_ns: u64,
 }
 
+/// Bytes [`JournalReader::unindexed_frames`] reads at most per call (a group commit rarely holds
+/// more; the rest waits for the index).
+pub const UNINDEXED_MAX_BYTES: u64 = 16 << 20;
+
 pub struct JournalReader {
     layout: Layout,
     db: ReadOnlyDatabase,
@@ -205,6 +209,81 @@ impl JournalReader {
             out.push(self.read_frame(&e, &mut files)?);
         }
         Ok(out)
+    }
+
+    /// The writer's synced hint (see [`crate::synced`]), if intact.
+    pub fn synced_hint(&self) -> Option<crate::synced::SyncedHint> {
+        crate::synced::SyncedHint::read(&self.layout.dir)
+    }
+
+    /// Frames past the index's last frame, up to the synced hint, holding records
+    /// `from..=until`: fsynced by the writer, whose index commit has not landed yet. Each is
+    /// checked (crc, continuous seqs from the last indexed frame, within the hint's segment
+    /// and end offset); whatever does not check out ends the list, so a torn or stale hint
+    /// only costs waiting for the index. At most [`UNINDEXED_MAX_BYTES`] are read.
+    pub fn unindexed_frames(
+        &self,
+        from: u64,
+        until: u64,
+        files: &mut SegmentFiles,
+    ) -> Result<Vec<RawFrame>> {
+        let mut out = Vec::new();
+        let Some(hint) = self.synced_hint() else {
+            return Ok(out);
+        };
+        let until = until.min(hint.seq);
+        let Some((_, last)) = self.first_last_frames()? else {
+            return Ok(out);
+        };
+        let (mut seg, mut pos, next) = (
+            last.segment,
+            last.offset + u64::from(last.len),
+            last.last_seq() + 1,
+        );
+        if next > until || hint.segment < seg {
+            return Ok(out);
+        }
+        // A rotation commits everything before it, so unindexed frames are all in the hint's
+        // segment: the last indexed frame's, or the next one when that one is complete.
+        if seg != hint.segment {
+            if pos < self.segment_len(seg, files)? || next != hint.segment {
+                return Ok(out);
+            }
+            seg = hint.segment;
+            pos = crate::segment::SEGMENT_HEADER_LEN as u64;
+        }
+        let end = hint.end_offset;
+        if end <= pos || end - pos > UNINDEXED_MAX_BYTES {
+            return Ok(out);
+        }
+        let (path, f) = match files.get(&self.layout, seg) {
+            Ok(x) => x,
+            Err(_) => return Ok(out),
+        };
+        let mut buf = vec![0u8; (end - pos) as usize];
+        if f.read_exact_at(&mut buf, pos).is_err() {
+            return Ok(out); // shorter than the hint says: a stale hint
+        }
+        let scan = crate::segment::scan_frames(&buf, pos, next);
+        tracing::trace!(segment = %path.display(), frames = scan.frames.len(), "read unindexed frames");
+        for loc in &scan.frames {
+            if loc.header.last_seq() > until {
+                break;
+            }
+            if loc.header.last_seq() >= from {
+                let s = (loc.offset - pos) as usize;
+                out.push(RawFrame {
+                    header: loc.header,
+                    bytes: buf[s..s + loc.header.frame_len()].to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn segment_len(&self, seg: u64, files: &mut SegmentFiles) -> Result<u64> {
+        let (path, f) = files.get(&self.layout, seg)?;
+        Ok(f.metadata().ctx("stat", path)?.len())
     }
 
     /// Iterates records from `from` to `until` inclusive, reading frame by frame.

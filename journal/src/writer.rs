@@ -98,7 +98,8 @@ impl Journal {
     /// from the page cache, so they cannot be trusted; they were never indexed, hence never
     /// shipped or acknowledged. Their seqs are given again to the next records. Frames up to
     /// `synced_seq` (the failed journal's [`Journal::synced_seq`]: fsynced, possibly
-    /// acknowledged, not yet indexed) are kept and re-indexed.
+    /// acknowledged, not yet indexed) or up to the synced hint (possibly shipped) are kept and
+    /// re-indexed.
     pub fn open_after_failure(
         dir: impl AsRef<Path>,
         opts: JournalOptions,
@@ -161,7 +162,9 @@ impl Journal {
             recovery.segments_removed += 1;
         }
         if let Some(synced) = discard_past {
-            let keep = meta.durable_seq.max(synced);
+            // Frames up to the synced hint were fsynced and may have been shipped.
+            let hinted = crate::synced::SyncedHint::read(&layout.dir).map_or(0, |h| h.seq);
+            let keep = meta.durable_seq.max(synced).max(hinted);
             let (bytes, removed) = discard_undurable(&layout, &mut segments, keep)?;
             recovery.discarded_bytes = bytes;
             recovery.segments_removed += removed;
@@ -385,7 +388,29 @@ impl Journal {
         // Everything kept is durable now (fsynced above): index it before accepting appends.
         commit_frames(&db, &layout.index, &pending, &new_segments, next_seq - 1)?;
         let db = Arc::new(db);
-        let committer = Committer::start(db.clone(), layout.index.clone(), next_seq - 1)?;
+        // The synced hint starts at what is durable now (a stale one from before a crash or a
+        // discard must not outlive this open).
+        let hint_path = layout.dir.join(crate::synced::SYNCED_FILE);
+        let hint = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&hint_path)
+            .ctx("open", &hint_path)?;
+        crate::synced::SyncedHint {
+            seq: next_seq - 1,
+            segment: seg_first_seq,
+            end_offset: seg_len,
+        }
+        .write(&hint)
+        .ctx("write", &hint_path)?;
+        let committer = Committer::start(
+            db.clone(),
+            layout.index.clone(),
+            hint.try_clone().ok(),
+            next_seq - 1,
+        )?;
         let j = Journal {
             layout,
             _lock: lock,
@@ -476,6 +501,18 @@ impl Journal {
             t.insert(index::META_ADOPTED, 1).db(&self.layout.index)?;
         }
         txn.commit().db(&self.layout.index)?;
+        let hint_path = self.layout.dir.join(crate::synced::SYNCED_FILE);
+        let hint = OpenOptions::new()
+            .write(true)
+            .open(&hint_path)
+            .ctx("open", &hint_path)?;
+        crate::synced::SyncedHint {
+            seq: start_seq - 1,
+            segment: start_seq,
+            end_offset: SEGMENT_HEADER_LEN as u64,
+        }
+        .write(&hint)
+        .ctx("write", &hint_path)?;
         self.seg_first_seq = start_seq;
         self.next_seq = start_seq;
         self.seg_len = SEGMENT_HEADER_LEN as u64;

@@ -484,7 +484,11 @@ fn open_after_failure_keeps_frames_synced_before_the_index_commit() {
         j.append((71..=80).map(ev).collect()).unwrap(); // not
         snapshot(d.path(), failed.path());
     }
-    let j = Journal::open_after_failure(failed.path(), slow, 70).unwrap();
+    // The same state once more, where only the synced hint knows of 51..=70 (the recorder
+    // passes 0: the shipper may have sent what the hint names).
+    let hinted = tempfile::tempdir().unwrap();
+    snapshot(failed.path(), hinted.path());
+    let j = Journal::open_after_failure(failed.path(), slow.clone(), 70).unwrap();
     assert_eq!(j.recovery().frames_reindexed, 1, "{:?}", j.recovery());
     assert!(j.recovery().discarded_bytes > 0, "{:?}", j.recovery());
     assert_eq!(j.next_seq(), 71);
@@ -492,6 +496,36 @@ fn open_after_failure_keeps_frames_synced_before_the_index_commit() {
     drop(j);
     assert_eq!(all_records(failed.path()), expected(1, 70));
     assert!(verify(failed.path()).unwrap().ok());
+
+    let (_, seg) = list_segments(&Layout::new(hinted.path()))
+        .unwrap()
+        .pop()
+        .unwrap();
+    let data = std::fs::read(&seg).unwrap();
+    let scan = foxing_journal::segment::scan_frames(
+        &data[foxing_journal::segment::SEGMENT_HEADER_LEN..],
+        foxing_journal::segment::SEGMENT_HEADER_LEN as u64,
+        1,
+    );
+    let f70 = scan
+        .frames
+        .iter()
+        .find(|f| f.header.last_seq() == 70)
+        .unwrap();
+    let hint = foxing_journal::synced::SyncedHint {
+        seq: 70,
+        segment: 1,
+        end_offset: f70.offset + f70.header.frame_len() as u64,
+    };
+    std::fs::write(
+        hinted.path().join(foxing_journal::synced::SYNCED_FILE),
+        hint.encode(),
+    )
+    .unwrap();
+    let j = Journal::open_after_failure(hinted.path(), slow, 0).unwrap();
+    assert_eq!(j.next_seq(), 71, "the hinted frames are kept");
+    drop(j);
+    assert_eq!(all_records(hinted.path()), expected(1, 70));
 }
 
 /// Regression: an applier reading a journal of 64 KiB records asked for 65,536 records at once
@@ -516,4 +550,124 @@ fn reading_frames_is_bounded_by_bytes() {
     assert_eq!(first.len(), 1, "at least one frame");
     assert_eq!(first[0].header.first_seq, 31);
     assert_eq!(r.frames_bounded(1, 100, u64::MAX).unwrap().len(), 10);
+}
+
+/// A group commit writes the synced hint after the segment's fdatasync and before the index
+/// commit; a reader (the shipper) takes the hinted frames from the segment. Here the index
+/// stops at seq 50 and the hint names 51..=70 (71..=80 are written, not synced): the reader
+/// gets exactly 51..=70. Torn, stale or overreaching hints give only what checks out.
+#[test]
+fn unindexed_frames_are_read_up_to_the_synced_hint_and_no_further() {
+    use foxing_journal::reader::SegmentFiles;
+    use foxing_journal::synced::{SyncedHint, SYNCED_FILE};
+    let d = tempfile::tempdir().unwrap();
+    let slow = JournalOptions {
+        fsync_window: Duration::from_secs(3600),
+        segment_size_bytes: 64 << 20,
+        ..opts()
+    };
+    let seg_len = |dir: &Path| {
+        let (_, p) = list_segments(&Layout::new(dir)).unwrap().pop().unwrap();
+        std::fs::metadata(p).unwrap().len()
+    };
+    // The writer stays open (its fsync window keeps 51..=80 out of the index); the test
+    // writes the hints a group commit would.
+    let mut j = Journal::open(d.path(), slow).unwrap();
+    j.append((1..=50).map(ev).collect()).unwrap();
+    j.sync().unwrap();
+    j.append((51..=60).map(ev).collect()).unwrap();
+    j.append((61..=70).map(ev).collect()).unwrap();
+    let end70 = seg_len(d.path());
+    j.append((71..=80).map(ev).collect()).unwrap();
+    let seg = 1u64;
+    let snap = &d;
+    let hint_at =
+        |h: SyncedHint| std::fs::write(snap.path().join(SYNCED_FILE), h.encode()).unwrap();
+    let read = |from: u64, until: u64| -> Vec<u64> {
+        let r = JournalReader::open(snap.path()).unwrap();
+        assert_eq!(r.meta().unwrap().durable_seq, 50, "the index stops at 50");
+        r.unindexed_frames(from, until, &mut SegmentFiles::default())
+            .unwrap()
+            .iter()
+            .flat_map(|f| f.records().unwrap())
+            .map(|rec| rec.seq)
+            .collect()
+    };
+    hint_at(SyncedHint {
+        seq: 70,
+        segment: seg,
+        end_offset: end70,
+    });
+    assert_eq!(read(51, u64::MAX), (51..=70).collect::<Vec<_>>());
+    assert_eq!(read(61, u64::MAX), (61..=70).collect::<Vec<_>>());
+    assert_eq!(read(51, 60), (51..=60).collect::<Vec<_>>());
+    assert!(read(71, u64::MAX).is_empty());
+    // The records themselves are the ones appended.
+    let r = JournalReader::open(snap.path()).unwrap();
+    let recs: Vec<Record> = r
+        .unindexed_frames(51, 70, &mut SegmentFiles::default())
+        .unwrap()
+        .iter()
+        .flat_map(|f| f.records().unwrap())
+        .collect();
+    assert_eq!(recs, expected(51, 70));
+    // A hint whose offset cuts a frame: only the whole frames before the cut.
+    hint_at(SyncedHint {
+        seq: 70,
+        segment: seg,
+        end_offset: end70 - 1,
+    });
+    assert_eq!(read(51, u64::MAX), (51..=60).collect::<Vec<_>>());
+    // A hint reaching past the file (stale, from a longer journal): nothing.
+    hint_at(SyncedHint {
+        seq: 500,
+        segment: seg,
+        end_offset: end70 + (1 << 20),
+    });
+    assert!(read(51, u64::MAX).is_empty());
+    // A hint naming a segment that does not exist: nothing.
+    hint_at(SyncedHint {
+        seq: 70,
+        segment: 51,
+        end_offset: 4096,
+    });
+    assert!(read(51, u64::MAX).is_empty());
+    // A torn hint: nothing.
+    let mut torn = SyncedHint {
+        seq: 70,
+        segment: seg,
+        end_offset: end70,
+    }
+    .encode();
+    torn[12] ^= 1;
+    std::fs::write(snap.path().join(SYNCED_FILE), torn).unwrap();
+    assert!(read(51, u64::MAX).is_empty());
+    // The writer's next group commit indexes everything and rewrites the hint.
+    assert_eq!(j.sync().unwrap(), 80);
+    assert_eq!(
+        JournalReader::open(snap.path())
+            .unwrap()
+            .synced_hint()
+            .unwrap()
+            .seq,
+        80
+    );
+    drop(j);
+}
+
+/// A live journal publishes its synced hint with every group commit.
+#[test]
+fn group_commits_publish_the_synced_hint() {
+    let d = tempfile::tempdir().unwrap();
+    let mut j = Journal::open(d.path(), opts()).unwrap();
+    let r = JournalReader::open(d.path()).unwrap();
+    assert_eq!(r.synced_hint().unwrap().seq, 0);
+    for i in 0..5u64 {
+        j.append((i * 10 + 1..=i * 10 + 10).map(ev).collect())
+            .unwrap();
+        j.sync().unwrap();
+        let h = r.synced_hint().unwrap();
+        assert_eq!(h.seq, i * 10 + 10);
+        assert_eq!(j.synced_seq(), h.seq);
+    }
 }

@@ -235,12 +235,13 @@ fn watch_journal(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, ServeError> {
     use rustix::fs::inotify;
-    let index = reader.layout().index.clone();
+    // The journal directory: the index and the synced hint both live there.
+    let dir = reader.layout().dir.clone();
     let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
         .map_err(|e| ServeError::Watch(e.into()))?;
     inotify::add_watch(
         &fd,
-        &index,
+        &dir,
         inotify::WatchFlags::MODIFY | inotify::WatchFlags::CLOSE_WRITE,
     )
     .map_err(|e| ServeError::Watch(e.into()))?;
@@ -248,15 +249,20 @@ fn watch_journal(
         .name("foxing-watch".into())
         .spawn(move || {
             let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-            let mut last = 0u64;
+            // (index durable seq, synced hint seq): a change of either wakes the streams, so
+            // one that waits for the index to catch up with a hint it could not read resumes.
+            let mut last = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 match reader.meta() {
-                    Ok(m) if m.durable_seq != last => {
-                        last = m.durable_seq;
-                        metrics.note_durable(last);
-                        let _ = tx.send(last);
+                    Ok(m) => {
+                        let hinted = reader.synced_hint().map_or(0, |h| h.seq);
+                        if (m.durable_seq, hinted) != last {
+                            last = (m.durable_seq, hinted);
+                            let on_disk = m.durable_seq.max(hinted);
+                            metrics.note_durable(on_disk);
+                            let _ = tx.send(on_disk);
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot read the journal index; retrying"),
                 }
                 let mut pfd = [rustix::event::PollFd::new(
@@ -520,21 +526,27 @@ async fn refuse(
     );
 }
 
-/// Reads frames `from..=until` up to [`SEND_BATCH_BYTES`] (at least one frame).
+/// Reads frames `from..=until` up to [`SEND_BATCH_BYTES`] (at least one frame when any is
+/// readable): indexed frames, then frames the writer fsynced whose index commit has not landed
+/// (the synced hint). Empty when `until` is only hinted and the hint did not check out.
 fn read_batch(
     reader: &JournalReader,
     files: &mut SegmentFiles,
     from: u64,
     until: u64,
 ) -> Result<Vec<RawFrame>, foxing_journal::JournalError> {
-    let mut out = Vec::new();
+    let mut out: Vec<RawFrame> = Vec::new();
     let mut bytes = 0usize;
     for e in reader.frame_entries(from, until)? {
         if !out.is_empty() && bytes + e.len as usize > SEND_BATCH_BYTES {
-            break;
+            return Ok(out);
         }
         bytes += e.len as usize;
         out.push(reader.read_frame(&e, files)?);
+    }
+    let next = out.last().map_or(from, |f| f.header.last_seq() + 1);
+    if next <= until && bytes < SEND_BATCH_BYTES {
+        out.extend(reader.unindexed_frames(next, until, files)?);
     }
     Ok(out)
 }
@@ -614,6 +626,9 @@ async fn stream(
                     files = f;
                     frames?
                 };
+                // Nothing readable: `durable` came from a synced hint that did not check out
+                // (the writer's index commit will follow); wait for the next change.
+                let idle = frames.is_empty();
                 for fr in frames {
                     // The first frame may start before `next` only if the journal changed
                     // under us; the session asserts exact continuity.
@@ -641,8 +656,10 @@ async fn stream(
                         r.bytes_sent += fr.bytes.len() as u64;
                     }
                 }
-                last_send = Instant::now();
-                continue;
+                if !idle {
+                    last_send = Instant::now();
+                    continue;
+                }
             }
             let hb_at = last_send + Duration::from_millis(HEARTBEAT_INTERVAL_MS);
             tokio::select! {
