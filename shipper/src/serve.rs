@@ -546,7 +546,19 @@ fn read_batch(
     }
     let next = out.last().map_or(from, |f| f.header.last_seq() + 1);
     if next <= until && bytes < SEND_BATCH_BYTES {
-        out.extend(reader.unindexed_frames(next, until, files)?);
+        let unindexed = reader.unindexed_frames(next, until, files)?;
+        if unindexed.is_empty() && out.is_empty() {
+            // The index commit may have landed between the two reads (the frames are then
+            // indexed, no longer past the index): read the index once more.
+            for e in reader.frame_entries(from, until)? {
+                if !out.is_empty() && bytes + e.len as usize > SEND_BATCH_BYTES {
+                    break;
+                }
+                bytes += e.len as usize;
+                out.push(reader.read_frame(&e, files)?);
+            }
+        }
+        out.extend(unindexed);
     }
     Ok(out)
 }
