@@ -79,6 +79,9 @@ pub struct RecorderStats {
     /// Writes that overlapped another write to the same inode in time, journaled as re-read
     /// ranges (a subset of inexact_ranges).
     pub concurrent_writes: u64,
+    /// ftruncate/fallocate calls that raced a write to the same file, journaled as the size
+    /// (and range bytes) after them.
+    pub concurrent_resizes: u64,
     pub lost_events: u64,
     pub bases: u64,
     pub base_entries: u64,
@@ -150,6 +153,14 @@ impl RecorderStats {
             "Writes that overlapped another write to the same file in time, journaled as re-read ranges.",
             &l,
             self.concurrent_writes,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_concurrent_resizes_total",
+            "counter",
+            "ftruncate/fallocate calls that raced a write to the same file, journaled as the state after them.",
+            &l,
+            self.concurrent_resizes,
         );
         metric(
             &mut o,
@@ -1104,6 +1115,13 @@ impl Recorder {
                     out.push(mk(Op::Truncate { path, size: 0 }));
                 }
             }
+            FX_OP_TRUNCATE if h.flags & FX_F_CONCURRENT != 0 => {
+                // Raced a write to the file: its exit order may not be its lock order. The
+                // file's size now is the size after both (later changes follow in seq order).
+                self.stats.concurrent_resizes += 1;
+                let size = self.current_size(&path).unwrap_or(h.len);
+                out.push(mk(Op::Truncate { path, size }));
+            }
             FX_OP_TRUNCATE => out.push(mk(Op::Truncate { path, size: h.len })),
             FX_OP_FCHMOD => out.push(mk(Op::Chmod {
                 path,
@@ -1114,6 +1132,23 @@ impl Recorder {
                 uid: Some(h.owner_uid),
                 gid: Some(h.owner_gid),
             })),
+            FX_OP_FALLOCATE if h.flags & FX_F_CONCURRENT != 0 => {
+                // Raced a write: journal the range's bytes and the size as they are now.
+                self.stats.concurrent_resizes += 1;
+                self.stats.inexact_ranges += 1;
+                out.push(mk(Op::Dirty {
+                    path: path.clone(),
+                    offset: h.offset.min(MAX_FILE_BYTES),
+                    len: h.len.min(MAX_FILE_BYTES - h.offset.min(MAX_FILE_BYTES)),
+                }));
+                if let Some(size) = self.current_size(&path) {
+                    out.push(mk(Op::Truncate {
+                        path: path.clone(),
+                        size,
+                    }));
+                }
+                self.reread(&path, h.offset, h.len, time_ns, out);
+            }
             FX_OP_FALLOCATE => out.push(mk(Op::Fallocate {
                 path,
                 mode: h.arg as u32,
@@ -1615,6 +1650,16 @@ impl Recorder {
             reason: GapReason::Untracked,
         });
         self.append_gap(gap);
+    }
+
+    /// The size of a source file now, if it can be opened.
+    fn current_size(&self, path: &RelPath) -> Option<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let full = self
+            .opts
+            .root
+            .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
+        open_source_file(&full)?.metadata().ok().map(|m| m.len())
     }
 
     /// Re-reads a range of a source file (a write too large to carry, or lost) as ResyncData.

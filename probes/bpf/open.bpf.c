@@ -82,10 +82,50 @@ static __always_inline int fd_exit(long ret, __u32 op)
 	return emit(args.fd, op, 0, args.mode);
 }
 
+/* ftruncate and fallocate change a file's bytes: they are counted among its writers (see
+ * fx_writer_overlapped), so a write racing them is re-read, and they are sent with
+ * FX_F_CONCURRENT when they raced one (the recorder then journals the file's size and the
+ * range's bytes as they are after the call). */
 SEC("tracepoint/syscalls/sys_enter_ftruncate")
-int fx_enter_ftruncate(struct trace_event_raw_sys_enter *ctx) { return save(ctx->args[0], 0, ctx->args[1]); }
+int fx_enter_ftruncate(struct trace_event_raw_sys_enter *ctx)
+{
+	if (fx_skip_task())
+		return 0;
+	struct fx_args a = { .fd = ctx->args[0], .mode = ctx->args[1] };
+	fx_save_write_args(&a, fx_fd_file(a.fd));
+	return 0;
+}
+
+static __always_inline void truncate_event(const struct fx_args *a, long ret)
+{
+	if (ret != 0)
+		return;
+	struct file *f = fx_fd_file(a->fd);
+	if (!f)
+		return;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return;
+	fx_header(&s->ev, FX_OP_TRUNCATE, BPF_CORE_READ(f, f_inode));
+	if (fx_event_path(s, f))
+		return;
+	s->ev.len = a->mode;
+	fx_submit_write(s, a);
+}
+
 SEC("tracepoint/syscalls/sys_exit_ftruncate")
-int fx_exit_ftruncate(struct trace_event_raw_sys_exit *ctx) { return fd_exit(ctx->ret, FX_OP_TRUNCATE); }
+int fx_exit_ftruncate(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	struct fx_args args = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	truncate_event(&args, ctx->ret);
+	fx_writer_exit(&args);
+	return 0;
+}
 SEC("tracepoint/syscalls/sys_enter_fchmod")
 int fx_enter_fchmod(struct trace_event_raw_sys_enter *ctx) { return save(ctx->args[0], 0, ctx->args[1]); }
 SEC("tracepoint/syscalls/sys_exit_fchmod")
@@ -101,9 +141,29 @@ int fx_enter_fallocate(struct trace_event_raw_sys_enter *ctx)
 	if (fx_skip_task())
 		return 0;
 	struct fx_args a = { .fd = ctx->args[0], .flags = ctx->args[1], .pos = ctx->args[2], .count = ctx->args[3] };
-	fx_save_args(&a);
+	fx_save_write_args(&a, fx_fd_file(a.fd));
 	return 0;
 }
+
+static __always_inline void fallocate_event(const struct fx_args *a, long ret)
+{
+	if (ret != 0)
+		return;
+	struct file *f = fx_fd_file(a->fd);
+	if (!f)
+		return;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return;
+	fx_header(&s->ev, FX_OP_FALLOCATE, BPF_CORE_READ(f, f_inode));
+	if (fx_event_path(s, f))
+		return;
+	s->ev.arg = a->flags;
+	s->ev.offset = a->pos;
+	s->ev.len = a->count;
+	fx_submit_write(s, a);
+}
+
 SEC("tracepoint/syscalls/sys_exit_fallocate")
 int fx_exit_fallocate(struct trace_event_raw_sys_exit *ctx)
 {
@@ -113,21 +173,8 @@ int fx_exit_fallocate(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	struct fx_args args = *a;
 	bpf_map_delete_elem(&inflight, &id);
-	if (ctx->ret != 0)
-		return 0;
-	struct file *f = fx_fd_file(args.fd);
-	if (!f)
-		return 0;
-	struct fx_scratch *s = fx_scratch();
-	if (!s)
-		return 0;
-	fx_header(&s->ev, FX_OP_FALLOCATE, BPF_CORE_READ(f, f_inode));
-	if (fx_event_path(s, f))
-		return 0;
-	s->ev.arg = args.flags;
-	s->ev.offset = args.pos;
-	s->ev.len = args.count;
-	fx_submit(s);
+	fallocate_event(&args, ctx->ret);
+	fx_writer_exit(&args);
 	return 0;
 }
 

@@ -486,6 +486,41 @@ fn concurrent_overlapping_writers_converge() {
     apply_and_compare(&src, &jdir, d.path());
 }
 
+/// Writes racing ftruncate and fallocate (extend, keep size, punch hole, zero range) on one
+/// file from four threads: the size changes are counted among the file's writers too, and
+/// whichever of them raced a write is journaled as the state after it (size, re-read range).
+/// The test runs on a loop-mounted ext4 image (tmpfs lacks ZERO_RANGE) and asserts detection
+/// fired and the replica equals the source.
+#[test]
+fn writes_racing_truncates_and_fallocates_converge() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let disk = foxing_tests::LoopExt4::mount(&d.path().join("disk"), 64);
+    let src = disk.dir.join("src");
+    let jdir = disk.dir.join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let stats = record_while(&src, &jdir, || {
+        run_workload(
+            env!("CARGO_BIN_EXE_workload"),
+            &src,
+            &["42", "20000", "racing"],
+        );
+    });
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    eprintln!(
+        "racing writers: {} writes and {} size changes of {} events journaled as their state after the race",
+        stats.concurrent_writes, stats.concurrent_resizes, stats.events
+    );
+    assert!(stats.concurrent_writes > 0, "{stats:?}");
+    assert!(
+        stats.concurrent_resizes > 0,
+        "no truncate or fallocate was seen racing a write: {stats:?}"
+    );
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// The same writes from one thread overlap nothing: they keep their exact payloads (a shared
 /// writers slot with another test's file may mark a stray few; 1 % is the bound).
 #[test]

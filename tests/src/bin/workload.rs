@@ -11,7 +11,8 @@
 //!
 //! With `concurrent`, four threads pwrite overlapping ranges of one file at once (each its own
 //! byte pattern), so their writes race for the same bytes; `serial` does the same writes from
-//! one thread.
+//! one thread; `racing` mixes ftruncate and fallocate (extend, keep size, punch hole, zero
+//! range) into the four threads' writes.
 //!
 //! With `uring`, everything goes through io_uring instead of syscalls: openat (O_CREAT,
 //! O_TRUNC), write, fallocate (punch hole), ftruncate, fsync, and the path operations
@@ -43,10 +44,13 @@ fn main() -> anyhow::Result<()> {
         return premapped(&root, seed, ops);
     }
     if mode.as_deref() == Some("concurrent") {
-        return concurrent(&root, seed, ops, 4);
+        return concurrent(&root, seed, ops, 4, false);
     }
     if mode.as_deref() == Some("serial") {
-        return concurrent(&root, seed, ops, 1);
+        return concurrent(&root, seed, ops, 1, false);
+    }
+    if mode.as_deref() == Some("racing") {
+        return concurrent(&root, seed, ops, 4, true);
     }
     if mode.as_deref() == Some("uring") {
         return uring(&root, seed, ops, false);
@@ -543,7 +547,13 @@ fn uring(root: &std::path::Path, seed: u64, ops: usize, xattrs: bool) -> anyhow:
     Ok(())
 }
 
-fn concurrent(root: &std::path::Path, seed: u64, ops: usize, threads: u8) -> anyhow::Result<()> {
+fn concurrent(
+    root: &std::path::Path,
+    seed: u64,
+    ops: usize,
+    threads: u8,
+    resize: bool,
+) -> anyhow::Result<()> {
     let f = std::sync::Arc::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -557,7 +567,24 @@ fn concurrent(root: &std::path::Path, seed: u64, ops: usize, threads: u8) -> any
             let f = f.clone();
             std::thread::spawn(move || -> std::io::Result<()> {
                 let mut rng = fastrand::Rng::with_seed(seed + t as u64);
+                use rustix::fs::{fallocate, FallocateFlags};
                 for i in 0..ops {
+                    if resize && rng.u8(..8) == 0 {
+                        let (off, n) = (rng.u64(..4096), rng.u64(1..1024));
+                        match rng.u8(..5) {
+                            0 => f.set_len(rng.u64(..6000))?,
+                            1 => fallocate(&*f, FallocateFlags::empty(), off, n)?,
+                            2 => fallocate(&*f, FallocateFlags::KEEP_SIZE, off, n)?,
+                            3 => fallocate(
+                                &*f,
+                                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                                off,
+                                n,
+                            )?,
+                            _ => fallocate(&*f, FallocateFlags::ZERO_RANGE, off, n)?,
+                        }
+                        continue;
+                    }
                     let len = rng.usize(1..512);
                     let data = vec![b'A' + t * 8 + (i % 8) as u8; len];
                     f.write_at(&data, rng.u64(..4096))?;
