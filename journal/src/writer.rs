@@ -390,27 +390,9 @@ impl Journal {
         let db = Arc::new(db);
         // The synced hint starts at what is durable now (a stale one from before a crash or a
         // discard must not outlive this open).
-        let hint_path = layout.dir.join(crate::synced::SYNCED_FILE);
-        let hint = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&hint_path)
-            .ctx("open", &hint_path)?;
-        crate::synced::SyncedHint {
-            seq: next_seq - 1,
-            segment: seg_first_seq,
-            end_offset: seg_len,
-        }
-        .write(&hint)
-        .ctx("write", &hint_path)?;
-        let committer = Committer::start(
-            db.clone(),
-            layout.index.clone(),
-            hint.try_clone().ok(),
-            next_seq - 1,
-        )?;
+        let hint = reset_synced_hint(&layout, next_seq - 1, seg_first_seq, seg_len)?;
+        let committer =
+            Committer::start(db.clone(), layout.index.clone(), Some(hint), next_seq - 1)?;
         let j = Journal {
             layout,
             _lock: lock,
@@ -501,18 +483,12 @@ impl Journal {
             t.insert(index::META_ADOPTED, 1).db(&self.layout.index)?;
         }
         txn.commit().db(&self.layout.index)?;
-        let hint_path = self.layout.dir.join(crate::synced::SYNCED_FILE);
-        let hint = OpenOptions::new()
-            .write(true)
-            .open(&hint_path)
-            .ctx("open", &hint_path)?;
-        crate::synced::SyncedHint {
-            seq: start_seq - 1,
-            segment: start_seq,
-            end_offset: SEGMENT_HEADER_LEN as u64,
-        }
-        .write(&hint)
-        .ctx("write", &hint_path)?;
+        reset_synced_hint(
+            &self.layout,
+            start_seq - 1,
+            start_seq,
+            SEGMENT_HEADER_LEN as u64,
+        )?;
         self.seg_first_seq = start_seq;
         self.next_seq = start_seq;
         self.seg_len = SEGMENT_HEADER_LEN as u64;
@@ -909,6 +885,27 @@ fn create_segment(layout: &Layout, first_seq: u64) -> Result<PathBuf> {
     f.sync_all().ctx("fsync", &path)?;
     fsync_dir(&layout.segments)?;
     Ok(path)
+}
+
+/// Sets the synced hint to `seq` (the journal's durable point, ending at `end_offset` in the
+/// segment starting at `segment`) and returns the open hint file for the commit thread.
+fn reset_synced_hint(layout: &Layout, seq: u64, segment: u64, end_offset: u64) -> Result<File> {
+    let path = layout.dir.join(crate::synced::SYNCED_FILE);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .ctx("open", &path)?;
+    crate::synced::SyncedHint {
+        seq,
+        segment,
+        end_offset,
+    }
+    .write(&f)
+    .ctx("write", &path)?;
+    Ok(f)
 }
 
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {

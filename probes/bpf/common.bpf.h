@@ -174,6 +174,18 @@ static __always_inline void fx_save_args(struct fx_args *a)
 	bpf_map_update_elem(&inflight, &id, a, BPF_ANY);
 }
 
+/* Takes (copies and deletes) the arguments this task saved at sys_enter; false if none. */
+static __always_inline bool fx_take_args(struct fx_args *out)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return false;
+	*out = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	return true;
+}
+
 /* Saves a data write's arguments and counts it in its inode's writers slot (only when the
  * arguments were saved: the exit that finds them is what counts it out). */
 static __always_inline void fx_save_write_args(struct fx_args *a, struct file *f)
@@ -411,6 +423,24 @@ static __always_inline int fx_event_path(struct fx_scratch *s, struct file *f)
 	bpf_probe_read_kernel(s->body, len, &s->walk[start & (FX_PATH_MAX - 1)]);
 	s->ev.path_len = len;
 	return 0;
+}
+
+/* Starts the event of an fd-based op: the scratch with header and path filled, and the file in
+ * *fp. NULL when the descriptor is gone, no scratch slot is free, or the file is outside the
+ * root. */
+static __always_inline struct fx_scratch *fx_file_event(__u64 fd, __u32 op, struct file **fp)
+{
+	struct file *f = fx_fd_file(fd);
+	if (!f)
+		return NULL;
+	struct fx_scratch *s = fx_scratch();
+	if (!s)
+		return NULL;
+	fx_header(&s->ev, op, BPF_CORE_READ(f, f_inode));
+	if (fx_event_path(s, f))
+		return NULL;
+	*fp = f;
+	return s;
 }
 
 static __always_inline void fx_output(struct fx_scratch *s);

@@ -100,14 +100,9 @@ static __always_inline void truncate_event(const struct fx_args *a, long ret)
 {
 	if (ret != 0)
 		return;
-	struct file *f = fx_fd_file(a->fd);
-	if (!f)
-		return;
-	struct fx_scratch *s = fx_scratch();
+	struct file *f;
+	struct fx_scratch *s = fx_file_event(a->fd, FX_OP_TRUNCATE, &f);
 	if (!s)
-		return;
-	fx_header(&s->ev, FX_OP_TRUNCATE, BPF_CORE_READ(f, f_inode));
-	if (fx_event_path(s, f))
 		return;
 	s->ev.len = a->mode;
 	fx_submit_write(s, a);
@@ -116,12 +111,9 @@ static __always_inline void truncate_event(const struct fx_args *a, long ret)
 SEC("tracepoint/syscalls/sys_exit_ftruncate")
 int fx_exit_ftruncate(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args args;
+	if (!fx_take_args(&args))
 		return 0;
-	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	truncate_event(&args, ctx->ret);
 	fx_writer_exit(&args);
 	return 0;
@@ -149,14 +141,9 @@ static __always_inline void fallocate_event(const struct fx_args *a, long ret)
 {
 	if (ret != 0)
 		return;
-	struct file *f = fx_fd_file(a->fd);
-	if (!f)
-		return;
-	struct fx_scratch *s = fx_scratch();
+	struct file *f;
+	struct fx_scratch *s = fx_file_event(a->fd, FX_OP_FALLOCATE, &f);
 	if (!s)
-		return;
-	fx_header(&s->ev, FX_OP_FALLOCATE, BPF_CORE_READ(f, f_inode));
-	if (fx_event_path(s, f))
 		return;
 	s->ev.arg = a->flags;
 	s->ev.offset = a->pos;
@@ -167,12 +154,9 @@ static __always_inline void fallocate_event(const struct fx_args *a, long ret)
 SEC("tracepoint/syscalls/sys_exit_fallocate")
 int fx_exit_fallocate(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args args;
+	if (!fx_take_args(&args))
 		return 0;
-	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	fallocate_event(&args, ctx->ret);
 	fx_writer_exit(&args);
 	return 0;

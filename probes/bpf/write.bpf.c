@@ -16,15 +16,9 @@ static __always_inline void write_event(const struct fx_args *a, long ret, bool 
 	struct fx_args args = *a;
 	if (ret <= 0)
 		return;
-	struct file *f = fx_fd_file(args.fd);
-	if (!f)
-		return;
-	struct fx_scratch *s = fx_scratch();
+	struct file *f;
+	struct fx_scratch *s = fx_file_event(args.fd, FX_OP_WRITE, &f);
 	if (!s)
-		return;
-	struct inode *inode = BPF_CORE_READ(f, f_inode);
-	fx_header(&s->ev, FX_OP_WRITE, inode);
-	if (fx_event_path(s, f))
 		return;
 	__u64 len = ret;
 	/* write(2) advanced f_pos past the bytes (also with O_APPEND). */
@@ -52,12 +46,9 @@ static __always_inline void write_event(const struct fx_args *a, long ret, bool 
  * writers (after its seq was taken; see fx_writer_overlapped). */
 static __always_inline int on_exit(long ret, bool positional)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args args;
+	if (!fx_take_args(&args))
 		return 0;
-	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	write_event(&args, ret, positional);
 	fx_writer_exit(&args);
 	return 0;
@@ -103,14 +94,9 @@ static __always_inline void range_event(const struct fx_args *a, long ret)
 	struct fx_args args = *a;
 	if (ret <= 0)
 		return;
-	struct file *f = fx_fd_file(args.fd);
-	if (!f)
-		return;
-	struct fx_scratch *s = fx_scratch();
+	struct file *f;
+	struct fx_scratch *s = fx_file_event(args.fd, FX_OP_WRITE, &f);
 	if (!s)
-		return;
-	fx_header(&s->ev, FX_OP_WRITE, BPF_CORE_READ(f, f_inode));
-	if (fx_event_path(s, f))
 		return;
 	__u64 end = 0;
 	if (args.flags == 1 && args.pos != (__u64)-1) {
@@ -128,12 +114,9 @@ static __always_inline void range_event(const struct fx_args *a, long ret)
 
 static __always_inline int range_exit(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args args;
+	if (!fx_take_args(&args))
 		return 0;
-	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	range_event(&args, ret);
 	fx_writer_exit(&args);
 	return 0;
@@ -200,14 +183,9 @@ static __always_inline void clone_event(const struct fx_args *a, long ret)
 	struct fx_args args = *a;
 	if (ret != 0 || (args.flags != FX_FICLONE && args.flags != FX_FICLONERANGE))
 		return;
-	struct file *f = fx_fd_file(args.fd);
-	if (!f)
-		return;
-	struct fx_scratch *s = fx_scratch();
+	struct file *f;
+	struct fx_scratch *s = fx_file_event(args.fd, FX_OP_WRITE, &f);
 	if (!s)
-		return;
-	fx_header(&s->ev, FX_OP_WRITE, BPF_CORE_READ(f, f_inode));
-	if (fx_event_path(s, f))
 		return;
 	s->ev.offset = args.pos;
 	s->ev.len = args.count;
@@ -218,12 +196,9 @@ static __always_inline void clone_event(const struct fx_args *a, long ret)
 SEC("tracepoint/syscalls/sys_exit_ioctl")
 int fx_exit_ioctl(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args args;
+	if (!fx_take_args(&args))
 		return 0;
-	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	clone_event(&args, ctx->ret);
 	fx_writer_exit(&args);
 	return 0;

@@ -4,13 +4,14 @@
 //! Needs root and BPF: skipped without them unless FOXING_REQUIRE_BPF=1 (CI), where it fails.
 
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foxing_applier::fs::FsTree;
 use foxing_applier::snapshot::{diff_with_mtimes, snapshot, user_xattrs};
-use foxing_journal::recorder::{Recorder, RecorderOptions};
+use foxing_journal::recorder::{Recorder, RecorderOptions, RecorderStats};
 use foxing_journal::{JournalOptions, JournalReader};
 
 use foxing_tests::{
@@ -451,6 +452,20 @@ fn mmap_round(d: tempfile::TempDir) {
     assert!(msyncs > 0, "msync must be a restore point");
 }
 
+/// Records the workload binary run with `args` into `base`/src (journal in `base`/journal),
+/// with no loss, applies the journal under `work` and compares; returns the recorder's stats.
+fn record_apply_compare(base: &Path, work: &Path, args: &[&str]) -> RecorderStats {
+    let src = base.join("src");
+    let jdir = base.join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let stats = record_while(&src, &jdir, || {
+        run_workload(env!("CARGO_BIN_EXE_workload"), &src, args);
+    });
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    apply_and_compare(&src, &jdir, work);
+    stats
+}
+
 /// Four threads pwrite overlapping ranges of one file at once (80,000 writes of 1-511 bytes
 /// within 4 KiB). The kernel orders such writes by the inode lock, the journal by the seq taken
 /// at syscall exit: a writer preempted between the two could swap them. The probes count writes
@@ -464,17 +479,7 @@ fn concurrent_overlapping_writers_converge() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let src = d.path().join("src");
-    let jdir = d.path().join("journal");
-    std::fs::create_dir_all(&src).unwrap();
-    let stats = record_while(&src, &jdir, || {
-        run_workload(
-            env!("CARGO_BIN_EXE_workload"),
-            &src,
-            &["40", "20000", "concurrent"],
-        );
-    });
-    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    let stats = record_apply_compare(d.path(), d.path(), &["40", "20000", "concurrent"]);
     eprintln!(
         "concurrent writers: {} of {} events journaled as re-read ranges",
         stats.concurrent_writes, stats.events
@@ -483,7 +488,6 @@ fn concurrent_overlapping_writers_converge() {
         stats.concurrent_writes > 0,
         "no overlapping write was detected among 4 threads x 20,000 pwrites: {stats:?}"
     );
-    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// Writes racing ftruncate and fallocate (extend, keep size, punch hole, zero range) on one
@@ -498,17 +502,7 @@ fn writes_racing_truncates_and_fallocates_converge() {
     }
     let d = tempfile::tempdir().unwrap();
     let disk = foxing_tests::LoopExt4::mount(&d.path().join("disk"), 64);
-    let src = disk.dir.join("src");
-    let jdir = disk.dir.join("journal");
-    std::fs::create_dir_all(&src).unwrap();
-    let stats = record_while(&src, &jdir, || {
-        run_workload(
-            env!("CARGO_BIN_EXE_workload"),
-            &src,
-            &["42", "20000", "racing"],
-        );
-    });
-    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    let stats = record_apply_compare(&disk.dir, d.path(), &["42", "20000", "racing"]);
     eprintln!(
         "racing writers: {} writes and {} size changes of {} events journaled as their state after the race",
         stats.concurrent_writes, stats.concurrent_resizes, stats.events
@@ -518,7 +512,6 @@ fn writes_racing_truncates_and_fallocates_converge() {
         stats.concurrent_resizes > 0,
         "no truncate or fallocate was seen racing a write: {stats:?}"
     );
-    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// The same writes from one thread overlap nothing: they keep their exact payloads (a shared
@@ -529,22 +522,11 @@ fn serial_writers_keep_their_exact_payloads() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let src = d.path().join("src");
-    let jdir = d.path().join("journal");
-    std::fs::create_dir_all(&src).unwrap();
-    let stats = record_while(&src, &jdir, || {
-        run_workload(
-            env!("CARGO_BIN_EXE_workload"),
-            &src,
-            &["41", "20000", "serial"],
-        );
-    });
-    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    let stats = record_apply_compare(d.path(), d.path(), &["41", "20000", "serial"]);
     assert!(
         stats.concurrent_writes <= 200,
         "serial writes were marked concurrent: {stats:?}"
     );
-    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// Writes that bypass write syscalls: io_uring (buffered, O_DIRECT, vectored, registered buffers

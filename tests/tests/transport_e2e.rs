@@ -1062,6 +1062,50 @@ fn metric_value(port: u16, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A shipper serving `jdir` (under `d`) and an archive-only replica reaching it through the
+/// WAN relay, with its metrics on a port of its own and its log in `d`/applier.log.
+struct WanReplica {
+    _ship: Proc,
+    _relay: foxing_tests::Impair,
+    app: Proc,
+    metrics_port: u16,
+    log: PathBuf,
+    archive: PathBuf,
+}
+
+fn wan_replica(d: &Path, jdir: &Path, follow: bool) -> WanReplica {
+    let certs = Certs::make(&d.join("certs"), &["source", "replica1"]);
+    let port = free_udp_port();
+    let ship = shipper(jdir, port, &certs, "source", &d.join("shipper.log"), None);
+    let relay =
+        foxing_tests::Impair::start(format!("127.0.0.1:{port}").parse().unwrap(), wan_config());
+    let r = Replica {
+        certs: &certs,
+        name: "replica1",
+        root: d.join("root"),
+        state: d.join("state"),
+    };
+    let metrics_port = free_udp_port();
+    let log = d.join("applier.log");
+    let app = Proc::spawn(
+        "applier",
+        r.command(relay.listen.port(), follow)
+            .arg("--archive-only")
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .stdout(Stdio::null())
+            .stderr(logged(&log)),
+    );
+    WanReplica {
+        _ship: ship,
+        _relay: relay,
+        app,
+        metrics_port,
+        log,
+        archive: r.archive(),
+    }
+}
+
 /// Goal: sustained goodput >= 0.8x of the link rate (journal bytes delivered to the replica, so
 /// QUIC, TLS and IP/UDP headers, retransmissions and the handshake all count against it).
 /// Measured 0.86-0.91x (docs/benchmarks.md). With Cubic, random loss held the same link at
@@ -1077,36 +1121,9 @@ fn wan_link_with_1pct_loss_keeps_most_of_its_rate() {
     let d = tempfile::tempdir().unwrap();
     let jdir = d.path().join("journal");
     let bytes = incompressible_journal(&jdir, mib);
-    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1"]);
-    let port = free_udp_port();
-    let _ship = shipper(
-        &jdir,
-        port,
-        &certs,
-        "source",
-        &d.path().join("shipper.log"),
-        None,
-    );
-    let relay =
-        foxing_tests::Impair::start(format!("127.0.0.1:{port}").parse().unwrap(), wan_config());
-    let r = Replica {
-        certs: &certs,
-        name: "replica1",
-        root: d.path().join("root"),
-        state: d.path().join("state"),
-    };
-    let mport = free_udp_port();
-    let log = d.path().join("applier.log");
     let start = Instant::now();
-    let mut app = Proc::spawn(
-        "applier",
-        r.command(relay.listen.port(), false)
-            .arg("--archive-only")
-            .arg("--metrics-listen")
-            .arg(format!("127.0.0.1:{mport}"))
-            .stdout(Stdio::null())
-            .stderr(logged(&log)),
-    );
+    let mut wan = wan_replica(d.path(), &jdir, false);
+    let (mport, log) = (wan.metrics_port, wan.log.clone());
     // Goodput from the first journal byte received to the last (the handshake is excluded,
     // the congestion controller's start-up is not), from the replica's own byte counter.
     const RECEIVED: &str = "foxing_applier_bytes_received_total";
@@ -1115,7 +1132,7 @@ fn wan_link_with_1pct_loss_keeps_most_of_its_rate() {
     let mut timeline = Vec::new();
     let mut next_tick = Instant::now();
     let status = loop {
-        if let Some(st) = app.child.try_wait().unwrap() {
+        if let Some(st) = wan.app.child.try_wait().unwrap() {
             break st;
         }
         if let Some(b) = metric_value(mport, RECEIVED) {
@@ -1155,7 +1172,7 @@ fn wan_link_with_1pct_loss_keeps_most_of_its_rate() {
         rate / WAN_RATE_BYTES_PER_SEC as f64,
         WAN_RATE_BYTES_PER_SEC as f64 / 1e6
     );
-    assert_eq!(durable(&r.archive()), durable(&jdir));
+    assert_eq!(durable(&wan.archive), durable(&jdir));
     assert!(
         rate >= 0.8 * WAN_RATE_BYTES_PER_SEC as f64,
         "WAN goodput {:.2} MB/s is under 0.8x of the link; applier log:\n{applier_log}",
@@ -1193,35 +1210,8 @@ fn wan_lag_stays_within_half_rtt_plus_transfer_time() {
     };
     j.append(vec![record(0)]).unwrap();
     j.sync().unwrap();
-    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1"]);
-    let port = free_udp_port();
-    let _ship = shipper(
-        &jdir,
-        port,
-        &certs,
-        "source",
-        &d.path().join("shipper.log"),
-        None,
-    );
-    let relay =
-        foxing_tests::Impair::start(format!("127.0.0.1:{port}").parse().unwrap(), wan_config());
-    let r = Replica {
-        certs: &certs,
-        name: "replica1",
-        root: d.path().join("root"),
-        state: d.path().join("state"),
-    };
-    let mport = free_udp_port();
-    let log = d.path().join("applier.log");
-    let _app = Proc::spawn(
-        "applier",
-        r.command(relay.listen.port(), true)
-            .arg("--archive-only")
-            .arg("--metrics-listen")
-            .arg(format!("127.0.0.1:{mport}"))
-            .stdout(Stdio::null())
-            .stderr(logged(&log)),
-    );
+    let wan = wan_replica(d.path(), &jdir, true);
+    let (mport, log) = (wan.metrics_port, wan.log.clone());
     const ARCHIVED: &str = "foxing_applier_archived_seq";
     let archived = || metric_value(mport, ARCHIVED).unwrap_or(0.0) as u64;
     let first = j.durable_seq();
