@@ -216,6 +216,21 @@ impl JournalReader {
         crate::synced::SyncedHint::read(&self.layout.dir)
     }
 
+    /// The newest seq this journal can serve: the index's durable seq, or the synced hint's
+    /// when the frames it names past the index check out. A shipper that sends hinted frames
+    /// must judge a replica's position by this (a replica holding them is not "ahead").
+    pub fn served_seq(&self) -> Result<u64> {
+        let durable = self.meta()?.durable_seq;
+        match self.synced_hint() {
+            Some(h) if h.seq > durable => Ok(self
+                .unindexed_frames(durable + 1, h.seq, &mut SegmentFiles::default())?
+                .last()
+                .map_or(durable, |f| f.header.last_seq())
+                .max(durable)),
+            _ => Ok(durable),
+        }
+    }
+
     /// Frames past the index's last frame, up to the synced hint, holding records
     /// `from..=until`: fsynced by the writer, whose index commit has not landed yet. Each is
     /// checked (crc, continuous seqs from the last indexed frame, within the hint's segment

@@ -600,6 +600,14 @@ fn unindexed_frames_are_read_up_to_the_synced_hint_and_no_further() {
     });
     assert_eq!(read(51, u64::MAX), (51..=70).collect::<Vec<_>>());
     assert_eq!(read(61, u64::MAX), (61..=70).collect::<Vec<_>>());
+    // A shipper judges a reconnecting replica by this: one holding 51..=70 is not ahead.
+    let served = || {
+        JournalReader::open(snap.path())
+            .unwrap()
+            .served_seq()
+            .unwrap()
+    };
+    assert_eq!(served(), 70);
     assert_eq!(read(51, 60), (51..=60).collect::<Vec<_>>());
     assert!(read(71, u64::MAX).is_empty());
     // The records themselves are the ones appended.
@@ -642,6 +650,7 @@ fn unindexed_frames_are_read_up_to_the_synced_hint_and_no_further() {
     torn[12] ^= 1;
     std::fs::write(snap.path().join(SYNCED_FILE), torn).unwrap();
     assert!(read(51, u64::MAX).is_empty());
+    assert_eq!(served(), 50, "a torn hint serves nothing past the index");
     // The writer's next group commit indexes everything and rewrites the hint.
     assert_eq!(j.sync().unwrap(), 80);
     assert_eq!(

@@ -219,7 +219,11 @@ pub fn journal_view(r: &JournalReader) -> Result<JournalView, foxing_journal::Jo
     Ok(JournalView {
         journal_id: m.journal_id,
         first_seq: m.first_seq,
-        durable_seq: m.durable_seq,
+        // Frames past the index may have been sent already (the synced hint): a replica that
+        // holds them is not ahead of this journal (regression: a kill -9 of the recorder
+        // between its fsync and its index commit made the shipper refuse such a replica as
+        // "ahead_of_source", for good; postgres_dr found it).
+        durable_seq: r.served_seq()?,
         durable_time_ns: m.durable_time_ns,
         new_replica_start: start,
         new_replica_apply_from: apply_from,
