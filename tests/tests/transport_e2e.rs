@@ -1186,7 +1186,7 @@ fn wan_link_with_1pct_loss_keeps_most_of_its_rate() {
 /// 25 ms one-way delay + the record's transfer time at the link rate + Foxing's own work: the
 /// shipper's wake-up, the replica's fdatasync (0.7 ms median, 1.1 ms p90 on this VM disk), the
 /// debug build and this test's 1 ms polling; 5 ms of it for the median, 8 ms for p90 (lost
-/// packets wait for a retransmission). Measured p50 28.8-29.0 ms, p90 30.8-31.5 ms. Also pins
+/// packets wait for a retransmission). Measured p50 26.6-26.8 ms, p90 27.6-27.8 ms. Also pins
 /// two bugs: the replica noticed its archive's completed group commit only at its next packet
 /// or 100 ms tick (p50 37 ms with no delay at all on the link), and it acknowledged only after
 /// the archive's index commit (1.4 ms more) where the segment's fdatasync suffices.
