@@ -680,3 +680,62 @@ fn group_commits_publish_the_synced_hint() {
         assert_eq!(j.synced_seq(), h.seq);
     }
 }
+
+/// The hinted frames may start a new segment (a rotation indexes everything before it): the
+/// reader moves from the last indexed frame's full segment to the hint's.
+#[test]
+fn unindexed_frames_are_read_from_a_new_segment_after_a_rotation() {
+    use foxing_journal::reader::SegmentFiles;
+    use foxing_journal::synced::{SyncedHint, SYNCED_FILE};
+    let d = tempfile::tempdir().unwrap();
+    let slow = JournalOptions {
+        fsync_window: Duration::from_secs(3600),
+        segment_size_bytes: 4 << 10,
+        ..opts()
+    };
+    let mut j = Journal::open(d.path(), slow).unwrap();
+    let mut next = 1u64;
+    // Fill the first segment (indexed), then rotate by appending until a second one exists.
+    while list_segments(&Layout::new(d.path())).unwrap().len() < 2 {
+        j.append((next..next + 10).map(ev).collect()).unwrap();
+        next += 10;
+    }
+    let (seg2, path2) = list_segments(&Layout::new(d.path()))
+        .unwrap()
+        .pop()
+        .unwrap();
+    let indexed = JournalReader::open(d.path())
+        .unwrap()
+        .meta()
+        .unwrap()
+        .durable_seq;
+    assert_eq!(
+        indexed + 1,
+        seg2,
+        "the rotation indexed everything before the new segment"
+    );
+    let last = next - 1;
+    assert!(last >= seg2, "the new segment holds unindexed records");
+    let end = std::fs::metadata(&path2).unwrap().len();
+    std::fs::write(
+        d.path().join(SYNCED_FILE),
+        SyncedHint {
+            seq: last,
+            segment: seg2,
+            end_offset: end,
+        }
+        .encode(),
+    )
+    .unwrap();
+    let r = JournalReader::open(d.path()).unwrap();
+    let seqs: Vec<u64> = r
+        .unindexed_frames(seg2, u64::MAX, &mut SegmentFiles::default())
+        .unwrap()
+        .iter()
+        .flat_map(|f| f.records().unwrap())
+        .map(|rec| rec.seq)
+        .collect();
+    assert_eq!(seqs, (seg2..=last).collect::<Vec<_>>());
+    assert_eq!(r.served_seq().unwrap(), last);
+    drop(j);
+}
