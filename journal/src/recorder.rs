@@ -765,8 +765,8 @@ impl Recorder {
             return;
         }
         d.last_try = Instant::now();
-        // 0: the recorder acknowledges nothing past the index's durable seq (the shipper reads
-        // the index), so whatever the index does not hold is discarded.
+        // 0: the recorder acknowledges nothing itself; what the synced hint names (possibly
+        // shipped) is kept by open_after_failure, the rest past the index is discarded.
         let j = match Journal::open_after_failure(
             &self.opts.journal,
             self.opts.journal_opts.clone(),
@@ -782,7 +782,8 @@ impl Recorder {
             }
         };
         let lost = std::mem::take(&mut d.lost);
-        // Gap records journaled before the failure but never made durable were discarded.
+        // Gap records journaled before the failure that the reopened journal does not hold
+        // were discarded; those it holds (fsynced before a failed index commit) stay pending.
         let durable = j.durable_seq();
         self.pending_heals.retain(|&g| g <= durable);
         self.journal = Some(j);
@@ -826,6 +827,10 @@ impl Recorder {
                 Some(seq)
             }
             Err(e) => {
+                // The gap record may survive the failure (written and fsynced, named by the
+                // synced hint, only its index commit failed): `recover` keeps it pending if
+                // the reopened journal holds it, so it is healed like any other.
+                self.pending_heals.push(seq);
                 self.failed(e, lost.max(1));
                 None
             }
