@@ -116,10 +116,39 @@ fn wall_clock_steps_during_recording_keep_seq_order_and_until_is_honest() {
     let log = d.path().join("recorder.log");
     let mut rec = start_recorder(&src, &jdir, &log, &[]);
     let pause = || std::thread::sleep(Duration::from_millis(300));
+    // The restores below expect the times sweep's record for a file (journaled a few ms after
+    // its last change) to carry that file's timeline: wait until it is journaled before the
+    // clock steps (the sweep of a busy recorder once came after the step and the test failed).
+    let swept = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = JournalReader::open(&jdir).ok().is_some_and(|r| {
+                r.meta().ok().is_some_and(|m| {
+                    r.records(1, m.durable_seq).ok().is_some_and(|mut it| {
+                        it.any(|rec| {
+                            rec.is_ok_and(|rec| {
+                                matches!(&rec.op, foxing_proto::Op::SetTimes { path, .. }
+                                    if path.as_bytes() == name.as_bytes())
+                            })
+                        })
+                    })
+                })
+            });
+            if found {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the times sweep never journaled {name}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     {
         let clock = Clock::new();
         write_synced(&src.join("a"), b"A");
         pause();
+        swept("a");
         clock.set(-3600);
         pause();
         write_synced(&src.join("b"), b"B");
@@ -128,6 +157,7 @@ fn wall_clock_steps_during_recording_keep_seq_order_and_until_is_honest() {
         pause();
         write_synced(&src.join("c"), b"C");
         pause();
+        swept("c");
         clock.set(0);
         pause();
         write_synced(&src.join("d"), b"D");
