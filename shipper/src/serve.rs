@@ -539,14 +539,21 @@ fn read_batch(
     from: u64,
     until: u64,
 ) -> Result<Vec<RawFrame>, foxing_journal::JournalError> {
+    // Indexed frames into `out`, up to the batch size; false when the batch is full.
+    let read_indexed = |out: &mut Vec<RawFrame>, files: &mut SegmentFiles, bytes: &mut usize| {
+        for e in reader.frame_entries(from, until)? {
+            if !out.is_empty() && *bytes + e.len as usize > SEND_BATCH_BYTES {
+                return Ok::<bool, foxing_journal::JournalError>(false);
+            }
+            *bytes += e.len as usize;
+            out.push(reader.read_frame(&e, files)?);
+        }
+        Ok(true)
+    };
     let mut out: Vec<RawFrame> = Vec::new();
     let mut bytes = 0usize;
-    for e in reader.frame_entries(from, until)? {
-        if !out.is_empty() && bytes + e.len as usize > SEND_BATCH_BYTES {
-            return Ok(out);
-        }
-        bytes += e.len as usize;
-        out.push(reader.read_frame(&e, files)?);
+    if !read_indexed(&mut out, files, &mut bytes)? {
+        return Ok(out);
     }
     let next = out.last().map_or(from, |f| f.header.last_seq() + 1);
     if next <= until && bytes < SEND_BATCH_BYTES {
@@ -554,13 +561,7 @@ fn read_batch(
         if unindexed.is_empty() && out.is_empty() {
             // The index commit may have landed between the two reads (the frames are then
             // indexed, no longer past the index): read the index once more.
-            for e in reader.frame_entries(from, until)? {
-                if !out.is_empty() && bytes + e.len as usize > SEND_BATCH_BYTES {
-                    break;
-                }
-                bytes += e.len as usize;
-                out.push(reader.read_frame(&e, files)?);
-            }
+            read_indexed(&mut out, files, &mut bytes)?;
         }
         out.extend(unindexed);
     }
