@@ -438,14 +438,7 @@ impl Applier {
                 mode,
                 uid,
                 gid,
-            } => {
-                if self.ensure_kind(t, path, &NodeKind::from_entry(kind), *mode)? {
-                    // chown clears setuid/setgid: owner first, then mode.
-                    self.owner(t, path, Some(*uid), Some(*gid))?;
-                    t.chmod(path, *mode)?;
-                }
-                self.touch(path);
-            }
+            } => self.mknod(t, path, &NodeKind::from_entry(kind), *mode, *uid, *gid)?,
             Op::Symlink {
                 path,
                 target,
@@ -463,7 +456,12 @@ impl Applier {
                 Some(_) => t.unlink(path)?,
             },
             Op::Rmdir { path } => remove_all(t, path)?,
-            Op::Rename { from, to, flags } => self.rename(t, from, to, *flags)?,
+            Op::Rename { from, to, flags } => {
+                if self.rename(t, from, to, *flags)? && flags & RENAME_WHITEOUT != 0 {
+                    // The source's kernel left a whiteout at the old name, owned by the writer.
+                    self.whiteout(t, from, r.writer.uid, r.writer.gid)?;
+                }
+            }
             Op::Link { existing, new } => {
                 let Some(src) = t.stat(existing)? else {
                     self.stats.skipped_absent += 1;
@@ -550,16 +548,50 @@ impl Applier {
         Ok(())
     }
 
+    fn mknod(
+        &mut self,
+        t: &mut dyn Tree,
+        path: &RelPath,
+        kind: &NodeKind,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), TreeError> {
+        if self.ensure_kind(t, path, kind, mode)? {
+            // chown clears setuid/setgid: owner first, then mode.
+            self.owner(t, path, Some(uid), Some(gid))?;
+            t.chmod(path, mode)?;
+        }
+        self.touch(path);
+        Ok(())
+    }
+
+    /// Creates the whiteout (a 0:0 character device, mode 0) that renameat2(RENAME_WHITEOUT)
+    /// leaves at the old name. Public for the apply loop, which completes a whiteout rename
+    /// that a crash interrupted between the rename and this.
+    pub fn whiteout(
+        &mut self,
+        t: &mut dyn Tree,
+        path: &RelPath,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), TreeError> {
+        self.mknod(t, path, &NodeKind::CharDevice(0), 0, uid, gid)
+    }
+
+    /// Applies a rename; true if the object at `from` moved to `to` (a RENAME_WHITEOUT then
+    /// leaves its whiteout at `from`; a rename between two names of one object does nothing,
+    /// on the source as here).
     fn rename(
         &mut self,
         t: &mut dyn Tree,
         from: &RelPath,
         to: &RelPath,
         flags: u32,
-    ) -> Result<(), TreeError> {
-        if flags & RENAME_WHITEOUT != 0 {
+    ) -> Result<bool, TreeError> {
+        if flags & RENAME_WHITEOUT != 0 && flags & RENAME_EXCHANGE != 0 {
             return Err(TreeError::Refused(
-                "RENAME_WHITEOUT is for overlay filesystems".into(),
+                "RENAME_WHITEOUT with RENAME_EXCHANGE (the kernel refuses it)".into(),
             ));
         }
         let src = t.stat(from)?;
@@ -574,17 +606,17 @@ impl Applier {
                 b.touch(from);
                 b.touch(to);
             }
-            return Ok(());
+            return Ok(false);
         }
         let Some(src) = src else {
             // Already renamed (a replay), or removed later in the journal.
             self.stats.skipped_absent += 1;
-            return Ok(());
+            return Ok(false);
         };
         if let Some(d) = &dst {
             if d.ino == src.ino {
                 // Two names of one object: rename(2) is a no-op; the source kept both names too.
-                return Ok(());
+                return Ok(false);
             }
             let compatible = (src.kind == NodeKind::Directory) == (d.kind == NodeKind::Directory);
             let empty_or_file = d.kind != NodeKind::Directory || t.list_dir(Some(to))?.is_empty();
@@ -601,7 +633,7 @@ impl Applier {
         if let Some(b) = &mut self.base {
             b.renamed(from, to);
         }
-        Ok(())
+        Ok(true)
     }
 
     fn resync(

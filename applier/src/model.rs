@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use foxing_proto::record::{RENAME_EXCHANGE, RENAME_NOREPLACE};
+use foxing_proto::record::{RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
 use foxing_proto::RelPath;
 
 use crate::tree::{NodeKind, Stat, Tree, TreeError, TreeResult};
@@ -301,6 +301,11 @@ impl Tree for ModelTree {
                 "cannot move a directory into itself".into(),
             ));
         }
+        if flags & RENAME_EXCHANGE != 0 && flags & RENAME_WHITEOUT != 0 {
+            return Err(TreeError::Refused(
+                "RENAME_EXCHANGE with RENAME_WHITEOUT".into(),
+            ));
+        }
         if flags & RENAME_EXCHANGE != 0 {
             let dst = dst.ok_or(TreeError::NotFound)?;
             if self.inodes[&dst].kind == NodeKind::Directory && self.is_ancestor(dst, fd) {
@@ -339,6 +344,10 @@ impl Tree for ModelTree {
             .get_mut(&td)
             .ok_or(TreeError::NotFound)?
             .insert(tname, src);
+        if flags & RENAME_WHITEOUT != 0 {
+            // As Linux: a whiteout (0:0 character device, mode 0) takes the old name.
+            self.add(from, Inode::new(NodeKind::CharDevice(0), 0))?;
+        }
         Ok(())
     }
 
@@ -384,6 +393,13 @@ impl Tree for ModelTree {
 
     fn set_xattr(&mut self, p: &RelPath, name: &[u8], value: &[u8]) -> TreeResult<()> {
         let ino = self.existing(p)?;
+        // As Linux (xattr_permission): user.* only on regular files and directories.
+        let kind = &self.inodes[&ino].kind;
+        if name.starts_with(b"user.") && !matches!(kind, NodeKind::Regular | NodeKind::Directory) {
+            return Err(TreeError::Io(std::io::Error::from_raw_os_error(
+                libc::EPERM,
+            )));
+        }
         if let Some(i) = self.inodes.get_mut(&ino) {
             i.xattrs.insert(name.to_vec(), value.to_vec());
         }

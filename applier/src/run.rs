@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use foxing_journal::RawFrame;
-use foxing_proto::record::RENAME_EXCHANGE;
+use foxing_proto::record::{RENAME_EXCHANGE, RENAME_WHITEOUT};
 use foxing_proto::{Op, Record};
 
 use crate::apply::{is_namespace_op, Applier, ApplyError};
@@ -206,24 +206,44 @@ impl<'a> Engine<'a> {
         );
         if is_namespace_op(&r.op) {
             let (a, b) = match &r.op {
-                Op::Rename { from, to, flags } if flags & RENAME_EXCHANGE != 0 => {
+                Op::Rename { from, to, flags }
+                    if flags & (RENAME_EXCHANGE | RENAME_WHITEOUT) != 0 =>
+                {
                     let ino =
                         |t: &mut FsTree, p| t.stat(p).ok().flatten().map(|s| s.ino).unwrap_or(0);
                     (ino(&mut self.tree, from), ino(&mut self.tree, to))
                 }
                 _ => (0, 0),
             };
-            // A record that was in flight when the last run died: an exchange that already
-            // happened must not be applied twice (the other namespace records are idempotent).
+            // A record that was in flight when the last run died: an exchange or a whiteout
+            // rename that already happened must not be applied twice (it would swap back, or
+            // move the whiteout over the renamed object); the other namespace records are
+            // idempotent.
             if let Some((seq, ino_a, ino_b)) = self.inflight.take() {
-                if seq == r.seq && ino_a != 0 && a == ino_b && b == ino_a {
-                    tracing::info!(
-                        seq,
-                        "exchange in flight at the crash had been applied; not applying it again"
-                    );
-                    self.state.applied(r.seq)?;
-                    self.cursor = r.seq;
-                    return Ok(());
+                if let (true, Op::Rename { from, flags, .. }) = (seq == r.seq && ino_a != 0, &r.op)
+                {
+                    let exchanged = flags & RENAME_EXCHANGE != 0 && a == ino_b && b == ino_a;
+                    let moved = flags & RENAME_WHITEOUT != 0 && b == ino_a;
+                    if exchanged || moved {
+                        tracing::info!(
+                            seq,
+                            "rename in flight at the crash had been applied; not applying it again"
+                        );
+                        if moved && a == 0 {
+                            // Killed between the rename and the whiteout's mknod.
+                            self.applier
+                                .whiteout(&mut self.tree, from, r.writer.uid, r.writer.gid)
+                                .map_err(|source| ApplyError::Tree {
+                                    seq,
+                                    op: "rename",
+                                    path: from.to_string(),
+                                    source,
+                                })?;
+                        }
+                        self.state.applied(r.seq)?;
+                        self.cursor = r.seq;
+                        return Ok(());
+                    }
                 }
             }
             self.state.begin_namespace(r.seq, a, b)?;
@@ -505,5 +525,78 @@ impl<'a> Engine<'a> {
         self.state.applied(seq)?;
         self.cursor = seq;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::NodeKind;
+    use foxing_proto::{RelPath, Writer};
+    use std::os::unix::fs::MetadataExt;
+
+    /// A kill between a whiteout rename and the whiteout's mknod (or after both) must neither
+    /// lose the whiteout nor, replaying the rename, move the whiteout over the renamed file.
+    #[test]
+    fn whiteout_rename_in_flight_at_a_crash_is_completed_not_repeated() {
+        if !nix_root() {
+            assert!(
+                std::env::var("FOXING_REQUIRE_BPF").is_err(),
+                "FOXING_REQUIRE_BPF is set but this test needs root (mknod of a whiteout)"
+            );
+            eprintln!("skipped: mknod of a whiteout needs root");
+            return;
+        }
+        for whiteout_made in [false, true] {
+            let d = tempfile::tempdir().unwrap();
+            let (root, sdir) = (d.path().join("r"), d.path().join("s"));
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::write(root.join("a"), b"moved").unwrap();
+            std::fs::write(root.join("b"), b"replaced").unwrap();
+            let ino_a = std::fs::metadata(root.join("a")).unwrap().ino();
+            let ino_b = std::fs::metadata(root.join("b")).unwrap().ino();
+            {
+                // The run that died: in flight, renamed, maybe the whiteout made.
+                let (mut st, _) = State::open(&sdir).unwrap();
+                st.begin_namespace(1, ino_a, ino_b).unwrap();
+                std::fs::rename(root.join("a"), root.join("b")).unwrap();
+                if whiteout_made {
+                    let mut t = FsTree::open(&root).unwrap();
+                    t.mknod(&RelPath::new("a"), &NodeKind::CharDevice(0), 0)
+                        .unwrap();
+                }
+            }
+            let (st, resume) = State::open(&sdir).unwrap();
+            assert_eq!(resume.inflight, Some((1, ino_a, ino_b)));
+            let mut e = Engine::new(FsTree::open(&root).unwrap(), st, resume, None);
+            let r = Record {
+                seq: 1,
+                time_ns: 1,
+                writer: Writer::default(),
+                op: Op::Rename {
+                    from: RelPath::new("a"),
+                    to: RelPath::new("b"),
+                    flags: RENAME_WHITEOUT,
+                },
+            };
+            e.apply_record(&r).unwrap();
+            assert_eq!(
+                std::fs::read(root.join("b")).unwrap(),
+                b"moved",
+                "made={whiteout_made}"
+            );
+            let w = std::fs::symlink_metadata(root.join("a")).unwrap();
+            use std::os::unix::fs::FileTypeExt;
+            assert!(
+                w.file_type().is_char_device() && w.rdev() == 0,
+                "made={whiteout_made}"
+            );
+            assert_eq!(e.applied_seq(), 1);
+        }
+    }
+
+    fn nix_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
     }
 }

@@ -361,11 +361,11 @@ fn crafted_paths_are_refused_and_nothing_outside_the_root_is_written() {
             ],
         ),
         (
-            "whiteout",
+            "whiteout exchange",
             vec![Op::Rename {
                 from: RelPath::new("a"),
                 to: RelPath::new("b"),
-                flags: 4,
+                flags: 6,
             }],
         ),
         (

@@ -1246,39 +1246,32 @@ impl Recorder {
             FX_OP_PATH_RENAME => {
                 let flags = h.arg as u32;
                 // RENAME_WHITEOUT (overlayfs, fsstress) leaves a whiteout (a 0:0 character
-                // device, mode 0) at the source: journaled as a plain rename and that mknod. A
-                // rename that did nothing (onto itself, or between two names of one inode)
-                // leaves none: the whiteout is journaled only if the source holds one now.
+                // device, mode 0) at the source unless the rename did nothing (between two
+                // names of one inode). Within the root the flag is journaled and the applier
+                // decides as the kernel did, from the replica's state at this seq; checking the
+                // source now would see a later state (a later whiteout rename of the same name).
                 let root = self.opts.root.clone();
-                let to_path = p2.clone();
                 let whiteout = |from: &RelPath| {
                     use std::os::unix::fs::{FileTypeExt, MetadataExt};
                     let is_whiteout = std::fs::symlink_metadata(
                         root.join(std::ffi::OsStr::from_bytes(from.as_bytes())),
                     )
                     .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0);
-                    (flags & RENAME_WHITEOUT != 0 && to_path.as_ref() != Some(from) && is_whiteout)
-                        .then(|| {
-                            mk(Op::Mknod {
-                                path: from.clone(),
-                                kind: EntryKind::CharDevice { rdev: 0 },
-                                mode: 0,
-                                uid: h.uid,
-                                gid: h.gid,
-                            })
+                    (flags & RENAME_WHITEOUT != 0 && is_whiteout).then(|| {
+                        mk(Op::Mknod {
+                            path: from.clone(),
+                            kind: EntryKind::CharDevice { rdev: 0 },
+                            mode: 0,
+                            uid: h.uid,
+                            gid: h.gid,
                         })
+                    })
                 };
                 match (p1, p2) {
-                    (Some(from), Some(to)) => {
-                        let w = whiteout(&from);
-                        out.push(mk(Op::Rename {
-                            from,
-                            to,
-                            flags: flags & !RENAME_WHITEOUT,
-                        }));
-                        out.extend(w);
-                    }
-                    // Moved out of the root: gone from the replica's point of view.
+                    (Some(from), Some(to)) => out.push(mk(Op::Rename { from, to, flags })),
+                    // Moved out of the root: gone from the replica's point of view, and its
+                    // whiteout (if the source holds one now; the target is outside, so the
+                    // rename cannot have been a no-op between two names in the root).
                     (Some(from), None) => {
                         let w = whiteout(&from);
                         out.push(mk(Op::Resync {

@@ -672,6 +672,20 @@ fn legacy_times_and_xattrat_calls_are_captured() {
     apply_and_compare(&src, &jdir, d.path());
 }
 
+/// Regression (CI flake of `recorded_namespace_workload_replays_to_an_identical_tree`): a
+/// RENAME_WHITEOUT between two hard links does nothing, yet the recorder journaled a whiteout
+/// for it when a later whiteout rename of the same name had left one by the time it looked; the
+/// replica then turned the file into a device early and a later setxattr failed (EPERM). The
+/// flag is now journaled and the applier decides from the replica's state at that seq.
+#[test]
+fn noop_whiteout_rename_of_hard_links_journals_no_whiteout() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    record_apply_compare(d.path(), d.path(), &["1", "50", "whiteout-noop"]);
+}
+
 /// Reflink copies change a file's bytes without a write: `cp --reflink=always` (FICLONE) and
 /// FICLONERANGE on a loop-mounted xfs image are journaled as re-read ranges of the destination.
 /// The replica equals the source.

@@ -7,7 +7,7 @@ use foxing_applier::snapshot::{snapshot, user_xattrs, EntrySnap};
 use foxing_applier::tree::{join, NodeKind, Tree};
 use foxing_proto::record::{
     EntryKind, EntryMeta, Xattr, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, RENAME_EXCHANGE,
-    RENAME_NOREPLACE,
+    RENAME_NOREPLACE, RENAME_WHITEOUT,
 };
 use foxing_proto::{Op, Record, RelPath, SyncKind, Writer};
 use proptest::prelude::*;
@@ -56,7 +56,7 @@ pub fn act() -> impl Strategy<Value = Act> {
         3 => (i.clone(), mode.clone()).prop_map(|(p, m)| Act::Mkdir(p, m)),
         1 => i.clone().prop_map(Act::Unlink),
         1 => i.clone().prop_map(Act::Rmdir),
-        3 => (i.clone(), i.clone(), prop_oneof![Just(0u32), Just(RENAME_NOREPLACE), Just(RENAME_EXCHANGE)]).prop_map(|(a, b, f)| Act::Rename(a, b, f)),
+        3 => (i.clone(), i.clone(), prop_oneof![Just(0u32), Just(RENAME_NOREPLACE), Just(RENAME_EXCHANGE), Just(RENAME_WHITEOUT), Just(RENAME_WHITEOUT | RENAME_NOREPLACE)]).prop_map(|(a, b, f)| Act::Rename(a, b, f)),
         1 => (i.clone(), i.clone()).prop_map(|(a, b)| Act::Symlink(a, b)),
         1 => (i.clone(), i.clone()).prop_map(|(a, b)| Act::Link(a, b)),
         1 => (i.clone(), mode).prop_map(|(p, m)| Act::Chmod(p, m)),

@@ -40,6 +40,9 @@ fn main() -> anyhow::Result<()> {
     if mode.as_deref() == Some("legacy-times-xattrat") {
         return legacy_times_xattrat(&root);
     }
+    if mode.as_deref() == Some("whiteout-noop") {
+        return whiteout_noop(&root, ops);
+    }
     if mode.as_deref() == Some("premapped") {
         return premapped(&root, seed, ops);
     }
@@ -392,29 +395,9 @@ fn namespace(
                     Err(std::io::Error::last_os_error())
                 }
             }
-            27 => {
-                // renameat2(RENAME_WHITEOUT): overlayfs' and fsstress' rename, which leaves a
-                // whiteout (a 0:0 character device) at the source.
-                use std::os::unix::ffi::OsStrExt;
-                let a = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
-                let b = std::ffi::CString::new(q.as_os_str().as_bytes()).unwrap_or_default();
-                // SAFETY: valid NUL-terminated paths; renameat2 only reads them.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_renameat2,
-                        libc::AT_FDCWD,
-                        a.as_ptr(),
-                        libc::AT_FDCWD,
-                        b.as_ptr(),
-                        libc::RENAME_WHITEOUT,
-                    )
-                };
-                if r == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            }
+            // renameat2(RENAME_WHITEOUT): overlayfs' and fsstress' rename, which leaves a
+            // whiteout (a 0:0 character device) at the source.
+            27 => renameat2(&p, &q, libc::RENAME_WHITEOUT),
             21 => (|| {
                 let mut from = std::fs::File::open(&q)?;
                 if !from.metadata()?.is_file() {
@@ -716,6 +699,48 @@ fn legacy_times_xattrat(root: &std::path::Path) -> anyhow::Result<()> {
             ),
             "removexattrat",
         )?;
+    }
+    Ok(())
+}
+
+fn renameat2(from: &std::path::Path, to: &std::path::Path, flags: u32) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let a = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let b = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: valid NUL-terminated paths; renameat2 only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `rounds` times, back to back: a RENAME_WHITEOUT between two hard links of one file (the
+/// kernel does nothing, no whiteout), then a RENAME_WHITEOUT of the same name to a new name
+/// (moves it, leaves a whiteout), then a user xattr on the moved file. A recorder that decides
+/// about the first rename's whiteout from the source's later state journals one too early.
+fn whiteout_noop(root: &std::path::Path, rounds: usize) -> anyhow::Result<()> {
+    for i in 0..rounds {
+        let (x, y, z) = (
+            root.join(format!("x{i}")),
+            root.join(format!("y{i}")),
+            root.join(format!("z{i}")),
+        );
+        std::fs::write(&x, format!("round {i}"))?;
+        std::fs::hard_link(&x, &y)?;
+        renameat2(&x, &y, libc::RENAME_WHITEOUT)?;
+        renameat2(&x, &z, libc::RENAME_WHITEOUT)?;
+        rustix::fs::setxattr(&z, "user.round", b"1", rustix::fs::XattrFlags::empty())?;
     }
     Ok(())
 }
