@@ -386,8 +386,7 @@ int fx_enter_io_uring_enter(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_io_uring_enter")
 int fx_exit_io_uring_enter(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&inflight, &id);
+	fx_drop_args();
 	return 0;
 }
 
@@ -454,12 +453,9 @@ static long fx_aio_step(__u64 i, void *arg)
 SEC("tracepoint/syscalls/sys_exit_io_submit")
 int fx_exit_io_submit(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args args;
+	if (!fx_take_args(&args))
 		return 0;
-	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	long n = ctx->ret;
 	if (n <= 0)
 		return 0;

@@ -81,11 +81,17 @@ struct fx_args {
 	__u64 wbefore;
 	__u64 wentry;
 };
+/* Task-local storage (one slot per task, found through the task itself: no hash, no global
+ * lock, no capacity limit, freed with the task). `valid` is 0 once the exit took the args. */
+struct fx_args_slot {
+	struct fx_args a;
+	__u64 valid;
+};
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct fx_args);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct fx_args_slot);
 } inflight SEC(".maps") __weak;
 
 /* Per-CPU scratch: the event being built (header, path, payload) and the path walk buffer. */
@@ -168,21 +174,47 @@ static __always_inline bool fx_skip_task(void)
 	return tgid == self_tgid;
 }
 
-static __always_inline void fx_save_args(struct fx_args *a)
+/* Saves the syscall's arguments in this task's slot; false if no slot could be allocated. */
+static __always_inline bool fx_save_args(const struct fx_args *a)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&inflight, &id, a, BPF_ANY);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	struct fx_args_slot *sl =
+		bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!sl)
+		return false;
+	sl->a = *a;
+	sl->valid = 1;
+	return true;
 }
 
-/* Takes (copies and deletes) the arguments this task saved at sys_enter; false if none. */
+/* The arguments this task saved at sys_enter and not yet taken, or NULL. */
+static __always_inline struct fx_args *fx_peek_args(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	struct fx_args_slot *sl = bpf_task_storage_get(&inflight, task, 0, 0);
+	if (!sl || !sl->valid)
+		return NULL;
+	return &sl->a;
+}
+
+/* Marks this task's saved arguments taken. */
+static __always_inline void fx_drop_args(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	struct fx_args_slot *sl = bpf_task_storage_get(&inflight, task, 0, 0);
+	if (sl)
+		sl->valid = 0;
+}
+
+/* Takes (copies and marks taken) the arguments this task saved at sys_enter; false if none. */
 static __always_inline bool fx_take_args(struct fx_args *out)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	struct fx_args_slot *sl = bpf_task_storage_get(&inflight, task, 0, 0);
+	if (!sl || !sl->valid)
 		return false;
-	*out = *a;
-	bpf_map_delete_elem(&inflight, &id);
+	*out = sl->a;
+	sl->valid = 0;
 	return true;
 }
 
@@ -190,10 +222,9 @@ static __always_inline bool fx_take_args(struct fx_args *out)
  * arguments were saved: the exit that finds them is what counts it out). */
 static __always_inline void fx_save_write_args(struct fx_args *a, struct file *f)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	if (f)
 		fx_writer_enter(a, BPF_CORE_READ(f, f_inode));
-	if (bpf_map_update_elem(&inflight, &id, a, BPF_ANY))
+	if (!fx_save_args(a))
 		fx_writer_exit(a);
 }
 

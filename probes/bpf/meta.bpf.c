@@ -19,15 +19,12 @@ static __always_inline int save(__u64 dfd, __u64 path, __u64 a2, __u64 a3, __u64
 
 static __always_inline struct fx_args *take(void)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	return a;
+	return fx_peek_args();
 }
 
 static __always_inline void drop(void)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&inflight, &id);
+	fx_drop_args();
 }
 
 /* Fills the event's path: fd-based (relative, returns 0 when under the root) or dir/name. */

@@ -38,12 +38,9 @@ int fx_enter_mmap(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_mmap")
 int fx_exit_mmap(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args args;
+	if (!fx_take_args(&args))
 		return 0;
-	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	/* mmap returns an address; errors are -4095..-1. */
 	if ((__u64)ctx->ret >= (__u64)-4095)
 		return 0;
@@ -125,8 +122,7 @@ int BPF_PROG(fx_dirty_folio, struct folio *folio, struct address_space *mapping)
 	if (!inode)
 		return 0;
 	/* A write syscall of this task dirties its own pages: that write is journaled already. */
-	__u64 id = bpf_get_current_pid_tgid();
-	if (bpf_map_lookup_elem(&inflight, &id))
+	if (fx_peek_args())
 		return 0;
 	struct fx_inode_key k = {
 		.dev = BPF_CORE_READ(inode, i_sb, s_dev),

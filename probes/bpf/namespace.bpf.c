@@ -18,12 +18,9 @@ static __always_inline int save(__u64 dfd1, __u64 p1, __u64 dfd2, __u64 p2, __u6
 
 static __always_inline int path_exit(long ret, __u32 op, bool two)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args args;
+	if (!fx_take_args(&args))
 		return 0;
-	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	if (ret != 0)
 		return 0;
 	struct fx_scratch *s = fx_scratch();

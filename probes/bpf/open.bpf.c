@@ -34,12 +34,10 @@ static __always_inline int emit(__u64 fd, __u32 op, __u32 flags, __u64 len)
 
 static __always_inline int open_exit(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args a;
+	if (!fx_take_args(&a))
 		return 0;
-	__u64 flags = a->flags;
-	bpf_map_delete_elem(&inflight, &id);
+	__u64 flags = a.flags;
 	if (ret < 0 || !(flags & (FX_O_CREAT | FX_O_TRUNC)))
 		return 0;
 	return emit(ret, FX_OP_CREATE, (flags & FX_O_TRUNC) ? FX_F_TRUNC : 0, 0);
@@ -71,12 +69,9 @@ int fx_exit_openat2(struct trace_event_raw_sys_exit *ctx) { return open_exit(ctx
 
 static __always_inline int fd_exit(long ret, __u32 op)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args args;
+	if (!fx_take_args(&args))
 		return 0;
-	struct fx_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
 	if (ret != 0)
 		return 0;
 	return emit(args.fd, op, 0, args.mode);

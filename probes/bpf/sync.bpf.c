@@ -13,12 +13,10 @@ static __always_inline int on_enter(__u64 fd)
 
 static __always_inline int on_exit(long ret, __u32 op)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args a;
+	if (!fx_take_args(&a))
 		return 0;
-	__u64 fd = a->fd;
-	bpf_map_delete_elem(&inflight, &id);
+	__u64 fd = a.fd;
 	if (ret != 0)
 		return 0;
 	struct file *f = fx_fd_file(fd);
@@ -54,12 +52,10 @@ int fx_enter_syncfs(struct trace_event_raw_sys_enter *ctx) { return on_enter(ctx
 SEC("tracepoint/syscalls/sys_exit_syncfs")
 int fx_exit_syncfs(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fx_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	struct fx_args a;
+	if (!fx_take_args(&a))
 		return 0;
-	__u64 fd = a->fd;
-	bpf_map_delete_elem(&inflight, &id);
+	__u64 fd = a.fd;
 	if (ctx->ret != 0)
 		return 0;
 	struct file *f = fx_fd_file(fd);

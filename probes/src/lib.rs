@@ -311,6 +311,9 @@ impl Probes {
         ensure_tracefs();
         let cpus = possible_cpus();
         let mut ebpf = EbpfLoader::new()
+            // `inflight` is task-local storage, used only by the programs: aya 0.14 has no
+            // userspace type for it, which is fine.
+            .allow_unsupported_maps()
             .map_max_entries("scratch", 2 * cpus)
             .map_max_entries("events", cfg.ring_size_bytes.max(4096).next_power_of_two())
             .override_global("root_dev", &dev, true)
