@@ -388,6 +388,42 @@ pub const PRUNE_RESULT_FILE: &str = "prune.result";
 
 /// The paths whose modification time `op` changes on the source (the entry itself for data and
 /// creation, the parent directories for namespace changes). The root itself is not tracked.
+/// Renames the paths remembered for the times sweep below `from/` to below `to/` (and, for an
+/// exchange, those below `to/` to below `from/`): a rename of a directory moves them.
+fn move_touched(
+    touched: &mut std::collections::BTreeSet<RelPath>,
+    from: &RelPath,
+    to: &RelPath,
+    exchange: bool,
+) {
+    let mut take = |dir: &RelPath| -> Vec<Vec<u8>> {
+        let mut prefix = dir.as_bytes().to_vec();
+        prefix.push(b'/');
+        let under: Vec<RelPath> = touched
+            .range(RelPath::new(prefix.clone())..)
+            .take_while(|p| p.as_bytes().starts_with(&prefix))
+            .cloned()
+            .collect();
+        under
+            .into_iter()
+            .map(|p| {
+                touched.remove(&p);
+                p.as_bytes()[prefix.len()..].to_vec()
+            })
+            .collect()
+    };
+    let from_children = take(from);
+    let to_children = if exchange { take(to) } else { Vec::new() };
+    let join = |dir: &RelPath, rest: &[u8]| {
+        let mut b = dir.as_bytes().to_vec();
+        b.push(b'/');
+        b.extend_from_slice(rest);
+        RelPath::new(b)
+    };
+    touched.extend(from_children.iter().map(|r| join(to, r)));
+    touched.extend(to_children.iter().map(|r| join(from, r)));
+}
+
 fn mtime_paths(op: &Op, mut f: impl FnMut(&RelPath)) {
     let parent = |p: &RelPath| -> Option<RelPath> {
         let b = p.as_bytes();
@@ -843,6 +879,10 @@ impl Recorder {
         }
         for ev in &evs {
             let (touched, all) = (&mut self.touched, &mut self.touched_all);
+            if let Op::Rename { from, to, flags } = &ev.op {
+                // Paths touched under a renamed directory are swept under their new names.
+                move_touched(touched, from, to, flags & RENAME_EXCHANGE != 0);
+            }
             mtime_paths(&ev.op, |p| {
                 if !*all {
                     touched.insert(p.clone());
@@ -2113,6 +2153,19 @@ mod tests {
         assert_eq!(s.expire(t0 + Duration::from_secs(1)), 1);
         // A jump too large to wait for is a loss at once.
         assert_eq!(s.observe(6 + 10_000, t0), 10_000);
+    }
+
+    #[test]
+    fn times_sweep_paths_follow_directory_renames() {
+        use foxing_proto::RelPath;
+        let set = |v: &[&str]| -> std::collections::BTreeSet<RelPath> {
+            v.iter().map(|p| RelPath::new(*p)).collect()
+        };
+        let mut t = set(&["a", "a/c", "a/c/f", "ab", "x/g"]);
+        super::move_touched(&mut t, &RelPath::new("a"), &RelPath::new("b"), false);
+        assert_eq!(t, set(&["a", "b/c", "b/c/f", "ab", "x/g"]));
+        super::move_touched(&mut t, &RelPath::new("b"), &RelPath::new("x"), true);
+        assert_eq!(t, set(&["a", "x/c", "x/c/f", "ab", "b/g"]));
     }
 
     #[test]

@@ -111,6 +111,8 @@ static __always_inline void fx_emit_untracked(struct fx_scratch *s, __u64 what)
 	fx_submit(s);
 }
 
+static __always_inline int fx_uring_completed(struct io_kiocb *req, __u8 op, __s64 res);
+
 SEC("tp_btf/io_uring_complete")
 int BPF_PROG(fx_uring_complete, struct io_ring_ctx *ring, void *reqp, struct io_uring_cqe *cqe)
 {
@@ -119,6 +121,17 @@ int BPF_PROG(fx_uring_complete, struct io_ring_ctx *ring, void *reqp, struct io_
 		return 0;
 	__u8 op = BPF_CORE_READ(req, opcode);
 	__s64 res = BPF_CORE_READ(cqe, res);
+	/* A rename counted as a path change in flight at submission (its pending entry exists). */
+	__u64 key = (__u64)req;
+	bool counted = op == FX_IORING_OP_RENAMEAT && bpf_map_lookup_elem(&uring_paths, &key);
+	fx_uring_completed(req, op, res);
+	if (counted)
+		fx_ns_change_end();
+	return 0;
+}
+
+static __always_inline int fx_uring_completed(struct io_kiocb *req, __u8 op, __s64 res)
+{
 	if (res < 0) {
 		if (fx_uring_path_op(op)) {
 			__u64 key = (__u64)req;
@@ -302,7 +315,9 @@ static __always_inline void fx_uring_path_submit(struct io_kiocb *req, __u8 op)
 		s->ev.umask = BPF_CORE_READ(task, fs, umask);
 	}
 	__u64 key = (__u64)req;
-	bpf_map_update_elem(&uring_paths, &key, &s->ev, BPF_ANY);
+	/* A rename is a path change in flight from here to its completion (the path cache). */
+	if (bpf_map_update_elem(&uring_paths, &key, &s->ev, BPF_ANY) == 0 && fop == FX_OP_PATH_RENAME)
+		fx_ns_change_begin();
 }
 
 SEC("tp_btf/io_uring_submit_req")
@@ -317,7 +332,10 @@ int BPF_PROG(fx_uring_submit, struct io_kiocb *req)
 		if (!skip_cqe) {
 			fx_uring_path_submit(req, op);
 		} else {
-			/* No completion will tell whether it worked: heal instead. */
+			/* No completion will tell whether it worked: heal instead. A rename without a
+			 * completion stays "in flight" for the path cache (which is then off for good). */
+			if (op == FX_IORING_OP_RENAMEAT)
+				fx_ns_change_begin();
 			struct fx_scratch *s = fx_scratch();
 			if (s)
 				fx_emit_untracked(s, op);

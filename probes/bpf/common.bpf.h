@@ -80,6 +80,8 @@ struct fx_args {
 	__u64 wslot;
 	__u64 wbefore;
 	__u64 wentry;
+	/* A rename or mount change counted in fx_ns_busy at enter (see fx_ns_change_begin). */
+	__u64 ns_change;
 };
 /* Task-local storage (one slot per task, found through the task itself: no hash, no global
  * lock, no capacity limit, freed with the task). `valid` is 0 once the exit took the args. */
@@ -94,12 +96,58 @@ struct {
 	__type(value, struct fx_args_slot);
 } inflight SEC(".maps") __weak;
 
-/* Per-CPU scratch: the event being built (header, path, payload) and the path walk buffer. */
+/* The path cache: the path below the root (or "outside") of recently seen dentries, so that
+ * a file written again and again is not walked up to the root on every write. An entry is used
+ * only if no rename or mount change anywhere began since it was made and none is in flight
+ * (fx_ns_gen, fx_ns_busy), and the dentry still has the parent, name hash, inode and mount it
+ * had (a freed dentry's address can be reused). Paths of FX_PATH_CACHE_BYTES or more are
+ * walked every time. docs/capture.md, "Path cache". */
+#define FX_PATH_CACHE_BYTES 256
+#define FX_PATH_CACHE_ENTRIES 16384
+struct fx_path_entry {
+	__u64 gen;
+	__u64 mnt;
+	__u64 parent;
+	__u64 hash_len;
+	__u64 inode;
+	__u64 dev;
+	__u64 ino;
+	__s32 len; /* path length; -1: outside the root (or the root itself) */
+	__u32 pad;
+	char path[FX_PATH_CACHE_BYTES];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FX_PATH_CACHE_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct fx_path_entry);
+} path_cache SEC(".maps") __weak;
+
+/* Bumped when a rename or mount change begins and when it ends (any task, any path). */
+__u64 fx_ns_gen SEC(".bss") __weak = 0;
+/* Renames and mount changes in flight: the cache is neither read nor filled meanwhile. */
+__u64 fx_ns_busy SEC(".bss") __weak = 0;
+
+static __always_inline void fx_ns_change_begin(void)
+{
+	__sync_fetch_and_add(&fx_ns_busy, 1);
+	__sync_fetch_and_add(&fx_ns_gen, 1);
+}
+
+static __always_inline void fx_ns_change_end(void)
+{
+	__sync_fetch_and_add(&fx_ns_gen, 1);
+	__sync_fetch_and_add(&fx_ns_busy, -1);
+}
+
+/* Per-CPU scratch: the event being built (header, path, payload), the path walk buffer, and a
+ * path cache entry being built. */
 #define FX_PATH_BUF (FX_PATH_MAX + 256)
 struct fx_scratch {
 	struct fx_event ev;
 	char body[FX_PATH_BUF + FX_PAYLOAD_MAX];
 	char walk[FX_PATH_BUF];
+	struct fx_path_entry pe;
 };
 /* Two slots per CPU (a per-CPU array value cannot exceed 32 KiB): one for programs in task
  * context, one for programs that can run in interrupt context (so they never clobber an event
@@ -228,11 +276,20 @@ static __always_inline void fx_save_write_args(struct fx_args *a, struct file *f
 		fx_writer_exit(a);
 }
 
+/* The descriptor's file. The task pointer is BTF-typed, so task->files->fdt are direct loads
+ * (no helper call each); only the slot fds[fd] (a variable index) needs a probe read. */
 static __always_inline struct file *fx_fd_file(__u64 fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-	unsigned int max = BPF_CORE_READ(task, files, fdt, max_fds);
+	struct files_struct *files = task->files;
+	if (!files)
+		return NULL;
+	struct fdtable *fdt = files->fdt;
+	if (!fdt)
+		return NULL;
+	/* max_fds is the first field (aya 0.14 cannot relocate offset-0 accesses): a plain load. */
+	unsigned int max = *(unsigned int *)fdt;
+	struct file **fds = fdt->fd;
 	struct file *f = NULL;
 	if (fd >= max)
 		return NULL;
@@ -441,13 +498,47 @@ static __always_inline void fx_count_drop(struct fx_event *ev)
 }
 
 /* Resolves the file's path; copies it after the header; returns 0 if the file is under the
- * watched root (and not the root itself). */
+ * watched root (and not the root itself). Paths come from the path cache when it holds a valid
+ * entry for the dentry (docs/capture.md, "Path cache"), else from a dentry walk. */
 static __always_inline int fx_event_path(struct fx_scratch *s, struct file *f)
 {
 	__u32 start = 0;
 	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
 	struct vfsmount *m = BPF_CORE_READ(f, f_path.mnt);
+	/* busy before gen: a change that begins after the busy read bumps gen before ours. */
+	__u64 busy = *(volatile __u64 *)&fx_ns_busy;
+	__u64 gen = *(volatile __u64 *)&fx_ns_gen;
+	struct fx_path_entry *pe = &s->pe;
+	pe->gen = gen;
+	pe->mnt = (__u64)m;
+	pe->parent = (__u64)BPF_CORE_READ(d, d_parent);
+	pe->hash_len = BPF_CORE_READ(d, d_name.hash_len);
+	pe->inode = (__u64)BPF_CORE_READ(d, d_inode);
+	pe->dev = s->ev.dev;
+	pe->ino = s->ev.ino;
+	__u64 key = (__u64)d;
+	struct fx_path_entry *e = busy ? NULL : bpf_map_lookup_elem(&path_cache, &key);
+	if (e && e->gen == gen && e->mnt == pe->mnt && e->parent == pe->parent &&
+	    e->hash_len == pe->hash_len && e->inode == pe->inode && e->dev == pe->dev &&
+	    e->ino == pe->ino) {
+		__s32 cl = e->len;
+		if (cl <= 0 || cl >= FX_PATH_CACHE_BYTES)
+			return -1;
+		__u32 len = cl & (FX_PATH_CACHE_BYTES - 1);
+		bpf_probe_read_kernel(s->body, len, e->path);
+		s->ev.path_len = len;
+		return 0;
+	}
 	int n = fx_path(s, d, m, &start);
+	if (n >= FX_PATH_CACHE_BYTES && !busy) {
+		/* Too long to cache: walked every time. */
+	} else if (!busy) {
+		pe->len = n <= 0 ? -1 : n;
+		if (n > 0)
+			bpf_probe_read_kernel(pe->path, n & (FX_PATH_CACHE_BYTES - 1),
+					      &s->walk[start & (FX_PATH_MAX - 1)]);
+		bpf_map_update_elem(&path_cache, &key, pe, BPF_ANY);
+	}
 	if (n <= 0)
 		return -1;
 	__u32 len = n & (FX_PATH_MAX - 1);

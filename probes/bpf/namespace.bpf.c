@@ -16,11 +16,34 @@ static __always_inline int save(__u64 dfd1, __u64 p1, __u64 dfd2, __u64 p2, __u6
 	return 0;
 }
 
+/* A rename: counted as a path change in flight (for the path cache) from enter to exit. */
+static __always_inline int save_rename(__u64 dfd1, __u64 p1, __u64 dfd2, __u64 p2, __u64 flags)
+{
+	if (fx_skip_task())
+		return 0;
+	struct fx_args a = { .fd = dfd1, .buf = p1, .count = dfd2, .pos = p2, .flags = flags, .ns_change = 1 };
+	fx_ns_change_begin();
+	if (!fx_save_args(&a))
+		fx_ns_change_end();
+	return 0;
+}
+
+static __always_inline int path_event(const struct fx_args *a, long ret, __u32 op, bool two);
+
 static __always_inline int path_exit(long ret, __u32 op, bool two)
 {
 	struct fx_args args;
 	if (!fx_take_args(&args))
 		return 0;
+	path_event(&args, ret, op, two);
+	if (args.ns_change)
+		fx_ns_change_end();
+	return 0;
+}
+
+static __always_inline int path_event(const struct fx_args *a, long ret, __u32 op, bool two)
+{
+	struct fx_args args = *a;
 	if (ret != 0)
 		return 0;
 	struct fx_scratch *s = fx_scratch();
@@ -77,11 +100,11 @@ ENTER(mkdir) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, 0, ctx->args[1]); }
 EXIT(mkdir, FX_OP_PATH_MKDIR, false)
 ENTER(mkdirat) { return save(ctx->args[0], ctx->args[1], 0, 0, 0, ctx->args[2]); }
 EXIT(mkdirat, FX_OP_PATH_MKDIR, false)
-ENTER(rename) { return save(FX_AT_FDCWD, ctx->args[0], FX_AT_FDCWD, ctx->args[1], 0, 0); }
+ENTER(rename) { return save_rename(FX_AT_FDCWD, ctx->args[0], FX_AT_FDCWD, ctx->args[1], 0); }
 EXIT(rename, FX_OP_PATH_RENAME, true)
-ENTER(renameat) { return save(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], 0, 0); }
+ENTER(renameat) { return save_rename(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], 0); }
 EXIT(renameat, FX_OP_PATH_RENAME, true)
-ENTER(renameat2) { return save(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], ctx->args[4], 0); }
+ENTER(renameat2) { return save_rename(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], ctx->args[4]); }
 EXIT(renameat2, FX_OP_PATH_RENAME, true)
 ENTER(link) { return save(FX_AT_FDCWD, ctx->args[0], FX_AT_FDCWD, ctx->args[1], 0, 0); }
 EXIT(link, FX_OP_PATH_LINK, true)
@@ -115,5 +138,41 @@ ENTER(mknod) { return save(FX_AT_FDCWD, ctx->args[0], 0, 0, ctx->args[2], ctx->a
 EXIT(mknod, FX_OP_PATH_MKNOD, false)
 ENTER(mknodat) { return save(ctx->args[0], ctx->args[1], 0, 0, ctx->args[3], ctx->args[2]); }
 EXIT(mknodat, FX_OP_PATH_MKNOD, false)
+
+/* Mount changes move paths without a rename: they only invalidate the path cache. Counted for
+ * every task, the recorder's own included. */
+static __always_inline int mount_enter(void)
+{
+	struct fx_args a = { .ns_change = 1 };
+	fx_ns_change_begin();
+	if (!fx_save_args(&a))
+		fx_ns_change_end();
+	return 0;
+}
+
+static __always_inline int mount_exit(void)
+{
+	struct fx_args args;
+	if (fx_take_args(&args) && args.ns_change)
+		fx_ns_change_end();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_mount")
+int fx_enter_mount(struct trace_event_raw_sys_enter *ctx) { return mount_enter(); }
+SEC("tracepoint/syscalls/sys_exit_mount")
+int fx_exit_mount(struct trace_event_raw_sys_exit *ctx) { return mount_exit(); }
+SEC("tracepoint/syscalls/sys_enter_umount")
+int fx_enter_umount(struct trace_event_raw_sys_enter *ctx) { return mount_enter(); }
+SEC("tracepoint/syscalls/sys_exit_umount")
+int fx_exit_umount(struct trace_event_raw_sys_exit *ctx) { return mount_exit(); }
+SEC("tracepoint/syscalls/sys_enter_move_mount")
+int fx_enter_move_mount(struct trace_event_raw_sys_enter *ctx) { return mount_enter(); }
+SEC("tracepoint/syscalls/sys_exit_move_mount")
+int fx_exit_move_mount(struct trace_event_raw_sys_exit *ctx) { return mount_exit(); }
+SEC("tracepoint/syscalls/sys_enter_pivot_root")
+int fx_enter_pivot_root(struct trace_event_raw_sys_enter *ctx) { return mount_enter(); }
+SEC("tracepoint/syscalls/sys_exit_pivot_root")
+int fx_exit_pivot_root(struct trace_event_raw_sys_exit *ctx) { return mount_exit(); }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

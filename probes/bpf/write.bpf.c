@@ -11,6 +11,75 @@ static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 count, __u64 pos)
 	return 0;
 }
 
+/* Exact writes are built in the ring buffer itself (reserve, copy the header and path, read the
+ * payload from user memory straight into the record, submit): no second copy of the payload
+ * through the scratch buffer. bpf_ringbuf_reserve takes a constant size, so records come in size
+ * classes: a head of FX_RB_HEAD_BYTES (header + path) plus a payload class of P bytes; the
+ * recorder reads path_len and data_len and ignores the padding. Paths too long for the head and
+ * payloads over the largest class take the copying route (fx_output). */
+#define FX_RB_HEAD_BYTES 256
+
+#define FX_DEFINE_RING_WRITE(P)                                                                    \
+	static __always_inline int fx_ring_write_##P(struct fx_scratch *s, const struct fx_args *a, \
+						     __u64 buf, __u32 n, __u32 head)                \
+	{                                                                                          \
+		struct fx_event *r = bpf_ringbuf_reserve(&events, FX_RB_HEAD_BYTES + P, 0);         \
+		if (!r) {                                                                          \
+			/* Full: the seq is taken and the loss counted, as in fx_output. */          \
+			s->ev.seq = __sync_fetch_and_add(&fx_seq, 1);                               \
+			fx_count_drop(&s->ev);                                                     \
+			return 0;                                                                  \
+		}                                                                                  \
+		__u32 off = head & (FX_RB_HEAD_BYTES - 1);                                         \
+		bpf_probe_read_kernel(r, off, &s->ev);                                             \
+		__u32 m = n;                                                                       \
+		barrier_var(m); /* keep the clamp: the verifier needs it, clang thinks n <= P */  \
+		m &= 2 * P - 1;                                                                    \
+		if (m > P)                                                                         \
+			m = P;                                                                     \
+		if (bpf_probe_read_user((char *)r + off, m, (void *)buf) == 0) {                   \
+			r->data_len = m;                                                           \
+		} else {                                                                           \
+			r->data_len = 0;                                                           \
+			r->flags |= FX_F_INEXACT;                                                  \
+		}                                                                                  \
+		r->seq = __sync_fetch_and_add(&fx_seq, 1);                                         \
+		if (fx_writer_overlapped(a)) {                                                     \
+			r->flags |= FX_F_CONCURRENT | FX_F_INEXACT;                                \
+			r->data_len = 0;                                                           \
+		}                                                                                  \
+		bpf_ringbuf_submit(r, 0);                                                          \
+		return 0;                                                                          \
+	}
+
+FX_DEFINE_RING_WRITE(256)
+FX_DEFINE_RING_WRITE(1024)
+FX_DEFINE_RING_WRITE(4096)
+FX_DEFINE_RING_WRITE(8192)
+FX_DEFINE_RING_WRITE(16384)
+FX_DEFINE_RING_WRITE(65536)
+
+/* 0 if the write was sent (or its loss counted) from the ring; -1: use the copying route. */
+static __always_inline int fx_ring_write(struct fx_scratch *s, const struct fx_args *a, __u64 buf, __u32 n)
+{
+	__u32 head = sizeof(struct fx_event) + s->ev.path_len;
+	if (head >= FX_RB_HEAD_BYTES)
+		return -1;
+	if (n <= 256)
+		return fx_ring_write_256(s, a, buf, n, head);
+	if (n <= 1024)
+		return fx_ring_write_1024(s, a, buf, n, head);
+	if (n <= 4096)
+		return fx_ring_write_4096(s, a, buf, n, head);
+	if (n <= 8192)
+		return fx_ring_write_8192(s, a, buf, n, head);
+	if (n <= 16384)
+		return fx_ring_write_16384(s, a, buf, n, head);
+	if (n <= 65536)
+		return fx_ring_write_65536(s, a, buf, n, head);
+	return -1;
+}
+
 static __always_inline void write_event(const struct fx_args *a, long ret, bool positional)
 {
 	struct fx_args args = *a;
@@ -27,6 +96,8 @@ static __always_inline void write_event(const struct fx_args *a, long ret, bool 
 	__u32 cap = payload_cap_bytes;
 	if (cap > FX_PAYLOAD_MAX)
 		cap = FX_PAYLOAD_MAX;
+	if (len <= cap && fx_ring_write(s, &args, args.buf, len) == 0)
+		return;
 	if (len <= cap) {
 		__u32 off = s->ev.path_len & (FX_PATH_MAX - 1);
 		__u32 n = len & (FX_PAYLOAD_MAX * 2 - 1);

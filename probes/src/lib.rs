@@ -23,6 +23,15 @@ pub const BUILT_WITH: &str = env!("FOXING_BPF_BUILT");
 
 /// Every program in the object and the syscall tracepoint it attaches to.
 pub const TRACEPOINTS: &[(&str, &str)] = &[
+    // Mount changes: they only invalidate the kernel-side path cache.
+    ("fx_enter_mount", "sys_enter_mount"),
+    ("fx_exit_mount", "sys_exit_mount"),
+    ("fx_enter_umount", "sys_enter_umount"),
+    ("fx_exit_umount", "sys_exit_umount"),
+    ("fx_enter_move_mount", "sys_enter_move_mount"),
+    ("fx_exit_move_mount", "sys_exit_move_mount"),
+    ("fx_enter_pivot_root", "sys_enter_pivot_root"),
+    ("fx_exit_pivot_root", "sys_exit_pivot_root"),
     ("fx_enter_write", "sys_enter_write"),
     ("fx_exit_write", "sys_exit_write"),
     ("fx_enter_pwrite64", "sys_enter_pwrite64"),

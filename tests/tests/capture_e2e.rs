@@ -672,6 +672,19 @@ fn legacy_times_and_xattrat_calls_are_captured() {
     apply_and_compare(&src, &jdir, d.path());
 }
 
+/// The probes cache each written file's path (docs/capture.md, "Path cache"): writes through
+/// descriptors kept open while the file's directory, an ancestor and the file itself are
+/// renamed, two directories exchanged, and the tree moved out of the root and back. The replica
+/// equals the source only if every write was journaled under the name it had at that moment.
+#[test]
+fn writes_through_open_files_follow_every_rename() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    record_apply_compare(d.path(), d.path(), &["1", "30", "renames-under-open-files"]);
+}
+
 /// Regression (CI flake of `recorded_namespace_workload_replays_to_an_identical_tree`): a
 /// RENAME_WHITEOUT between two hard links does nothing, yet the recorder journaled a whiteout
 /// for it when a later whiteout rename of the same name had left one by the time it looked; the

@@ -40,6 +40,9 @@ fn main() -> anyhow::Result<()> {
     if mode.as_deref() == Some("legacy-times-xattrat") {
         return legacy_times_xattrat(&root);
     }
+    if mode.as_deref() == Some("renames-under-open-files") {
+        return renames_under_open_files(&root, ops);
+    }
     if mode.as_deref() == Some("whiteout-noop") {
         return whiteout_noop(&root, ops);
     }
@@ -741,6 +744,57 @@ fn whiteout_noop(root: &std::path::Path, rounds: usize) -> anyhow::Result<()> {
         renameat2(&x, &y, libc::RENAME_WHITEOUT)?;
         renameat2(&x, &z, libc::RENAME_WHITEOUT)?;
         rustix::fs::setxattr(&z, "user.round", b"1", rustix::fs::XattrFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// Files written through descriptors kept open while they move: first out of the root (writes
+/// there are not journaled) and back in, which costs a base, then, `rounds` times, while their
+/// directories, ancestors and the files themselves are renamed and two directories exchanged.
+/// Every write must be journaled under the name the file has at that moment: the probes' path
+/// cache must notice every rename, and a cached "outside" verdict must not outlive the move.
+fn renames_under_open_files(root: &std::path::Path, rounds: usize) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let open_rw = |p: &std::path::Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(p)
+    };
+    let outside = root.with_extension("outside");
+    std::fs::create_dir_all(&outside)?;
+    std::fs::create_dir_all(root.join("o"))?;
+    let f = open_rw(&root.join("o/f"))?;
+    f.write_at(b"before;", 0)?;
+    std::fs::rename(root.join("o"), outside.join("o"))?;
+    f.write_at(b"outside;", 16)?;
+    std::fs::rename(outside.join("o"), root.join("o"))?;
+    // The base that the move in costs reads o/f; once it is surely done, writes count again.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    f.write_at(b"back;", 32)?;
+    std::fs::remove_dir_all(&outside)?;
+    for i in 0..rounds {
+        let top = root.join(format!("t{i}"));
+        std::fs::create_dir_all(top.join("a/b"))?;
+        std::fs::create_dir_all(top.join("x"))?;
+        let f = open_rw(&top.join("a/b/f"))?;
+        let g = open_rw(&top.join("x/g"))?;
+        let w = |f: &std::fs::File, n: u64, tag: &str| {
+            f.write_at(format!("{tag}{i};").as_bytes(), n * 24)
+        };
+        w(&f, 0, "start")?;
+        w(&g, 0, "start")?;
+        std::fs::rename(top.join("a/b"), top.join("a/c"))?; // the file's directory
+        w(&f, 1, "dir-renamed")?;
+        std::fs::rename(top.join("a"), top.join("A"))?; // an ancestor
+        w(&f, 2, "ancestor-renamed")?;
+        std::fs::rename(top.join("A/c/f"), top.join("A/c/f2"))?; // the file itself
+        w(&f, 3, "file-renamed")?;
+        renameat2(&top.join("A"), &top.join("x"), libc::RENAME_EXCHANGE)?; // swap two dirs
+        w(&f, 4, "exchanged")?;
+        w(&g, 1, "exchanged")?;
     }
     Ok(())
 }
