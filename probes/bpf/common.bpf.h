@@ -449,7 +449,9 @@ static __always_inline void fx_header(struct fx_event *ev, __u32 op, struct inod
 	ev->owner_uid = 0;
 	ev->owner_gid = 0;
 	ev->umask = 0;
-	if (inode) {
+	/* The inode's mode and owner are journaled for creations, fchmod and fchown only: data
+	 * writes (the hot path) skip the three reads. */
+	if (inode && op != FX_OP_WRITE && op != FX_OP_DIRTY_MAPPED) {
 		__u16 m = 0;
 		/* i_mode is the first field of struct inode (aya 0.14 cannot relocate offset 0). */
 		bpf_probe_read_kernel(&m, sizeof(m), (void *)inode);
@@ -513,7 +515,7 @@ static __always_inline int fx_event_path(struct fx_scratch *s, struct file *f)
 	pe->mnt = (__u64)m;
 	pe->parent = (__u64)BPF_CORE_READ(d, d_parent);
 	pe->hash_len = BPF_CORE_READ(d, d_name.hash_len);
-	pe->inode = (__u64)BPF_CORE_READ(d, d_inode);
+	pe->inode = (__u64)BPF_CORE_READ(f, f_inode); /* the dentry's, but for stacked filesystems */
 	pe->dev = s->ev.dev;
 	pe->ino = s->ev.ino;
 	__u64 key = (__u64)d;
