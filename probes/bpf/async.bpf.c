@@ -92,7 +92,7 @@ static __always_inline int fx_emit_file(struct fx_scratch *s, struct file *f, __
 {
 	if (!f)
 		return -1;
-	fx_header(&s->ev, op, BPF_CORE_READ(f, f_inode));
+	fx_header(s, op, BPF_CORE_READ(f, f_inode));
 	if (fx_event_path(s, f))
 		return -1;
 	s->ev.flags = flags;
@@ -106,7 +106,7 @@ static __always_inline int fx_emit_file(struct fx_scratch *s, struct file *f, __
 /* A change the probes cannot describe: the recorder journals a gap and heals it. */
 static __always_inline void fx_emit_untracked(struct fx_scratch *s, __u64 what)
 {
-	fx_header(&s->ev, FX_OP_UNTRACKED, NULL);
+	fx_header(s, FX_OP_UNTRACKED, NULL);
 	s->ev.arg = what;
 	fx_submit(s);
 }
@@ -289,7 +289,7 @@ static __always_inline void fx_uring_path_submit(struct io_kiocb *req, __u8 op)
 	bpf_probe_read_kernel(&n1, sizeof(n1), (void *)fn1);
 	if (two)
 		bpf_probe_read_kernel(&n2, sizeof(n2), (void *)fn2);
-	fx_header(&s->ev, fop, NULL);
+	fx_header(s, fop, NULL);
 	__u32 under1 = 0, under2 = 0;
 	int l1 = fx_dir_name_from(s, dfd1, n1, true, &s->body[0], &under1);
 	if (l1 < 0)

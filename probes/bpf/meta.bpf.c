@@ -34,10 +34,10 @@ static __always_inline int target(struct fx_scratch *s, struct fx_args *a, __u32
 		struct file *f = fx_fd_file(fd);
 		if (!f)
 			return -1;
-		fx_header(&s->ev, fd_op, BPF_CORE_READ(f, f_inode));
+		fx_header(s, fd_op, BPF_CORE_READ(f, f_inode));
 		return fx_event_path(s, f);
 	}
-	fx_header(&s->ev, path_op, NULL);
+	fx_header(s, path_op, NULL);
 	__u32 under = 0;
 	int n = fx_dir_name(s, a->fd, a->buf, &s->body[0], &under);
 	if (n < 0 || !under)

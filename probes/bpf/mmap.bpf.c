@@ -51,7 +51,7 @@ int fx_exit_mmap(struct trace_event_raw_sys_exit *ctx)
 	if (!s)
 		return 0;
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
-	fx_header(&s->ev, FX_OP_MMAP_SHARED, inode);
+	fx_header(s, FX_OP_MMAP_SHARED, inode);
 	if (fx_event_path(s, f))
 		return 0;
 	s->ev.offset = args.pos;
@@ -71,7 +71,7 @@ int fx_exit_msync(struct trace_event_raw_sys_exit *ctx)
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
 		return 0;
-	fx_header(&s->ev, FX_OP_MSYNC, NULL);
+	fx_header(s, FX_OP_MSYNC, NULL);
 	fx_submit(s);
 	return 0;
 }
@@ -140,7 +140,7 @@ int BPF_PROG(fx_dirty_folio, struct folio *folio, struct address_space *mapping)
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
 		return 0;
-	fx_header(&s->ev, FX_OP_DIRTY_MAPPED, inode);
+	fx_header(s, FX_OP_DIRTY_MAPPED, inode);
 	if (!mapped) {
 		if (fx_catchall_path(s, inode, &k))
 			return 0;

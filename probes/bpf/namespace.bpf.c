@@ -49,7 +49,7 @@ static __always_inline int path_event(const struct fx_args *a, long ret, __u32 o
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
 		return 0;
-	fx_header(&s->ev, op, NULL);
+	fx_header(s, op, NULL);
 	__u32 under1 = 0, under2 = 0;
 	int n1 = fx_dir_name(s, args.fd, args.buf, &s->body[0], &under1);
 	if (n1 < 0)

@@ -23,7 +23,7 @@ static __always_inline int emit(__u64 fd, __u32 op, __u32 flags, __u64 len)
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
 		return 0;
-	fx_header(&s->ev, op, BPF_CORE_READ(f, f_inode));
+	fx_header(s, op, BPF_CORE_READ(f, f_inode));
 	if (fx_event_path(s, f))
 		return 0;
 	s->ev.flags = flags;

@@ -25,7 +25,7 @@ static __always_inline int on_exit(long ret, __u32 op)
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
 		return 0;
-	fx_header(&s->ev, op, BPF_CORE_READ(f, f_inode));
+	fx_header(s, op, BPF_CORE_READ(f, f_inode));
 	if (fx_event_path(s, f))
 		return 0;
 	fx_submit(s);
@@ -67,7 +67,7 @@ int fx_exit_syncfs(struct trace_event_raw_sys_exit *ctx)
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
 		return 0;
-	fx_header(&s->ev, FX_OP_SYNCFS, inode);
+	fx_header(s, FX_OP_SYNCFS, inode);
 	fx_submit(s);
 	return 0;
 }
@@ -81,7 +81,7 @@ int fx_exit_sync(struct trace_event_raw_sys_exit *ctx)
 	struct fx_scratch *s = fx_scratch();
 	if (!s)
 		return 0;
-	fx_header(&s->ev, FX_OP_SYNC, NULL);
+	fx_header(s, FX_OP_SYNC, NULL);
 	fx_submit(s);
 	return 0;
 }

@@ -91,7 +91,7 @@ static __always_inline void write_event(const struct fx_args *a, long ret, bool 
 		return;
 	__u64 len = ret;
 	/* write(2) advanced f_pos past the bytes (also with O_APPEND). */
-	s->ev.offset = positional ? args.pos : BPF_CORE_READ(f, f_pos) - len;
+	s->ev.offset = positional ? args.pos : FX_FIELD(&s->hf, f, f_pos) - len;
 	s->ev.len = len;
 	__u32 cap = payload_cap_bytes;
 	if (cap > FX_PAYLOAD_MAX)
@@ -175,7 +175,7 @@ static __always_inline void range_event(const struct fx_args *a, long ret)
 	} else if (args.buf) {
 		bpf_probe_read_user(&end, sizeof(end), (void *)args.buf);
 	} else {
-		end = BPF_CORE_READ(f, f_pos);
+		end = FX_FIELD(&s->hf, f, f_pos);
 	}
 	s->ev.offset = end - ret;
 	s->ev.len = ret;

@@ -58,11 +58,12 @@ fn writes_pwrites_and_fsyncs_under_the_root_are_captured_exactly() {
         .status()
         .unwrap();
     assert!(st.success());
-    let child_tgid = std::fs::read_to_string(root.join("pid"))
+    let ids: Vec<u32> = std::fs::read_to_string(root.join("pid"))
         .unwrap()
-        .trim()
-        .parse::<u32>()
-        .unwrap();
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let (child_tgid, child_tid) = (ids[0], ids[1]);
 
     let evs = collect(&mut p, |e| {
         e.iter().filter(|e| e.path == b"log").count() >= 2
@@ -126,7 +127,25 @@ fn writes_pwrites_and_fsyncs_under_the_root_are_captured_exactly() {
     }
     let e = &mine[0].header;
     assert_eq!(e.tgid, child_tgid);
+    assert_eq!(e.pid, child_tid, "pid is the writing thread's id");
     assert_eq!(e.uid, 0);
+    assert_eq!(e.gid, 0);
+    // Attribution is read from the task's credentials and cgroup (direct loads in the probes):
+    // the log lines were written after the writing thread switched its gids.
+    let log = mine
+        .iter()
+        .find(|e| e.path == b"log" && e.header.op == FX_OP_WRITE)
+        .unwrap();
+    assert_eq!(log.header.gid, 4242, "gid is the writing thread's (real) gid");
+    assert_eq!(log.header.uid, 0);
+    let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    if let Some(path) = cg.lines().find_map(|l| l.strip_prefix("0::")) {
+        use std::os::unix::fs::MetadataExt;
+        let dir = format!("/sys/fs/cgroup{}", path.trim());
+        if let Ok(m) = std::fs::metadata(&dir) {
+            assert_eq!(e.cgroup_id, m.ino(), "cgroup_id is the cgroup v2 id of {dir}");
+        }
+    }
     assert_eq!(
         &e.comm[..8],
         b"workload",
@@ -178,8 +197,13 @@ fn workload_child() {
         .append(true)
         .open(root.join("log"))
         .unwrap();
+    // SAFETY: a raw setresgid changes only this thread's credentials; it writes no memory.
+    let r = unsafe { libc::syscall(libc::SYS_setresgid, 4242, 4242, 4242) };
+    assert_eq!(r, 0, "setresgid");
     app.write_all(b"line1\n").unwrap();
     app.write_all(b"line2\n").unwrap();
     std::fs::write(&outside, b"not watched").unwrap();
-    std::fs::write(root.join("pid"), std::process::id().to_string()).unwrap();
+    // SAFETY: gettid has no arguments and no side effects.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    std::fs::write(root.join("pid"), format!("{} {tid}", std::process::id())).unwrap();
 }
