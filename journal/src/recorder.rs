@@ -967,7 +967,7 @@ impl Recorder {
         evs.sort_by_key(|e| e.header.seq);
         let now = Instant::now();
         let mut out_bytes = 0usize;
-        for ev in &evs {
+        for ev in evs.iter_mut() {
             lost += self.seqs.observe(ev.header.seq, now);
             let first_new = out.len();
             if ev.header.op == FX_OP_MSYNC {
@@ -1083,7 +1083,8 @@ impl Recorder {
         Ok(n)
     }
 
-    fn convert(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
+    /// Converts one kernel event; its payload is moved out of `ev`, not copied.
+    fn convert(&mut self, ev: &mut RawEvent, out: &mut Vec<Event>) {
         let h = &ev.header;
         if h.op == FX_OP_SYNCFS || h.op == FX_OP_SYNC {
             let kind = if h.op == FX_OP_SYNC {
@@ -1121,7 +1122,7 @@ impl Recorder {
                 out.push(mk(Op::Write {
                     path,
                     offset: h.offset,
-                    data: ev.data.clone(),
+                    data: std::mem::take(&mut ev.data),
                 }));
             }
             FX_OP_WRITE => {

@@ -241,6 +241,10 @@ fn crc_of(header_without_crc: &[u8], body: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(header_without_crc), body)
 }
 
+/// Bytes a record takes besides its payload, for sizing the encode buffer: header fields,
+/// writer, path (a typical path; longer ones only cost one reallocation).
+const RECORD_OVERHEAD_ESTIMATE_BYTES: usize = 256;
+
 /// Encodes a non-empty batch of records with consecutive seqs into one frame.
 ///
 /// `zstd_level` 0 disables compression; otherwise the body is zstd-compressed at that level and
@@ -267,7 +271,14 @@ pub fn encode_frame(records: &[Record], zstd_level: i32) -> Result<Vec<u8>, Fram
             expected: 1,
         });
     }
-    let raw = postcard::to_stdvec(records).map_err(|e| FrameError::Encode(e.to_string()))?;
+    // Sized up front (payloads plus a generous per-record allowance for the rest): growing the
+    // vector while serializing copied every payload several times (perf, docs/benchmarks.md).
+    let estimate = records
+        .iter()
+        .map(|r| r.op.payload_len() + RECORD_OVERHEAD_ESTIMATE_BYTES)
+        .sum::<usize>();
+    let raw = postcard::to_extend(records, Vec::with_capacity(estimate))
+        .map_err(|e| FrameError::Encode(e.to_string()))?;
     limit("raw_len", raw.len() as u64, MAX_FRAME_RAW_BYTES as u64)?;
     let raw_len = raw.len() as u32;
     let (codec, body) = if zstd_level != 0 && worth_compressing(&raw, zstd_level) {
