@@ -136,14 +136,21 @@ fn writes_pwrites_and_fsyncs_under_the_root_are_captured_exactly() {
         .iter()
         .find(|e| e.path == b"log" && e.header.op == FX_OP_WRITE)
         .unwrap();
-    assert_eq!(log.header.gid, 4242, "gid is the writing thread's (real) gid");
+    assert_eq!(
+        log.header.gid, 4242,
+        "gid is the writing thread's (real) gid"
+    );
     assert_eq!(log.header.uid, 0);
     let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     if let Some(path) = cg.lines().find_map(|l| l.strip_prefix("0::")) {
         use std::os::unix::fs::MetadataExt;
         let dir = format!("/sys/fs/cgroup{}", path.trim());
         if let Ok(m) = std::fs::metadata(&dir) {
-            assert_eq!(e.cgroup_id, m.ino(), "cgroup_id is the cgroup v2 id of {dir}");
+            assert_eq!(
+                e.cgroup_id,
+                m.ino(),
+                "cgroup_id is the cgroup v2 id of {dir}"
+            );
         }
     }
     assert_eq!(
