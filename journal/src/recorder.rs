@@ -73,6 +73,8 @@ pub struct RecorderOptions {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RecorderStats {
     pub events: u64,
+    /// Inexact writes not re-read because a later one in the same batch covers their range.
+    pub covered_rereads: u64,
     pub records: u64,
     pub payload_bytes: u64,
     pub inexact_ranges: u64,
@@ -346,6 +348,15 @@ pub struct Recorder {
     last_missed: u64,
     last_missed_check: Instant,
     in_resync: bool,
+    /// Set while converting an inexact write whose range a later inexact write of the same
+    /// inode in the same batch covers: only that one re-reads (see `covered_rereads`).
+    skip_reread: bool,
+    /// Per inode, the range last re-read for an inexact write and when the read began (boot
+    /// clock, as event times): a later inexact write inside that range that completed before
+    /// the read is already in the bytes read. Forgotten at any other event of the inode (an
+    /// exact write or a truncate journaled between would otherwise be replayed over newer
+    /// bytes) and at any path operation.
+    reread_at: HashMap<(u64, u64), Vec<RereadRange>>,
     /// Gap records journaled in this batch whose heal (a base) is still due.
     pending_heals: Vec<u64>,
     /// Some pending heal needs a whole-tree base (a loss the dirty-inode marks do not cover).
@@ -726,6 +737,8 @@ impl Recorder {
             last_missed: 0,
             last_missed_check: Instant::now(),
             in_resync: false,
+            skip_reread: false,
+            reread_at: HashMap::new(),
             pending_heals: Vec::new(),
             full_heal: false,
             heals_pending_since: None,
@@ -965,10 +978,20 @@ impl Recorder {
         // Two CPUs can take consecutive seqs and reach the ring in the other order: sort the
         // batch, and give a seq missing across batches a grace period before calling it lost.
         evs.sort_by_key(|e| e.header.seq);
+        let covered = covered_rereads(&evs);
         let now = Instant::now();
         let mut out_bytes = 0usize;
-        for ev in evs.iter_mut() {
+        for (i, ev) in evs.iter_mut().enumerate() {
             lost += self.seqs.observe(ev.header.seq, now);
+            self.skip_reread = covered[i];
+            if !self.reread_at.is_empty() {
+                let h = &ev.header;
+                if h.op == FX_OP_WRITE && h.flags & FX_F_INEXACT == 0 {
+                    self.reread_at.remove(&(h.dev, h.ino));
+                } else if h.op != FX_OP_WRITE && !journals_no_bytes(h.op) {
+                    self.reread_at.clear();
+                }
+            }
             let first_new = out.len();
             if ev.header.op == FX_OP_MSYNC {
                 self.reread_mapped(&mut out);
@@ -1137,7 +1160,22 @@ impl Recorder {
                     offset: h.offset.min(MAX_FILE_BYTES),
                     len: h.len.min(MAX_FILE_BYTES - h.offset.min(MAX_FILE_BYTES)),
                 }));
-                self.reread(&path, h.offset, h.len, time_ns, out);
+                let key = (h.dev, h.ino);
+                let end = h.offset.saturating_add(h.len);
+                let read_since = self.reread_at.get(&key).is_some_and(|v| {
+                    v.iter()
+                        .any(|&(o, e, t)| o <= h.offset && end <= e && h.time_ns < t)
+                });
+                if self.skip_reread || read_since {
+                    self.stats.covered_rereads += 1;
+                } else {
+                    let v = self.reread_at.entry(key).or_default();
+                    if v.len() >= REREAD_RANGES_PER_INODE {
+                        v.remove(0);
+                    }
+                    v.push((h.offset, end, boot_now_ns()));
+                    self.reread(&path, h.offset, h.len, time_ns, out);
+                }
             }
             FX_OP_FSYNC | FX_OP_FDATASYNC => {
                 let kind = if h.op == FX_OP_FSYNC {
@@ -2132,9 +2170,106 @@ impl Recorder {
     }
 }
 
+/// Events that journal no file bytes where they stand in the stream (sync points, and the
+/// dirty-page reports of mappings, which the recorder re-reads on its own schedule): a
+/// re-read may be shared across them.
+fn journals_no_bytes(op: u32) -> bool {
+    matches!(
+        op,
+        FX_OP_FSYNC | FX_OP_FDATASYNC | FX_OP_SYNC_FILE_RANGE | FX_OP_MSYNC | FX_OP_DIRTY_MAPPED
+    )
+}
+
+/// A range re-read for an inexact write: (offset, end, boot-clock ns when the read began).
+type RereadRange = (u64, u64, u64);
+
+/// Re-read ranges remembered per inode for sharing re-reads (a file rewritten in up to this many
+/// distinct chunks at once, e.g. 1 MiB writes over 256 MiB, shares them all).
+const REREAD_RANGES_PER_INODE: usize = 256;
+
+/// Now on the boot clock (the clock of the probes' event times).
+fn boot_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// For each event of a batch (sorted by seq): true for an inexact write whose range a later
+/// inexact write to the same inode covers, with only data writes (or events that journal no bytes) in between. Its re-read
+/// would read the same current bytes as the later one's, so only the later one re-reads (its
+/// `Dirty` record is still journaled). Under a flood of large rewrites this turns a full ring
+/// of 1 MiB re-reads of the same chunks into one re-read per chunk per batch (regression:
+/// `recorder_memory_stays_bounded_under_large_rewrites` took >60 s to stop under CI load).
+fn covered_rereads(evs: &[RawEvent]) -> Vec<bool> {
+    let mut covered = vec![false; evs.len()];
+    // (dev, ino) -> the ranges of later inexact writes that re-read (the nearest last).
+    let mut later: HashMap<(u64, u64), Vec<(u64, u64)>> = HashMap::new();
+    for (i, ev) in evs.iter().enumerate().rev() {
+        let h = &ev.header;
+        if h.op != FX_OP_WRITE {
+            if !journals_no_bytes(h.op) {
+                later.clear();
+            }
+            continue;
+        }
+        if h.flags & FX_F_INEXACT == 0 {
+            continue;
+        }
+        let end = h.offset.saturating_add(h.len);
+        let v = later.entry((h.dev, h.ino)).or_default();
+        if v.iter().any(|&(o, e)| o <= h.offset && end <= e) {
+            covered[i] = true;
+        } else {
+            if v.len() >= REREAD_RANGES_PER_INODE {
+                v.remove(0);
+            }
+            v.push((h.offset, end));
+        }
+    }
+    covered
+}
+
 #[cfg(test)]
 mod tests {
     use super::resolve_under;
+
+    #[test]
+    fn covered_rereads_skip_only_ranges_a_later_reread_covers_with_only_writes_between() {
+        use foxing_probes::layout::*;
+        use foxing_probes::RawEvent;
+        let ev = |op, flags, ino, offset, len| RawEvent {
+            header: FxEvent {
+                op,
+                flags,
+                dev: 1,
+                ino,
+                offset,
+                len,
+                ..Default::default()
+            },
+            path: b"f".to_vec(),
+            data: Vec::new(),
+        };
+        let w = |ino, off, len| ev(FX_OP_WRITE, FX_F_INEXACT, ino, off, len);
+        let evs = vec![
+            w(7, 0, 1 << 20),             // covered by the next write to 7
+            ev(FX_OP_WRITE, 0, 7, 10, 5), // an exact write between: still covered
+            w(8, 0, 1 << 20),             // another inode: not covered
+            w(7, 0, 2 << 20),             // re-reads (covers the first)
+            w(7, 4096, 4096),             // followed by a truncate: must re-read
+            ev(FX_OP_TRUNCATE, 0, 7, 0, 0),
+            w(7, 0, 1 << 20), // a later write covers only part of it: re-reads
+            w(7, 0, 4096),
+        ];
+        assert_eq!(
+            super::covered_rereads(&evs),
+            vec![true, false, false, false, false, false, false, false]
+        );
+    }
 
     #[test]
     fn a_seq_reordered_across_batches_is_not_a_loss() {

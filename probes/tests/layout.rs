@@ -165,11 +165,9 @@ fn dirty_map_keys_match_c() {
     );
 }
 
-/// The fixed offsets into the kernel's private struct mount (bpf/common.bpf.h) hold on this
-/// kernel, read from its BTF.
-#[test]
-fn struct_mount_offsets_match_this_kernel() {
-    let out = match Command::new("bpftool")
+/// The kernel BTF in bpftool's raw format, or None (skipped) where it cannot be read.
+fn kernel_btf_raw() -> Option<String> {
+    match Command::new("bpftool")
         .args([
             "btf",
             "dump",
@@ -180,7 +178,7 @@ fn struct_mount_offsets_match_this_kernel() {
         ])
         .output()
     {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
         _ => {
             assert!(
                 std::env::var("FOXING_REQUIRE_BPF")
@@ -189,25 +187,124 @@ fn struct_mount_offsets_match_this_kernel() {
                 "FOXING_REQUIRE_BPF=1 but bpftool cannot read /sys/kernel/btf/vmlinux"
             );
             eprintln!("skipping: bpftool or kernel BTF unavailable");
-            return;
+            None
         }
-    };
-    let mut lines = out.lines().skip_while(|l| !l.contains("STRUCT 'mount' "));
-    assert!(lines.next().is_some(), "no struct mount in kernel BTF");
-    let members: std::collections::HashMap<String, u64> = lines
+    }
+}
+
+/// A struct's size and its members' byte offsets, from the raw BTF dump.
+fn btf_struct(raw: &str, name: &str) -> (u64, std::collections::HashMap<String, u64>) {
+    let head = format!("STRUCT '{name}' size=");
+    let mut lines = raw.lines().skip_while(|l| !l.contains(&head));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no struct {name} in kernel BTF"));
+    let size = first
+        .split("size=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no size for struct {name}: {first}"));
+    let members = lines
         .take_while(|l| l.starts_with('\t'))
         .filter_map(|l| {
-            let name = l.split('\'').nth(1)?.to_string();
-            let bits = l
+            let member = l.split('\'').nth(1)?.to_string();
+            let bits: u64 = l
                 .split("bits_offset=")
                 .nth(1)?
                 .split_whitespace()
                 .next()?
                 .parse()
                 .ok()?;
-            Some((name, bits))
+            Some((member, bits / 8))
         })
         .collect();
+    (size, members)
+}
+
+/// A member's byte offset in struct `name`, looking one level into anonymous unions and
+/// structs (`file.f_path` and `dentry.d_name` sit in one).
+fn btf_member_offset(raw: &str, name: &str, field: &str) -> Option<u64> {
+    let (_, members) = btf_struct(raw, name);
+    if let Some(&off) = members.get(field) {
+        return Some(off);
+    }
+    let num = |l: &str, key: &str| -> Option<u64> {
+        l.split(key).nth(1)?.split_whitespace().next()?.parse().ok()
+    };
+    let head = format!("STRUCT '{name}' size=");
+    let anon: Vec<(u64, u64)> = raw
+        .lines()
+        .skip_while(|l| !l.contains(&head))
+        .skip(1)
+        .take_while(|l| l.starts_with('\t'))
+        .filter(|l| l.contains("'(anon)'"))
+        .filter_map(|l| Some((num(l, "type_id=")?, num(l, "bits_offset=")? / 8)))
+        .collect();
+    for (id, base) in anon {
+        let prefix = format!("[{id}] ");
+        let mut lines = raw.lines().skip_while(|l| !l.starts_with(&prefix));
+        lines.next()?;
+        for l in lines.take_while(|l| l.starts_with('\t')) {
+            if l.split('\'').nth(1) == Some(field) {
+                return Some(base + num(l, "bits_offset=")? / 8);
+            }
+        }
+    }
+    None
+}
+
+/// On this kernel the hot path's fields lie in the first FX_HEAD_BYTES of their objects, so
+/// each object costs one read (bpf/common.bpf.h, FX_FIELD; the per-field fallback is for other
+/// layouts), and every object is at least that long (the head copy never reads past it).
+#[test]
+fn object_heads_cover_the_hot_fields_on_this_kernel() {
+    let Some(raw) = kernel_btf_raw() else { return };
+    let c =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/common.bpf.h")).unwrap();
+    let head: u64 = c
+        .lines()
+        .find_map(|l| l.strip_prefix("#define FX_HEAD_BYTES "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap();
+    // (struct, field, bytes the probes read from it)
+    let hot: &[(&str, &[(&str, u64)])] = &[
+        ("file", &[("f_inode", 8), ("f_path", 16), ("f_pos", 8)]),
+        (
+            "inode",
+            &[
+                ("i_mode", 2),
+                ("i_uid", 4),
+                ("i_gid", 4),
+                ("i_sb", 8),
+                ("i_ino", 8),
+            ],
+        ),
+        ("dentry", &[("d_parent", 8), ("d_name", 8)]),
+    ];
+    for (st, fields) in hot {
+        let (size, _) = btf_struct(&raw, st);
+        assert!(
+            size >= head,
+            "struct {st} is {size} bytes, shorter than FX_HEAD_BYTES {head}"
+        );
+        for (f, len) in fields.iter() {
+            let off = btf_member_offset(&raw, st, f)
+                .unwrap_or_else(|| panic!("no member {f} in struct {st} (kernel BTF)"));
+            assert!(
+                off + len <= head,
+                "{st}.{f} at {off}+{len} lies beyond FX_HEAD_BYTES {head}: each event would read it separately"
+            );
+        }
+    }
+}
+
+/// The fixed offsets into the kernel's private struct mount (bpf/common.bpf.h) hold on this
+/// kernel, read from its BTF.
+#[test]
+fn struct_mount_offsets_match_this_kernel() {
+    let Some(out) = kernel_btf_raw() else { return };
+    let (_, members) = btf_struct(&out, "mount");
     let c =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/common.bpf.h")).unwrap();
     let def = |name: &str| -> u64 {
@@ -218,12 +315,9 @@ fn struct_mount_offsets_match_this_kernel() {
             })
             .unwrap()
     };
-    assert_eq!(members["mnt_parent"] / 8, def("FX_MOUNT_PARENT_OFF"));
-    assert_eq!(
-        members["mnt_mountpoint"] / 8,
-        def("FX_MOUNT_MOUNTPOINT_OFF")
-    );
-    assert_eq!(members["mnt"] / 8, def("FX_MOUNT_MNT_OFF"));
+    assert_eq!(members["mnt_parent"], def("FX_MOUNT_PARENT_OFF"));
+    assert_eq!(members["mnt_mountpoint"], def("FX_MOUNT_MOUNTPOINT_OFF"));
+    assert_eq!(members["mnt"], def("FX_MOUNT_MNT_OFF"));
 
     // io_kiocb flag bits (an anonymous kernel enum) used by bpf/async.bpf.c.
     let a =

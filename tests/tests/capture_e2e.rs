@@ -908,9 +908,17 @@ fn recorder_memory_stays_bounded_under_large_rewrites() {
     drop(f);
     std::thread::sleep(Duration::from_secs(2));
     let peak = foxing_tests::peak_rss_bytes(rec.pid());
+    let t_stop = Instant::now();
     let st = rec
         .terminate(Duration::from_secs(60))
         .expect("recorder stops");
+    eprintln!("recorder stopped in {:?}", t_stop.elapsed());
+    if std::env::var_os("FOXING_DEBUG_STOP").is_some() {
+        eprintln!(
+            "{}",
+            std::fs::read_to_string(d.path().join("recorder.log")).unwrap_or_default()
+        );
+    }
     assert!(st.success());
     let journal: u64 = foxing_tests::segment_bytes(&jdir);
     eprintln!(
