@@ -351,12 +351,6 @@ pub struct Recorder {
     /// Set while converting an inexact write whose range a later inexact write of the same
     /// inode in the same batch covers: only that one re-reads (see `covered_rereads`).
     skip_reread: bool,
-    /// Per inode, the range last re-read for an inexact write and when the read began (boot
-    /// clock, as event times): a later inexact write inside that range that completed before
-    /// the read is already in the bytes read. Forgotten at any other event of the inode (an
-    /// exact write or a truncate journaled between would otherwise be replayed over newer
-    /// bytes) and at any path operation.
-    reread_at: HashMap<(u64, u64), Vec<RereadRange>>,
     /// Gap records journaled in this batch whose heal (a base) is still due.
     pending_heals: Vec<u64>,
     /// Some pending heal needs a whole-tree base (a loss the dirty-inode marks do not cover).
@@ -738,7 +732,6 @@ impl Recorder {
             last_missed_check: Instant::now(),
             in_resync: false,
             skip_reread: false,
-            reread_at: HashMap::new(),
             pending_heals: Vec::new(),
             full_heal: false,
             heals_pending_since: None,
@@ -984,14 +977,6 @@ impl Recorder {
         for (i, ev) in evs.iter_mut().enumerate() {
             lost += self.seqs.observe(ev.header.seq, now);
             self.skip_reread = covered[i];
-            if !self.reread_at.is_empty() {
-                let h = &ev.header;
-                if h.op == FX_OP_WRITE && h.flags & FX_F_INEXACT == 0 {
-                    self.reread_at.remove(&(h.dev, h.ino));
-                } else if h.op != FX_OP_WRITE && !journals_no_bytes(h.op) {
-                    self.reread_at.clear();
-                }
-            }
             let first_new = out.len();
             if ev.header.op == FX_OP_MSYNC {
                 self.reread_mapped(&mut out);
@@ -1160,20 +1145,9 @@ impl Recorder {
                     offset: h.offset.min(MAX_FILE_BYTES),
                     len: h.len.min(MAX_FILE_BYTES - h.offset.min(MAX_FILE_BYTES)),
                 }));
-                let key = (h.dev, h.ino);
-                let end = h.offset.saturating_add(h.len);
-                let read_since = self.reread_at.get(&key).is_some_and(|v| {
-                    v.iter()
-                        .any(|&(o, e, t)| o <= h.offset && end <= e && h.time_ns < t)
-                });
-                if self.skip_reread || read_since {
+                if self.skip_reread {
                     self.stats.covered_rereads += 1;
                 } else {
-                    let v = self.reread_at.entry(key).or_default();
-                    if v.len() >= REREAD_RANGES_PER_INODE {
-                        v.remove(0);
-                    }
-                    v.push((h.offset, end, boot_now_ns()));
                     self.reread(&path, h.offset, h.len, time_ns, out);
                 }
             }
@@ -2180,28 +2154,14 @@ fn journals_no_bytes(op: u32) -> bool {
     )
 }
 
-/// A range re-read for an inexact write: (offset, end, boot-clock ns when the read began).
-type RereadRange = (u64, u64, u64);
-
-/// Re-read ranges remembered per inode for sharing re-reads (a file rewritten in up to this many
-/// distinct chunks at once, e.g. 1 MiB writes over 256 MiB, shares them all).
+/// Later re-read ranges remembered per inode within a batch (a file rewritten in up to this
+/// many distinct chunks at once, e.g. 1 MiB writes over 256 MiB, shares them all).
 const REREAD_RANGES_PER_INODE: usize = 256;
 
-/// Now on the boot clock (the clock of the probes' event times).
-fn boot_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// For each event of a batch (sorted by seq): true for an inexact write whose range a later
-/// inexact write to the same inode covers, with only data writes (or events that journal no bytes) in between. Its re-read
-/// would read the same current bytes as the later one's, so only the later one re-reads (its
-/// `Dirty` record is still journaled). Under a flood of large rewrites this turns a full ring
+/// inexact write to the same inode covers, with only data writes (or events that journal no
+/// bytes) in between. Its re-read would read the same current bytes as the later one's, which
+/// is made later still, so only the later one re-reads (its `Dirty` record is still journaled). Under a flood of large rewrites this turns a full ring
 /// of 1 MiB re-reads of the same chunks into one re-read per chunk per batch (regression:
 /// `recorder_memory_stays_bounded_under_large_rewrites` took >60 s to stop under CI load).
 fn covered_rereads(evs: &[RawEvent]) -> Vec<bool> {
