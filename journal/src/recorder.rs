@@ -2144,14 +2144,12 @@ impl Recorder {
     }
 }
 
-/// Events that journal no file bytes where they stand in the stream (sync points, and the
-/// dirty-page reports of mappings, which the recorder re-reads on its own schedule): a
-/// re-read may be shared across them.
+/// Events that neither journal file bytes where they stand nor mark a restore point: the
+/// dirty-page reports of mappings (re-read on their own schedule). A sync point must end the
+/// sharing: a replica or restore at that point has to hold the earlier write's bytes (pinned by
+/// postgres_dr: WAL pages rewritten across an fdatasync).
 fn journals_no_bytes(op: u32) -> bool {
-    matches!(
-        op,
-        FX_OP_FSYNC | FX_OP_FDATASYNC | FX_OP_SYNC_FILE_RANGE | FX_OP_MSYNC | FX_OP_DIRTY_MAPPED
-    )
+    op == FX_OP_DIRTY_MAPPED
 }
 
 /// Later re-read ranges remembered per inode within a batch (a file rewritten in up to this
@@ -2224,10 +2222,13 @@ mod tests {
             ev(FX_OP_TRUNCATE, 0, 7, 0, 0),
             w(7, 0, 1 << 20), // a later write covers only part of it: re-reads
             w(7, 0, 4096),
+            w(9, 0, 4096), // a sync point follows: must re-read
+            ev(FX_OP_FDATASYNC, 0, 9, 0, 0),
+            w(9, 0, 4096),
         ];
         assert_eq!(
             super::covered_rereads(&evs),
-            vec![true, false, false, false, false, false, false, false]
+            vec![true, false, false, false, false, false, false, false, false, false, false]
         );
     }
 
