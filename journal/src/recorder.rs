@@ -2159,8 +2159,10 @@ const REREAD_RANGES_PER_INODE: usize = 256;
 /// For each event of a batch (sorted by seq): true for an inexact write whose range a later
 /// inexact write to the same inode covers, with only data writes (or events that journal no
 /// bytes) in between. Its re-read would read the same current bytes as the later one's, which
-/// is made later still, so only the later one re-reads (its `Dirty` record is still journaled). Under a flood of large rewrites this turns a full ring
-/// of 1 MiB re-reads of the same chunks into one re-read per chunk per batch (regression:
+/// is made later still, so only the later one re-reads (its `Dirty` record is still
+/// journaled). Exact writes of the inode may sit between: the later re-read is journaled after
+/// them. Under a flood of large rewrites this turns a full ring of 1 MiB re-reads of the same
+/// chunks into one re-read per chunk per batch (regression:
 /// `recorder_memory_stays_bounded_under_large_rewrites` took >60 s to stop under CI load).
 fn covered_rereads(evs: &[RawEvent]) -> Vec<bool> {
     let mut covered = vec![false; evs.len()];
