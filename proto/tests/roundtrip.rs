@@ -341,3 +341,47 @@ fn encode_refuses_non_consecutive_seqs_and_empty_batches() {
     ));
     assert!(encode_frame(&[r(0)], 1).is_err());
 }
+
+/// Regression: the frame encoder appended payloads one byte at a time (postcard's `to_extend`);
+/// in the unoptimized build the tests run, the recorder then fell behind `pgbench -i` and lost
+/// 38k ring events (postgres_dr failed in CI). Encoding must cost about a copy of the bytes.
+#[test]
+fn encode_frame_copies_payloads_at_memcpy_speed() {
+    let recs: Vec<Record> = (0..8u64)
+        .map(|i| Record {
+            seq: i + 1,
+            time_ns: 5,
+            writer: Writer::default(),
+            op: Op::Write {
+                path: RelPath::new("f"),
+                offset: i << 20,
+                data: vec![i as u8 ^ 0x5a; 1 << 20],
+            },
+        })
+        .collect();
+    let best = |f: &mut dyn FnMut() -> usize| {
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                std::hint::black_box(f());
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let encode = best(&mut || encode_frame(&recs, 0).unwrap().len());
+    let copy = best(&mut || {
+        let mut v = Vec::with_capacity(9 << 20);
+        for r in &recs {
+            if let Op::Write { data, .. } = &r.op {
+                v.extend_from_slice(data);
+            }
+        }
+        v.len()
+    });
+    eprintln!("encode {encode:?}, copy {copy:?}");
+    assert!(
+        encode < copy * 20 + std::time::Duration::from_millis(20),
+        "encoding 8 MiB of payload took {encode:?}, a plain copy {copy:?}"
+    );
+}
