@@ -85,6 +85,46 @@ pub fn plan(
     })
 }
 
+/// The gap window a replica that applied through `applied_seq` sits in, if any: the first
+/// `(gap seq, healed seq or u64::MAX)` with `gap <= applied_seq < healed`. Its tree is then not a
+/// state the source had (events before the Gap record were lost, their heal is not applied).
+pub fn open_gap(windows: &[(u64, u64)], applied_seq: u64) -> Option<(u64, u64)> {
+    windows
+        .iter()
+        .filter(|&&(g, h)| g <= applied_seq && applied_seq < h)
+        .min_by_key(|w| w.0)
+        .copied()
+}
+
+/// Sync points and base ends, in seq order, without the sync points inside a gap window: the
+/// points a restore may stop at.
+pub fn offered_points(
+    syncs: impl IntoIterator<Item = (u64, u64)>,
+    bases: &[BaseInfo],
+    windows: &[(u64, u64)],
+) -> Vec<RestorePoint> {
+    let mut points: Vec<RestorePoint> = syncs
+        .into_iter()
+        .filter(|&(seq, _)| !windows.iter().any(|&(g, h)| g < seq && seq < h))
+        .map(|(seq, time_ns)| RestorePoint {
+            seq,
+            time_ns,
+            kind: "sync",
+        })
+        .collect();
+    for b in bases {
+        if let (Some(e), Some(t)) = (b.end_seq, b.end_time_ns) {
+            points.push(RestorePoint {
+                seq: e,
+                time_ns: t,
+                kind: "base_end",
+            });
+        }
+    }
+    points.sort_by_key(|p| p.seq);
+    points
+}
+
 /// After the source's clock stepped back, a target time can occur again later in the journal.
 /// `--until T` resolves to its first occurrence (the longest prefix whose times are all at or
 /// before T); this returns the last restore point after `cut_seq` whose own time is at or
@@ -146,6 +186,30 @@ mod tests {
             time_ns: seq * 10,
             kind,
         }
+    }
+
+    #[test]
+    fn a_replica_between_a_gap_and_its_heal_is_in_an_open_gap() {
+        let w = [(10, 20), (30, u64::MAX)];
+        assert_eq!(open_gap(&w, 9), None);
+        assert_eq!(open_gap(&w, 10), Some((10, 20)));
+        assert_eq!(open_gap(&w, 19), Some((10, 20)));
+        assert_eq!(open_gap(&w, 20), None);
+        assert_eq!(open_gap(&w, 29), None);
+        assert_eq!(open_gap(&w, 1000), Some((30, u64::MAX)));
+        assert_eq!(open_gap(&[(10, 40), (15, 20)], 16), Some((10, 40)));
+    }
+
+    #[test]
+    fn sync_points_inside_gap_windows_are_not_offered() {
+        let p = offered_points(
+            [(5, 50), (12, 120), (25, 250), (35, 350)],
+            &[base(1, 1, 3)],
+            &[(10, 20), (30, u64::MAX)],
+        );
+        let seqs: Vec<u64> = p.iter().map(|p| p.seq).collect();
+        assert_eq!(seqs, [3, 5, 25]);
+        assert_eq!(p[0].kind, "base_end");
     }
 
     #[test]

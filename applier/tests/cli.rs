@@ -455,3 +455,85 @@ fn crafted_paths_are_refused_and_nothing_outside_the_root_is_written() {
         assert!(!d.path().join("stolen").exists() && !d.path().join("hard").exists());
     }
 }
+
+/// A replica that applied past a Gap whose heal it does not hold (the recorder died before
+/// healing) is not a state the source had: the applier says so, on stderr and in --json, and
+/// names the last consistent point; restoring it gives exactly the source's state there. Once
+/// the heal is journaled and applied, the replica is consistent again.
+#[test]
+fn a_replica_between_a_gap_and_its_heal_says_so_and_names_the_last_consistent_point() {
+    let d = tempfile::tempdir().unwrap();
+    let (recs, _, snaps) = workload(200, 9, true);
+    let (sync_seq, want) = &snaps[snaps.len() / 2];
+    let ev = |r: &Record| Event {
+        time_ns: r.time_ns,
+        writer: r.writer.clone(),
+        op: r.op.clone(),
+    };
+    // The gap right after that sync point; the records after it are still applied.
+    let mut events: Vec<Event> = recs.iter().map(ev).collect();
+    let gap_seq = sync_seq + 1;
+    events.insert(
+        *sync_seq as usize,
+        Event {
+            time_ns: T0 + sync_seq * 1_000_000_000 + 500_000_000,
+            writer: Writer::default(),
+            op: Op::Gap {
+                lost: 3,
+                reason: foxing_proto::GapReason::RingFull,
+            },
+        },
+    );
+    let j = d.path().join("j");
+    let mut journal = Journal::open(&j, JournalOptions::default()).unwrap();
+    for chunk in events.chunks(50) {
+        journal.append(chunk.to_vec()).unwrap();
+    }
+    journal.sync().unwrap();
+    drop(journal);
+    let (root, state) = (d.path().join("r"), d.path().join("s"));
+    let o = apply(&root, &state, &j, &["--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["consistent"], false, "{v}");
+    assert_eq!(v["open_gap"]["seq"], gap_seq, "{v}");
+    assert_eq!(v["open_gap"]["reason"], "ring_full", "{v}");
+    assert_eq!(v["open_gap"]["healed_seq"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["last_consistent_point"]["seq"], *sync_seq, "{v}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not a state the source had")
+            && err.contains(&format!("--until seq:{sync_seq}")),
+        "{err}"
+    );
+    // The advice, followed.
+    let o = apply(
+        &d.path().join("r2"),
+        &d.path().join("s2"),
+        &j,
+        &["--until", &format!("seq:{sync_seq}"), "--json"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["consistent"], true, "{v}");
+    assert_eq!(
+        diff(want, &tree_snap(&d.path().join("r2"))),
+        Vec::<String>::new()
+    );
+    // The heal arrives: the same replica, resumed, is consistent.
+    let mut journal = Journal::open(&j, JournalOptions::default()).unwrap();
+    journal
+        .append(vec![Event {
+            time_ns: T0 + 1_000_000 * 1_000_000_000,
+            writer: Writer::default(),
+            op: Op::GapHealed { gap_seq },
+        }])
+        .unwrap();
+    journal.sync().unwrap();
+    drop(journal);
+    let o = apply(&root, &state, &j, &["--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["consistent"], true, "{v}");
+    assert_eq!(v["open_gap"], serde_json::Value::Null, "{v}");
+}

@@ -344,6 +344,9 @@ pub struct Recorder {
     events: Vec<RawEvent>,
     pub stats: RecorderStats,
     last_drops: u64,
+    /// Dropped events (counted by the kernel, journaled as a gap) whose seqs have not yet shown
+    /// up as holes in the kernel's seq stream: those holes are not counted again.
+    drops_unmatched: u64,
     /// Probe runs the kernel skipped, as last read, and when.
     last_missed: u64,
     last_missed_check: Instant,
@@ -728,6 +731,7 @@ impl Recorder {
             events: Vec::new(),
             stats: RecorderStats::default(),
             last_drops: 0,
+            drops_unmatched: 0,
             last_missed: 0,
             last_missed_check: Instant::now(),
             in_resync: false,
@@ -962,6 +966,16 @@ impl Recorder {
                 "the wall clock stepped: record times follow it; a time the clock went back over occurs twice in the journal and --until resolves it to its first occurrence (seq:N reaches the second)"
             );
         }
+        // Events the ring refused were newer than every event it held when it refused them, but
+        // may be older than some this drain took: the gap goes before the batch, so no restore
+        // point among this batch's records (a sync after a lost write) is offered as consistent.
+        let drops = self.probes.drops()?;
+        if drops > self.last_drops {
+            let lost = drops - self.last_drops;
+            self.last_drops = drops;
+            self.drops_unmatched = self.drops_unmatched.saturating_add(lost);
+            self.ring_loss_gap(lost);
+        }
         let n = evs.len();
         let mut out = Vec::with_capacity(n);
         let mut lost = 0u64;
@@ -1042,35 +1056,24 @@ impl Recorder {
         lost += self.seqs.expire(now);
         self.stats.events += n as u64;
         self.events = evs;
-        let drops = self.probes.drops()?;
+        // The seqs of dropped events show up as holes: those are journaled already.
+        let matched = lost.min(self.drops_unmatched);
+        self.drops_unmatched -= matched;
+        let lost = lost - matched;
+        self.append(out);
+        if lost > 0 {
+            // Seqs missing for another reason (their events may precede some of this batch's
+            // records: the window starts late by at most KERNEL_REORDER_GRACE_MS of records).
+            self.ring_loss_gap(lost);
+        }
         // Behind: this drain was full or events were lost recently. Heals wait until the
         // recorder catches up (the kernel's marks keep accumulating, so one heal covers a whole
         // overload), or at most HEAL_MAX_DEFER_MS: healing a hot file over and over while the
         // ring still overflows would only lose more.
-        if lost > 0 || drops > self.last_drops {
-            self.last_loss = Some(now);
-        }
         let behind = n >= EVENTS_PER_BATCH
             || self
                 .last_loss
                 .is_some_and(|t| t.elapsed() < Duration::from_millis(HEAL_QUIET_MS));
-        if lost > 0 || drops > self.last_drops {
-            // The heal that follows (a base) covers every seq still missing too.
-            let lost = lost
-                .max(drops - self.last_drops)
-                .max(lost + self.seqs.take_missing());
-            self.last_drops = drops;
-            self.stats.lost_events += lost;
-            tracing::warn!(lost, "kernel events were lost (ring buffer full); journaling a gap and a new base to heal it");
-            self.append(out);
-            let gap = self.own(Op::Gap {
-                lost,
-                reason: GapReason::RingFull,
-            });
-            self.append_gap(gap);
-        } else {
-            self.append(out);
-        }
         if now.duration_since(self.last_missed_check) >= Duration::from_millis(MISSED_RUNS_CHECK_MS)
         {
             self.check_missed_runs()?;
@@ -1089,6 +1092,18 @@ impl Recorder {
         }
         self.maybe_sync();
         Ok(n)
+    }
+
+    /// Journals a gap for `lost` kernel events (ring full or seqs missing); a heal follows.
+    fn ring_loss_gap(&mut self, lost: u64) {
+        self.last_loss = Some(Instant::now());
+        self.stats.lost_events += lost;
+        tracing::warn!(lost, "kernel events were lost (ring buffer full); journaling a gap and a new base to heal it");
+        let gap = self.own(Op::Gap {
+            lost,
+            reason: GapReason::RingFull,
+        });
+        self.append_gap(gap);
     }
 
     /// Converts one kernel event; its payload is moved out of `ev`, not copied.
@@ -1982,7 +1997,31 @@ impl Recorder {
 
     /// Base first, then live events until `stop` is set; then a final drain and sync.
     pub fn run(&mut self, stop: &AtomicBool, base_requested: &AtomicBool) -> anyhow::Result<()> {
-        self.base()?;
+        if self.durable_seq() > 0 {
+            // A restart: the tree may have changed while no recorder ran. Until the first base
+            // ends, the journal's tree is a mix of old entries and resynced ones: a gap window
+            // (no restore point is offered inside it), healed by that base. So are the gaps
+            // the previous recorder journaled and did not live to heal.
+            if let Some(j) = &self.journal {
+                let open = j.unhealed_gaps()?;
+                if !open.is_empty() {
+                    tracing::warn!(
+                        gaps = open.len(),
+                        first_seq = open[0],
+                        "the journal holds gaps the previous recorder did not heal: the first base heals them"
+                    );
+                }
+                self.pending_heals.extend(open);
+            }
+            let gap = self.own(Op::Gap {
+                lost: 0,
+                reason: GapReason::RecorderDown,
+            });
+            self.append_gap(gap);
+            self.heal_pending()?;
+        } else {
+            self.base()?;
+        }
         self.sync();
         while !stop.load(Ordering::Relaxed) {
             self.recover();

@@ -430,6 +430,22 @@ impl Journal {
             .is_some_and(|v| v.value() == 1))
     }
 
+    /// Seqs of the Gap records whose GapHealed the journal does not hold (a recorder that
+    /// stopped or died before healing them: the next one heals them with its first base).
+    pub fn unhealed_gaps(&self) -> Result<Vec<u64>> {
+        let p = &self.layout.index;
+        let r = self.db.begin_read().db(p)?;
+        let t = r.open_table(index::GAPS).db(p)?;
+        let mut out = Vec::new();
+        for e in t.iter().db(p)? {
+            let (k, v) = e.db(p)?;
+            if v.value().2 == 0 {
+                out.push(k.value());
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether nothing was ever appended (the journal holds no frame).
     pub fn is_empty(&self) -> bool {
         self.next_seq == self.seg_first_seq

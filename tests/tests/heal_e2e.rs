@@ -77,3 +77,117 @@ fn io_uring_setxattr_is_an_untracked_gap_healed_by_a_base() {
     assert!(gaps.iter().all(|g| g.healed_seq.is_some()), "{gaps:?}");
     apply_and_compare(&src, &jdir, d.path());
 }
+
+/// A restart is a gap: the tree may change while no recorder runs (here a file is rewritten
+/// and another created while it is stopped), and until the restart's base ends the journal's
+/// tree is a mix of old and resynced entries. The `recorder_down` gap is journaled before that
+/// base and healed after it, so a restore cannot stop inside it, and the replica converges.
+/// That base also heals the gaps a killed recorder left unhealed (regression: postgres_dr's
+/// replica stayed between a ring-loss gap and a heal that never came, round after round).
+#[test]
+fn a_recorder_restart_is_a_gap_healed_by_its_base() {
+    if !require_bpf() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    seed_tree(&src);
+    // Writes from another process (the recorder runs in this one).
+    let sh = |script: &str| {
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&src)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{script}");
+    };
+    record_while(&src, &jdir, || {
+        sh("printf one > kept && sync kept");
+    });
+    // A ring-loss gap its recorder died before healing (as after a kill -9 mid-overload).
+    let mut j = foxing_journal::Journal::open(&jdir, Default::default()).unwrap();
+    let orphan = j
+        .append(vec![foxing_proto::Event {
+            time_ns: foxing_proto::time::now_ns(),
+            writer: Default::default(),
+            op: foxing_proto::Op::Gap {
+                lost: 7,
+                reason: foxing_proto::GapReason::RingFull,
+            },
+        }])
+        .unwrap()
+        .start;
+    j.sync().unwrap();
+    drop(j);
+    let first_end = JournalReader::open(&jdir)
+        .unwrap()
+        .meta()
+        .unwrap()
+        .durable_seq;
+    assert_eq!(first_end, orphan);
+    sh("printf changed-while-down > kept && printf new > born-while-down");
+    record_while(&src, &jdir, || {
+        sh("printf after > later && sync later");
+    });
+    let r = JournalReader::open(&jdir).unwrap();
+    let gaps = r.gaps().unwrap();
+    let down: Vec<_> = gaps
+        .iter()
+        .filter(|g| foxing_journal::index::gap_reason_name(g.reason) == "recorder_down")
+        .collect();
+    assert_eq!(down.len(), 1, "{gaps:?}");
+    let g = down[0];
+    assert_eq!(
+        g.seq,
+        first_end + 1,
+        "the gap is the restart's first record"
+    );
+    let bases = r.bases().unwrap();
+    let restart_base = bases
+        .iter()
+        .find(|b| b.begin_seq > g.seq)
+        .expect("a base after the restart");
+    let base_end = restart_base.end_seq.expect("the restart base completed");
+    let healed = g.healed_seq.expect("the restart gap is healed");
+    assert!(
+        healed > base_end,
+        "healed at {healed}, base ended at {base_end}"
+    );
+    let o = gaps.iter().find(|g| g.seq == orphan).unwrap();
+    assert!(
+        o.healed_seq.is_some_and(|h| h > base_end),
+        "the previous recorder's unhealed gap is healed by the restart's base: {gaps:?}"
+    );
+    // A restore to a seq inside the window stops before the gap.
+    let out = std::process::Command::new(foxing_tests::workspace_bin("foxing-applier"))
+        .arg("--root")
+        .arg(d.path().join("cut"))
+        .arg("--state")
+        .arg(d.path().join("cut-state"))
+        .arg("--journal")
+        .arg(&jdir)
+        .args(["--until", &format!("seq:{}", base_end - 1), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reached = v["restore"]["reached"]["seq"].as_u64().unwrap();
+    assert!(
+        reached < g.seq,
+        "restore inside the restart window reached seq {reached}: {v}"
+    );
+    assert_eq!(v["consistent"], true, "{v}");
+    assert_eq!(
+        std::fs::read(d.path().join("cut/kept")).unwrap(),
+        b"one",
+        "the restore holds the state before the restart"
+    );
+    apply_and_compare(&src, &jdir, d.path());
+}

@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 damage/refusal/failure, 2 usage error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -198,6 +198,81 @@ fn point_json(p: &RestorePoint) -> serde_json::Value {
     json!({"seq": p.seq, "time_ns": p.time_ns, "time": fmt_time_ns(p.time_ns), "kind": p.kind})
 }
 
+/// Gap windows of a journal: (gap seq, healed seq or u64::MAX).
+fn gap_windows(r: &JournalReader) -> anyhow::Result<Vec<(u64, u64)>> {
+    Ok(r.gaps()?
+        .iter()
+        .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
+        .collect())
+}
+
+/// The restore points of seqs `first..=durable` (sync points outside gap windows, base ends).
+fn restore_points(
+    r: &JournalReader,
+    first: u64,
+    durable: u64,
+) -> anyhow::Result<Vec<RestorePoint>> {
+    Ok(pitr::offered_points(
+        r.sync_points(first, durable)?
+            .into_iter()
+            .map(|s| (s.seq, s.time_ns)),
+        &r.bases()?,
+        &gap_windows(r)?,
+    ))
+}
+
+/// Whether a replica that applied through `applied` is a state the source had. If not (it sits
+/// between a Gap and its heal), a warning on stderr names the gap and the last consistent point
+/// to restore instead. Returns the JSON fields `consistent`, `open_gap` and
+/// `last_consistent_point`.
+fn consistency(
+    r: &JournalReader,
+    applied: u64,
+    journal: &Path,
+) -> anyhow::Result<serde_json::Value> {
+    let windows = gap_windows(r)?;
+    let Some((gap_seq, healed)) = pitr::open_gap(&windows, applied) else {
+        return Ok(json!({"consistent": true, "open_gap": null, "last_consistent_point": null}));
+    };
+    let reason = r
+        .gaps()?
+        .iter()
+        .find(|g| g.seq == gap_seq)
+        .map(|g| foxing_journal::index::gap_reason_name(g.reason))
+        .unwrap_or("unknown");
+    let meta = r.meta()?;
+    let points = restore_points(r, meta.first_seq, meta.durable_seq)?;
+    let last = pitr::plan(&r.bases()?, &points, gap_seq.saturating_sub(1), 0, false)
+        .ok()
+        .map(|p| p.stop);
+    let healed = (healed != u64::MAX).then_some(healed);
+    let advice = match &last {
+        Some(p) => format!(
+            "the last consistent point is seq {} at {} ({}): restore it into a new directory with `foxing-applier --journal {} --root NEW --state NEW_STATE --until seq:{}`",
+            p.seq,
+            fmt_time_ns(p.time_ns),
+            p.kind,
+            journal.display(),
+            p.seq
+        ),
+        None => "no consistent point precedes it in this journal".to_string(),
+    };
+    let heal = match healed {
+        Some(h) => format!("its heal is journaled at seq {h} but not applied yet"),
+        None => {
+            "the journal does not hold its heal (the recorder stopped before healing)".to_string()
+        }
+    };
+    eprintln!(
+        "warning: the replica is not a state the source had: events were lost at seq {gap_seq} ({reason}) and {heal}; {advice}"
+    );
+    Ok(json!({
+        "consistent": false,
+        "open_gap": {"seq": gap_seq, "reason": reason, "healed_seq": healed},
+        "last_consistent_point": last.as_ref().map(point_json),
+    }))
+}
+
 /// The longest prefix of the journal whose records are all at or before `t`: (seq, time).
 fn cut_at_time(r: &JournalReader, first: u64, durable: u64, t: u64) -> anyhow::Result<(u64, u64)> {
     let mut cut = (first.saturating_sub(1), 0);
@@ -270,31 +345,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // Sync points inside a gap window (records were lost, or content arrived from
             // outside, until the heal) are not consistent states: they are not offered.
-            let windows: Vec<(u64, u64)> = reader
-                .gaps()?
-                .iter()
-                .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
-                .collect();
-            let mut points: Vec<RestorePoint> = reader
-                .sync_points(meta.first_seq, meta.durable_seq)?
-                .into_iter()
-                .filter(|s| !windows.iter().any(|&(g, h)| g < s.seq && s.seq < h))
-                .map(|s| RestorePoint {
-                    seq: s.seq,
-                    time_ns: s.time_ns,
-                    kind: "sync",
-                })
-                .collect();
-            for b in &bases {
-                if let (Some(e), Some(t)) = (b.end_seq, b.end_time_ns) {
-                    points.push(RestorePoint {
-                        seq: e,
-                        time_ns: t,
-                        kind: "base_end",
-                    });
-                }
-            }
-            points.sort_by_key(|p| p.seq);
+            let points = restore_points(&reader, meta.first_seq, meta.durable_seq)?;
             if let Point::TimeNs(t) = target {
                 repeats = pitr::later_occurrence(&points, cut_seq, t);
             }
@@ -314,13 +365,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
 
     let mut engine = Engine::new(tree, state, resume, Some(&stop_flag));
-    engine.applier.set_gap_windows(
-        reader
-            .gaps()?
-            .iter()
-            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
-            .collect(),
-    );
+    engine.applier.set_gap_windows(gap_windows(&reader)?);
     let applied_before = engine.applied_seq();
     // Where to start: a restore starts at its base; a new replica where the shipper starts one
     // too (the journal's start, or its oldest base if older history was pruned).
@@ -382,6 +427,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let applied = engine.applied_seq();
     let stats = engine.applier.stats.clone();
     let reached_time = engine.last_record.map(|(_, t)| t);
+    let consistent = consistency(&reader, applied, &journal)?;
 
     if cli.json {
         let v = json!({
@@ -391,6 +437,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "applied_seq": applied,
             "reached_time_ns": reached_time,
             "journal_durable_seq": meta.durable_seq,
+            "consistent": consistent["consistent"],
+            "open_gap": consistent["open_gap"],
+            "last_consistent_point": consistent["last_consistent_point"],
             "stats": stats,
             "restore": plan.as_ref().map(|p| json!({
                 "base": {"id": p.base.id, "begin_seq": p.base.begin_seq, "end_seq": p.base.end_seq},
@@ -568,13 +617,7 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
     let reader = JournalReader::open(&archive_dir)
         .with_context(|| format!("cannot read the archive {}", archive_dir.display()))?;
     let mut engine = Engine::new(tree, state, resume, Some(&stop));
-    engine.applier.set_gap_windows(
-        reader
-            .gaps()?
-            .iter()
-            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
-            .collect(),
-    );
+    engine.applier.set_gap_windows(gap_windows(&reader)?);
     let applied_before = engine.applied_seq();
     if applied_before == 0 {
         let start = if joined.adopted {
@@ -648,6 +691,12 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
     if let Some(msg) = status.fatal() {
         bail!("replication from {addr} stopped: {msg}");
     }
+    let consistent = consistency(
+        &JournalReader::open(&archive_dir)
+            .with_context(|| format!("cannot read the archive {}", archive_dir.display()))?,
+        applied,
+        &archive_dir,
+    )?;
     if cli.json {
         let v = json!({
             "root": cli.root.display().to_string(),
@@ -656,6 +705,9 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
             "archive": archive_dir.display().to_string(),
             "applied_from": applied_before + 1,
             "applied_seq": applied,
+            "consistent": consistent["consistent"],
+            "open_gap": consistent["open_gap"],
+            "last_consistent_point": consistent["last_consistent_point"],
             "archived_seq": archived,
             "source_durable_seq": status.source_durable_seq.load(Ordering::Relaxed),
             "reconnects": status.reconnects.load(Ordering::Relaxed),
