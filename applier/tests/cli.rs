@@ -537,3 +537,28 @@ fn a_replica_between_a_gap_and_its_heal_says_so_and_names_the_last_consistent_po
     assert_eq!(v["consistent"], true, "{v}");
     assert_eq!(v["open_gap"], serde_json::Value::Null, "{v}");
 }
+
+/// A replica that has not applied its first base whole holds part of the tree: not consistent.
+#[test]
+fn a_replica_inside_its_first_base_is_not_consistent() {
+    let d = tempfile::tempdir().unwrap();
+    let (recs, _, _) = workload(40, 11, false);
+    let end = recs
+        .iter()
+        .position(|r| matches!(r.op, Op::BaseEnd { .. }))
+        .expect("the workload starts with a base");
+    let j = d.path().join("j");
+    write_journal(&j, &recs[..end]);
+    let o = apply(&d.path().join("r"), &d.path().join("s"), &j, &["--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["consistent"], false, "{v}");
+    assert_eq!(v["open_gap"]["reason"], "base_incomplete", "{v}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("first base"));
+    // The whole journal: consistent.
+    let j2 = d.path().join("j2");
+    write_journal(&j2, &recs);
+    let o = apply(&d.path().join("r2"), &d.path().join("s2"), &j2, &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["consistent"], true, "{v}");
+}

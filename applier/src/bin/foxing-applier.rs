@@ -230,6 +230,24 @@ fn consistency(
     applied: u64,
     journal: &Path,
 ) -> anyhow::Result<serde_json::Value> {
+    // A replica that has not applied a whole base yet holds part of the tree.
+    let bases = r.bases()?;
+    if !bases.is_empty()
+        && !bases
+            .iter()
+            .any(|b| b.end_seq.is_some_and(|e| e <= applied))
+    {
+        let first = &bases[0];
+        eprintln!(
+            "warning: the replica is not a state the source had: it holds part of the tree until its first base (seq {}..) is applied whole",
+            first.begin_seq
+        );
+        return Ok(json!({
+            "consistent": false,
+            "open_gap": {"seq": first.begin_seq, "reason": "base_incomplete", "healed_seq": first.end_seq},
+            "last_consistent_point": null,
+        }));
+    }
     let windows = gap_windows(r)?;
     let Some((gap_seq, healed)) = pitr::open_gap(&windows, applied) else {
         return Ok(json!({"consistent": true, "open_gap": null, "last_consistent_point": null}));
@@ -242,7 +260,7 @@ fn consistency(
         .unwrap_or("unknown");
     let meta = r.meta()?;
     let points = restore_points(r, meta.first_seq, meta.durable_seq)?;
-    let last = pitr::plan(&r.bases()?, &points, gap_seq.saturating_sub(1), 0, false)
+    let last = pitr::plan(&bases, &points, gap_seq.saturating_sub(1), 0, false)
         .ok()
         .map(|p| p.stop);
     let healed = (healed != u64::MAX).then_some(healed);
