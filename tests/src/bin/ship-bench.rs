@@ -52,6 +52,65 @@ fn tcp_baseline(bytes: u64) -> anyhow::Result<f64> {
     Ok(sent as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The transport's own limit: the same bytes over one QUIC stream between two endpoints built
+/// with the shipper's TLS and transport configuration (mTLS, BBR, windows, MTU discovery), in
+/// this process, with no journal, archive or framing: what any QUIC + TLS shipper could reach.
+fn quic_baseline(bytes: u64, certs: &std::path::Path) -> anyhow::Result<f64> {
+    use foxing_shipper::tls::{client_config, endpoint, server_config, TlsFiles};
+    let files = |name: &str| TlsFiles {
+        cert: certs.join(format!("{name}.pem")),
+        key: certs.join(format!("{name}.key")),
+        ca: certs.join("ca.pem"),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let server = endpoint(
+            "127.0.0.1:0".parse()?,
+            Some(server_config(&files("source"))?),
+        )?;
+        let addr = server.local_addr()?;
+        let sender = tokio::spawn(async move {
+            let conn = server
+                .accept()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("no connection"))?
+                .await?;
+            let (mut send, mut recv) = conn.accept_bi().await?;
+            let mut hello = [0u8; 1];
+            recv.read_exact(&mut hello).await?;
+            let mut chunk = vec![0u8; 1 << 20];
+            fastrand::Rng::with_seed(1).fill(&mut chunk);
+            let mut sent = 0u64;
+            while sent < bytes {
+                send.write_all(&chunk).await?;
+                sent += chunk.len() as u64;
+            }
+            send.finish()?;
+            let _ = recv.read_to_end(16).await;
+            anyhow::Ok(sent)
+        });
+        let client = endpoint("127.0.0.1:0".parse()?, None)?;
+        let conn = client
+            .connect_with(client_config(&files("replica1"))?, addr, "source")?
+            .await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let start = Instant::now();
+        send.write_all(&[1]).await?;
+        let mut got = 0u64;
+        while let Some(c) = recv.read_chunk(usize::MAX, true).await? {
+            got += c.bytes.len() as u64;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        send.finish()?;
+        let sent = sender.await??;
+        anyhow::ensure!(got == sent, "received {got} of {sent} bytes");
+        Ok(got as f64 / secs)
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let mut a = std::env::args().skip(1);
     let work = PathBuf::from(
@@ -147,6 +206,7 @@ fn main() -> anyhow::Result<()> {
     drop(ship);
     let rate = journal_bytes as f64 / secs;
     let tcp = tcp_baseline(journal_bytes)?;
+    let quic = quic_baseline(journal_bytes, &certs)?;
     let gb = journal_bytes as f64 / 1e9;
     println!(
         "shipped {:.0} MiB of journal in {secs:.2} s: {:.0} MB/s; raw loopback TCP {:.0} MB/s; ratio {:.2}x",
@@ -156,14 +216,21 @@ fn main() -> anyhow::Result<()> {
         rate / tcp
     );
     println!(
+        "one QUIC stream, shipper's TLS and transport config, no journal: {:.0} MB/s ({:.2}x of TCP); Foxing reaches {:.2}x of it",
+        quic / 1e6,
+        quic / tcp,
+        rate / quic
+    );
+    println!(
         "CPU: shipper {:.2} s/GB, applier (archive-only) >= {:.2} s/GB",
         ship_cpu / gb,
         app_cpu / gb
     );
     println!(
-        "{{\"journal_bytes\": {journal_bytes}, \"seconds\": {secs:.3}, \"ship_mb_s\": {:.1}, \"tcp_mb_s\": {:.1}, \"ratio\": {:.3}, \"shipper_cpu_s_per_gb\": {:.3}, \"applier_cpu_s_per_gb\": {:.3}}}",
+        "{{\"journal_bytes\": {journal_bytes}, \"seconds\": {secs:.3}, \"ship_mb_s\": {:.1}, \"tcp_mb_s\": {:.1}, \"quic_mb_s\": {:.1}, \"ratio\": {:.3}, \"shipper_cpu_s_per_gb\": {:.3}, \"applier_cpu_s_per_gb\": {:.3}}}",
         rate / 1e6,
         tcp / 1e6,
+        quic / 1e6,
         rate / tcp,
         ship_cpu / gb,
         app_cpu / gb
