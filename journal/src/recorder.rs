@@ -977,6 +977,14 @@ impl Recorder {
             self.ring_loss_gap(lost);
         }
         let n = evs.len();
+        // Lag tracing (lag-bench with RUST_LOG=trace): how long the first event waited for this
+        // drain (the ring's wake-up of the recorder).
+        if tracing::enabled!(tracing::Level::TRACE) {
+            if let Some(e) = evs.first() {
+                let age_ns = now_ns().saturating_sub(self.probes.wall_ns(e.header.time_ns));
+                tracing::trace!(events = n, first_event_age_us = age_ns / 1000, "drained");
+            }
+        }
         let mut out = Vec::with_capacity(n);
         let mut lost = 0u64;
         // A moved-in subtree is read while this batch is converted: later events must wait in
