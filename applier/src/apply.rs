@@ -63,6 +63,14 @@ pub struct Applier {
     base: Option<BaseTracking>,
     /// (gap record seq, healed seq or u64::MAX): records strictly inside may not apply cleanly.
     gap_windows: Vec<(u64, u64)>,
+    /// Whether a whole base has been applied: set by the caller at start from the journal's
+    /// index, and by every BaseEnd applied. `None` for a new replica whose journal said
+    /// nothing yet: its first record decides (a BaseBegin: wait for its end; anything else: a
+    /// journal made without bases, whole from the start).
+    base_applied: Option<bool>,
+    /// After each record: whether the tree is a state the source had (a whole base applied,
+    /// not between a Gap and its GapHealed). Shared with the metrics.
+    pub consistent: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct BaseTracking {
@@ -211,6 +219,17 @@ impl Applier {
         self.gap_windows = windows;
     }
 
+    /// Whether a whole base was applied before this session (from the journal's index).
+    pub fn set_base_applied(&mut self, applied: Option<bool>) {
+        self.base_applied = applied;
+    }
+
+    /// Whether the tree after applying through `seq` is a state the source had.
+    pub fn consistent_after(&self, seq: u64) -> bool {
+        self.base_applied == Some(true)
+            && !self.gap_windows.iter().any(|&(g, h)| g <= seq && seq < h)
+    }
+
     fn in_gap(&self, seq: u64) -> bool {
         self.gap_windows.iter().any(|&(g, h)| g < seq && seq < h)
     }
@@ -236,6 +255,16 @@ impl Applier {
         }
         let res = self.apply_op(t, r);
         self.stats.records += 1;
+        if self.base_applied.is_none() {
+            self.base_applied = Some(!matches!(r.op, Op::BaseBegin { .. }));
+        }
+        if res.is_ok() && matches!(r.op, Op::BaseEnd { .. }) {
+            self.base_applied = Some(true);
+        }
+        self.consistent.store(
+            self.consistent_after(seq),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         match res {
             Ok(()) => Ok(()),
             // Validation passed (the record itself is well-formed); the replica differs from what
@@ -734,5 +763,75 @@ impl Applier {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod consistency_tests {
+    use super::*;
+    use crate::model::ModelTree;
+    use std::sync::atomic::Ordering;
+
+    fn rec(seq: u64, op: Op) -> Record {
+        Record {
+            seq,
+            time_ns: seq,
+            writer: Default::default(),
+            op,
+        }
+    }
+
+    /// The flag the replica's `foxing_applier_consistent` gauge shows: 0 until a whole base is
+    /// applied, 0 between a Gap and its GapHealed, 1 otherwise.
+    #[test]
+    fn the_consistent_flag_follows_bases_and_gap_windows() {
+        let mut a = Applier::default();
+        let mut t = ModelTree::default();
+        let flag = a.consistent.clone();
+        let steps = [
+            (Op::BaseBegin { base_id: 7 }, false),
+            (
+                Op::Mkdir {
+                    path: RelPath::new("d"),
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                },
+                false,
+            ),
+            (Op::BaseEnd { base_id: 7 }, true),
+            (
+                Op::Gap {
+                    lost: 1,
+                    reason: foxing_proto::GapReason::RingFull,
+                },
+                false,
+            ),
+            (
+                Op::Mkdir {
+                    path: RelPath::new("e"),
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                },
+                false,
+            ),
+            (Op::GapHealed { gap_seq: 4 }, true),
+        ];
+        for (i, (op, want)) in steps.into_iter().enumerate() {
+            let seq = i as u64 + 1;
+            a.apply(&mut t, &rec(seq, op)).unwrap();
+            assert_eq!(flag.load(Ordering::Relaxed), want, "after seq {seq}");
+        }
+        // A journal made without bases is whole from its first record.
+        let mut a = Applier::default();
+        let op = Op::Mkdir {
+            path: RelPath::new("f"),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        };
+        a.apply(&mut ModelTree::default(), &rec(1, op)).unwrap();
+        assert!(a.consistent.load(Ordering::Relaxed));
     }
 }

@@ -68,6 +68,9 @@ pub struct NetStatus {
     pub archive_stalled: AtomicBool,
     /// Whether applying waits for room on a full replica filesystem (the engine's flag).
     pub apply_stalled: Arc<AtomicBool>,
+    /// Whether the replica's tree is a state the source had (the engine's flag, see
+    /// `Applier::consistent_after`).
+    pub consistent: Arc<AtomicBool>,
     /// Set when the network side stopped for good; the engine stops with this message.
     pub fatal: Mutex<Option<String>>,
     /// Set when the archive was re-seeded while running: the engine skips to this seq's base.
@@ -169,6 +172,12 @@ impl NetStatus {
             "gauge",
             "1 while the archive cannot be written: nothing more is received or acknowledged.",
             (self.archive_stalled.load(Ordering::Relaxed) as u8).to_string(),
+        );
+        m(
+            "foxing_applier_consistent",
+            "gauge",
+            "1 while the replica's tree is a state the source had: a whole base applied, and not between a gap (lost events, a recorder restart) and its heal. Do not start a database on a replica reading 0: restore the last consistent point instead.",
+            (self.consistent.load(Ordering::Relaxed) as u8).to_string(),
         );
         m(
             "foxing_applier_apply_stalled",

@@ -344,6 +344,7 @@ fn replicas_converge_through_repeated_kill9_of_shipper_and_applier() {
                 "foxing_applier_archived_seq{{replica=\"replica2\"}} {end}"
             ))
             && m.contains("foxing_applier_connected{replica=\"replica2\"} 1")
+            && m.contains("foxing_applier_consistent{replica=\"replica2\"} 1")
         {
             break;
         }

@@ -669,6 +669,7 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
         );
         engine.skip_to(joined.welcome.apply_from_seq - 1)?;
         engine.applier.set_gap_windows(Vec::new());
+        engine.applier.set_base_applied(Some(false));
     }
     drop(reader);
     let stop_seq = if cli.follow {
@@ -680,6 +681,22 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
     let mut src = NetSource::new(&archive_dir, &handle.frames, &status)
         .with_context(|| format!("cannot read the archive {}", archive_dir.display()))?;
     engine.stalled = status.apply_stalled.clone();
+    engine.applier.consistent = status.consistent.clone();
+    let bases = JournalReader::open(&archive_dir)
+        .and_then(|r| r.bases())
+        .with_context(|| format!("cannot read the archive {}", archive_dir.display()))?;
+    let from = engine.applied_seq();
+    // A new replica with an empty archive: its first record decides (see `set_base_applied`).
+    engine
+        .applier
+        .set_base_applied(if from == 0 && bases.is_empty() {
+            None
+        } else {
+            Some(bases.is_empty() || bases.iter().any(|b| b.end_seq.is_some_and(|e| e <= from)))
+        });
+    status
+        .consistent
+        .store(engine.applier.consistent_after(from), Ordering::Relaxed);
     let res = loop {
         let r = engine.run(&mut src, stop_seq, true, |seq, time_ns| {
             status.applied_seq.store(seq, Ordering::Relaxed);
@@ -695,6 +712,7 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
                     engine.skip_to(seq - 1)?;
                 }
                 engine.applier.set_gap_windows(Vec::new());
+                engine.applier.set_base_applied(Some(false));
             }
             other => break other,
         }
