@@ -94,9 +94,11 @@ mid=$("$bin/foxing-journal" stat --journal "$A" --json | python3 -c 'import json
 "$bin/foxing-applier" --root "$work/restore" --state "$work/restore-state" --journal "$A" --until "$mid" --json > "$work/restore.json"
 python3 - "$work/restore.json" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))["restore"]
+j = json.load(open(sys.argv[1]))
+r = j["restore"]
 p = lambda x: f"seq {x['seq']} at {x['time']} ({x['kind']})" if x else "none"
 print(f"   restored to {p(r['reached'])}\n   nearest before: {p(r['nearest_before'])}\n   nearest after:  {p(r['nearest_after'])}")
+print(f"   the restored tree is a state the source had: {'yes' if j['consistent'] else 'no'}")
 PY
 
 echo "== 8. verify the journal, then flip one byte in a copy"
