@@ -402,6 +402,16 @@ impl JournalReader {
         Ok(last)
     }
 
+    /// Gap windows: (gap record seq, healed seq or u64::MAX while unhealed). The tree as of a
+    /// seq inside one is not a state the source had.
+    pub fn gap_windows(&self) -> Result<Vec<(u64, u64)>> {
+        Ok(self
+            .gaps()?
+            .iter()
+            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
+            .collect())
+    }
+
     pub fn gaps(&self) -> Result<Vec<GapInfo>> {
         let p = &self.layout.index;
         let r = self.read_txn()?;

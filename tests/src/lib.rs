@@ -786,14 +786,7 @@ pub fn apply_and_compare(src: &std::path::Path, jdir: &std::path::Path, work: &s
     let reader = JournalReader::open(jdir).unwrap();
     let (state, resume) = State::open(&work.join("state")).unwrap();
     let mut e = Engine::new(FsTree::open(&dst).unwrap(), state, resume, None);
-    e.applier.set_gap_windows(
-        reader
-            .gaps()
-            .unwrap()
-            .iter()
-            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
-            .collect(),
-    );
+    e.applier.set_gap_windows(reader.gap_windows().unwrap());
     e.run(
         &mut JournalSource {
             reader: &reader,

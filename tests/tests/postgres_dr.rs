@@ -183,19 +183,12 @@ impl Cluster {
 /// (seq, time_ns).
 fn last_offered_sync(archive: &Path, applied: u64) -> (u64, u64) {
     let r = JournalReader::open(archive).unwrap();
-    let windows: Vec<(u64, u64)> = r
-        .gaps()
-        .unwrap()
-        .iter()
-        .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
-        .collect();
+    let windows = r.gap_windows().unwrap();
     let first = r.meta().unwrap().first_seq;
-    r.sync_points(first, applied)
-        .unwrap()
-        .into_iter()
-        .filter(|s| !windows.iter().any(|&(g, h)| g < s.seq && s.seq < h))
-        .map(|s| (s.seq, s.time_ns))
-        .next_back()
+    let syncs = r.sync_points(first, applied).unwrap();
+    foxing_applier::pitr::offered_points(syncs.iter().map(|s| (s.seq, s.time_ns)), &[], &windows)
+        .last()
+        .map(|p| (p.seq, p.time_ns))
         .expect("sync points were shipped")
 }
 

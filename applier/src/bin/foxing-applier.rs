@@ -198,14 +198,6 @@ fn point_json(p: &RestorePoint) -> serde_json::Value {
     json!({"seq": p.seq, "time_ns": p.time_ns, "time": fmt_time_ns(p.time_ns), "kind": p.kind})
 }
 
-/// Gap windows of a journal: (gap seq, healed seq or u64::MAX).
-fn gap_windows(r: &JournalReader) -> anyhow::Result<Vec<(u64, u64)>> {
-    Ok(r.gaps()?
-        .iter()
-        .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
-        .collect())
-}
-
 /// The restore points of seqs `first..=durable` (sync points outside gap windows, base ends).
 fn restore_points(
     r: &JournalReader,
@@ -217,7 +209,7 @@ fn restore_points(
             .into_iter()
             .map(|s| (s.seq, s.time_ns)),
         &r.bases()?,
-        &gap_windows(r)?,
+        &r.gap_windows()?,
     ))
 }
 
@@ -248,7 +240,7 @@ fn consistency(
             "last_consistent_point": null,
         }));
     }
-    let windows = gap_windows(r)?;
+    let windows = r.gap_windows()?;
     let Some((gap_seq, healed)) = pitr::open_gap(&windows, applied) else {
         return Ok(json!({"consistent": true, "open_gap": null, "last_consistent_point": null}));
     };
@@ -383,7 +375,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
 
     let mut engine = Engine::new(tree, state, resume, Some(&stop_flag));
-    engine.applier.set_gap_windows(gap_windows(&reader)?);
+    engine.applier.set_gap_windows(reader.gap_windows()?);
     let applied_before = engine.applied_seq();
     // Where to start: a restore starts at its base; a new replica where the shipper starts one
     // too (the journal's start, or its oldest base if older history was pruned).
@@ -635,7 +627,7 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
     let reader = JournalReader::open(&archive_dir)
         .with_context(|| format!("cannot read the archive {}", archive_dir.display()))?;
     let mut engine = Engine::new(tree, state, resume, Some(&stop));
-    engine.applier.set_gap_windows(gap_windows(&reader)?);
+    engine.applier.set_gap_windows(reader.gap_windows()?);
     let applied_before = engine.applied_seq();
     if applied_before == 0 {
         let start = if joined.adopted {
