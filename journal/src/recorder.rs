@@ -351,9 +351,6 @@ pub struct Recorder {
     last_missed: u64,
     last_missed_check: Instant,
     in_resync: bool,
-    /// Set while converting an inexact write whose range a later inexact write of the same
-    /// inode in the same batch covers: only that one re-reads (see `covered_rereads`).
-    skip_reread: bool,
     /// Gap records journaled in this batch whose heal (a base) is still due.
     pending_heals: Vec<u64>,
     /// Some pending heal needs a whole-tree base (a loss the dirty-inode marks do not cover).
@@ -735,7 +732,6 @@ impl Recorder {
             last_missed: 0,
             last_missed_check: Instant::now(),
             in_resync: false,
-            skip_reread: false,
             pending_heals: Vec::new(),
             full_heal: false,
             heals_pending_since: None,
@@ -998,7 +994,6 @@ impl Recorder {
         let mut out_bytes = 0usize;
         for (i, ev) in evs.iter_mut().enumerate() {
             lost += self.seqs.observe(ev.header.seq, now);
-            self.skip_reread = covered[i];
             let first_new = out.len();
             if ev.header.op == FX_OP_MSYNC {
                 self.reread_mapped(&mut out);
@@ -1032,7 +1027,7 @@ impl Recorder {
                     return Err(e);
                 }
             } else {
-                self.convert(ev, &mut out);
+                self.convert(ev, covered[i], &mut out);
             }
             if !self.mapped.is_empty() {
                 for e in &out[first_new.min(out.len())..] {
@@ -1115,7 +1110,9 @@ impl Recorder {
     }
 
     /// Converts one kernel event; its payload is moved out of `ev`, not copied.
-    fn convert(&mut self, ev: &mut RawEvent, out: &mut Vec<Event>) {
+    /// `covered`: an inexact write whose range a later inexact write of the same inode in this
+    /// batch covers; only that later one re-reads (see `covered_rereads`).
+    fn convert(&mut self, ev: &mut RawEvent, covered: bool, out: &mut Vec<Event>) {
         let h = &ev.header;
         if h.op == FX_OP_SYNCFS || h.op == FX_OP_SYNC {
             let kind = if h.op == FX_OP_SYNC {
@@ -1168,7 +1165,7 @@ impl Recorder {
                     offset: h.offset.min(MAX_FILE_BYTES),
                     len: h.len.min(MAX_FILE_BYTES - h.offset.min(MAX_FILE_BYTES)),
                 }));
-                if self.skip_reread {
+                if covered {
                     self.stats.covered_rereads += 1;
                 } else {
                     self.reread(&path, h.offset, h.len, time_ns, out);
