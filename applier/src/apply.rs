@@ -222,6 +222,10 @@ impl Applier {
     /// Whether a whole base was applied before this session (from the journal's index).
     pub fn set_base_applied(&mut self, applied: Option<bool>) {
         self.base_applied = applied;
+        if applied != Some(true) {
+            self.consistent
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Whether the tree after applying through `seq` is a state the source had.
@@ -255,16 +259,26 @@ impl Applier {
         }
         let res = self.apply_op(t, r);
         self.stats.records += 1;
-        if self.base_applied.is_none() {
+        // Consistency changes only at these records (gap windows start and end at their Gap
+        // and GapHealed records): no scan of the windows per data record.
+        let first = self.base_applied.is_none();
+        if first {
             self.base_applied = Some(!matches!(r.op, Op::BaseBegin { .. }));
         }
         if res.is_ok() && matches!(r.op, Op::BaseEnd { .. }) {
             self.base_applied = Some(true);
         }
-        self.consistent.store(
-            self.consistent_after(seq),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        if first
+            || matches!(
+                r.op,
+                Op::BaseEnd { .. } | Op::Gap { .. } | Op::GapHealed { .. }
+            )
+        {
+            self.consistent.store(
+                self.consistent_after(seq),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         match res {
             Ok(()) => Ok(()),
             // Validation passed (the record itself is well-formed); the replica differs from what

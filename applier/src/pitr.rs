@@ -96,6 +96,14 @@ pub fn open_gap(windows: &[(u64, u64)], applied_seq: u64) -> Option<(u64, u64)> 
         .copied()
 }
 
+/// Whether a replica that applied through `applied` holds a whole base (some base ended at or
+/// before it). A replica that does not holds part of the tree.
+pub fn base_applied(bases: &[BaseInfo], applied: u64) -> bool {
+    bases
+        .iter()
+        .any(|b| b.end_seq.is_some_and(|e| e <= applied))
+}
+
 /// Sync points and base ends, in seq order, without the sync points inside a gap window: the
 /// points a restore may stop at.
 pub fn offered_points(

@@ -224,11 +224,7 @@ fn consistency(
 ) -> anyhow::Result<serde_json::Value> {
     // A replica that has not applied a whole base yet holds part of the tree.
     let bases = r.bases()?;
-    if !bases.is_empty()
-        && !bases
-            .iter()
-            .any(|b| b.end_seq.is_some_and(|e| e <= applied))
-    {
+    if !bases.is_empty() && !pitr::base_applied(&bases, applied) {
         let first = &bases[0];
         eprintln!(
             "warning: the replica is not a state the source had: it holds part of the tree until its first base (seq {}..) is applied whole",
@@ -661,7 +657,6 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
         );
         engine.skip_to(joined.welcome.apply_from_seq - 1)?;
         engine.applier.set_gap_windows(Vec::new());
-        engine.applier.set_base_applied(Some(false));
     }
     drop(reader);
     let stop_seq = if cli.follow {
@@ -684,7 +679,7 @@ fn run_connected(cli: Cli) -> anyhow::Result<()> {
         .set_base_applied(if from == 0 && bases.is_empty() {
             None
         } else {
-            Some(bases.is_empty() || bases.iter().any(|b| b.end_seq.is_some_and(|e| e <= from)))
+            Some(bases.is_empty() || pitr::base_applied(&bases, from))
         });
     status
         .consistent
