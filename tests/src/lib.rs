@@ -90,6 +90,27 @@ pub fn durable_end(jdir: &Path) -> anyhow::Result<Option<(u64, u64)>> {
     }))
 }
 
+/// `foxing-applier --journal JOURNAL --root ROOT --state STATE --until UNTIL --json`: a
+/// point-in-time restore; panics with its stderr unless it succeeds; returns its JSON report.
+pub fn restore_json(journal: &Path, root: &Path, state: &Path, until: &str) -> serde_json::Value {
+    let out = std::process::Command::new(workspace_bin("foxing-applier"))
+        .arg("--root")
+        .arg(root)
+        .arg("--state")
+        .arg(state)
+        .arg("--journal")
+        .arg(journal)
+        .args(["--until", until, "--json"])
+        .output()
+        .expect("run foxing-applier");
+    assert!(
+        out.status.success(),
+        "restore to {until}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("foxing-applier --json prints JSON")
+}
+
 /// A binary of this workspace (built by `cargo test --workspace` / `cargo build --bins`), found
 /// next to the running test executable.
 pub fn workspace_bin(name: &str) -> std::path::PathBuf {

@@ -162,22 +162,12 @@ fn a_recorder_restart_is_a_gap_healed_by_its_base() {
         "the previous recorder's unhealed gap is healed by the restart's base: {gaps:?}"
     );
     // A restore to a seq inside the window stops before the gap.
-    let out = std::process::Command::new(foxing_tests::workspace_bin("foxing-applier"))
-        .arg("--root")
-        .arg(d.path().join("cut"))
-        .arg("--state")
-        .arg(d.path().join("cut-state"))
-        .arg("--journal")
-        .arg(&jdir)
-        .args(["--until", &format!("seq:{}", base_end - 1), "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = foxing_tests::restore_json(
+        &jdir,
+        &d.path().join("cut"),
+        &d.path().join("cut-state"),
+        &format!("seq:{}", base_end - 1),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let reached = v["restore"]["reached"]["seq"].as_u64().unwrap();
     assert!(
         reached < g.seq,

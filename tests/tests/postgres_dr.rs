@@ -434,22 +434,12 @@ fn postgres_survives_kill9_of_source_and_recorder_and_recovers_on_the_replica() 
             let seq = p["seq"].as_u64().unwrap_or_else(|| panic!("{report}"));
             let time_ns = p["time_ns"].as_u64().unwrap();
             let into = top.join(format!("restore{round}"));
-            let out = Command::new(workspace_bin("foxing-applier"))
-                .arg("--root")
-                .arg(&into)
-                .arg("--state")
-                .arg(top.join(format!("restore{round}-state")))
-                .arg("--journal")
-                .arg(&archive)
-                .args(["--until", &format!("seq:{seq}"), "--json"])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            let v = foxing_tests::restore_json(
+                &archive,
+                &into,
+                &top.join(format!("restore{round}-state")),
+                &format!("seq:{seq}"),
             );
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(v["restore"]["reached"]["seq"].as_u64(), Some(seq), "{v}");
             assert_eq!(v["consistent"], true, "{v}");
             std::fs::rename(into.join("pgdata"), &check).unwrap();
@@ -517,22 +507,13 @@ fn postgres_survives_kill9_of_source_and_recorder_and_recovers_on_the_replica() 
     );
     // A point-in-time restore of the middle of the run, from the replica's archive.
     let restored = top.join("restored");
-    let out = Command::new(workspace_bin("foxing-applier"))
-        .arg("--root")
-        .arg(&restored)
-        .arg("--state")
-        .arg(top.join("restore-state"))
-        .arg("--journal")
-        .arg(state.join("archive"))
-        .arg("--until")
-        .arg(format!("{}", mid_time_ns as f64 / 1e9))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = foxing_tests::restore_json(
+        &state.join("archive"),
+        &restored,
+        &top.join("restore-state"),
+        &format!("{}", mid_time_ns as f64 / 1e9),
     );
+    assert_eq!(v["consistent"], true, "{v}");
     let _ = std::fs::remove_file(restored.join("pgdata/postmaster.pid"));
     let pitr = Cluster {
         data: restored.join("pgdata"),
