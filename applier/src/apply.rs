@@ -310,8 +310,18 @@ impl Applier {
     /// Makes sure every ancestor of `p` is a directory (creating missing ones 0755): a replica
     /// that diverged is brought back rather than refusing every later record.
     fn ensure_parents(&mut self, t: &mut dyn Tree, p: &RelPath) -> Result<(), TreeError> {
-        let mut end = 0;
         let b = &p.0;
+        // The common case in one lookup: a parent that is a directory has only directories
+        // above it (a Tree never resolves through a symlink). Stat'ing every ancestor of every
+        // path instead was quadratic in the depth (a 2,000-level tree took minutes).
+        if let Some(i) = b.iter().rposition(|&c| c == b'/') {
+            if let Ok(Some(s)) = t.stat(&RelPath::new(&b[..i])) {
+                if s.kind == NodeKind::Directory {
+                    return Ok(());
+                }
+            }
+        }
+        let mut end = 0;
         while let Some(i) = b[end..].iter().position(|&c| c == b'/') {
             let dir = RelPath::new(&b[..end + i]);
             match t.stat(&dir)? {

@@ -32,19 +32,25 @@ pub fn user_xattrs(name: &[u8]) -> bool {
 pub fn snapshot(t: &mut dyn Tree, filter: XattrFilter) -> TreeResult<BTreeMap<RelPath, EntrySnap>> {
     let mut out = BTreeMap::new();
     let mut inos: BTreeMap<u64, RelPath> = BTreeMap::new();
-    walk(t, None, filter, &mut out, &mut inos)?;
+    walk(t, filter, &mut out, &mut inos)?;
     Ok(out)
 }
 
+/// Pre-order, each directory's entries in list_dir order (the order decides which name of a
+/// hard-link group is its first). Iterative: a tree may be deeper than any thread's stack.
 fn walk(
     t: &mut dyn Tree,
-    dir: Option<&RelPath>,
     filter: XattrFilter,
     out: &mut BTreeMap<RelPath, EntrySnap>,
     inos: &mut BTreeMap<u64, RelPath>,
 ) -> TreeResult<()> {
-    for name in t.list_dir(dir)? {
-        let p = join(dir, &name);
+    let mut pending: Vec<RelPath> = t
+        .list_dir(None)?
+        .iter()
+        .rev()
+        .map(|n| join(None, n))
+        .collect();
+    while let Some(p) = pending.pop() {
         let Some(st) = t.stat(&p)? else { continue };
         let link_of = if st.kind != NodeKind::Directory && st.nlink > 1 {
             match inos.get(&st.ino) {
@@ -92,7 +98,8 @@ fn walk(
             },
         );
         if is_dir {
-            walk(t, Some(&p), filter, out, inos)?;
+            let names = t.list_dir(Some(&p))?;
+            pending.extend(names.iter().rev().map(|n| join(Some(&p), n)));
         }
     }
     Ok(())

@@ -119,22 +119,30 @@ pub fn join(parent: Option<&RelPath>, name: &[u8]) -> RelPath {
     }
 }
 
-/// Removes `p` whatever it is, directories recursively. Absent is fine.
+/// Removes `p` whatever it is, directories and all they hold. Absent is fine. Iterative: a
+/// tree may be deeper than any thread's stack (stress-ng's dirdeep goes past 2,000 levels).
 pub fn remove_all(t: &mut dyn Tree, p: &RelPath) -> TreeResult<()> {
-    match t.stat(p)? {
-        None => Ok(()),
-        Some(s) if s.kind == NodeKind::Directory => {
-            for name in t.list_dir(Some(p))? {
-                remove_all(t, &join(Some(p), &name))?;
+    // (path, listed): a listed directory is removed once everything pushed above it is gone.
+    let mut stack: Vec<(RelPath, bool)> = vec![(p.clone(), false)];
+    while let Some((q, listed)) = stack.pop() {
+        let r = if listed {
+            t.rmdir(&q)
+        } else {
+            match t.stat(&q)? {
+                None => Ok(()),
+                Some(s) if s.kind == NodeKind::Directory => {
+                    let names = t.list_dir(Some(&q))?;
+                    stack.push((q.clone(), true));
+                    stack.extend(names.iter().map(|n| (join(Some(&q), n), false)));
+                    Ok(())
+                }
+                Some(_) => t.unlink(&q),
             }
-            match t.rmdir(p) {
-                Ok(()) | Err(TreeError::NotFound) => Ok(()),
-                Err(e) => Err(e),
-            }
+        };
+        match r {
+            Ok(()) | Err(TreeError::NotFound) => {}
+            Err(e) => return Err(e),
         }
-        Some(_) => match t.unlink(p) {
-            Ok(()) | Err(TreeError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        },
     }
+    Ok(())
 }

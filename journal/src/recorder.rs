@@ -536,8 +536,8 @@ fn physical_parent(root: &Path, rel: Vec<u8>) -> RelPath {
         return RelPath::new(rel);
     };
     let parent = root.join(std::ffi::OsStr::from_bytes(&rel[..i]));
-    match std::fs::canonicalize(&parent) {
-        Ok(c) if c != parent => match c.strip_prefix(root) {
+    match physical(&parent) {
+        Some(c) if c != parent => match c.strip_prefix(root) {
             Ok(r) if !r.as_os_str().is_empty() => {
                 let mut v = r.as_os_str().as_bytes().to_vec();
                 v.extend_from_slice(&rel[i..]);
@@ -546,6 +546,28 @@ fn physical_parent(root: &Path, rel: Vec<u8>) -> RelPath {
             _ => RelPath::new(rel),
         },
         _ => RelPath::new(rel),
+    }
+}
+
+/// The physical path of `p` (every symlink on the way resolved, as the kernel resolves them),
+/// or None if it does not resolve. A path without symlinks is itself, known by one openat2
+/// (RESOLVE_NO_SYMLINKS); only a path through a symlink goes to realpath(3)
+/// (`std::fs::canonicalize`), which lstat's every prefix, each walked from the start: quadratic
+/// in the depth (minutes per thousand events on a 2,000-level tree). The kernel's own name of
+/// an opened directory (/proc/self/fd) is not used: a rename between the open and the readlink
+/// would rewrite the event's path to a name that did not exist yet at its seq.
+fn physical(p: &Path) -> Option<PathBuf> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags, CWD};
+    match rustix::fs::openat2(
+        CWD,
+        p,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    ) {
+        Ok(_) => Some(p.to_path_buf()),
+        Err(rustix::io::Errno::LOOP) => std::fs::canonicalize(p).ok(),
+        Err(_) => None,
     }
 }
 
@@ -1272,8 +1294,19 @@ impl Recorder {
         let root_abs = self.opts.root.as_os_str().as_bytes().to_vec();
         let (d1, n1) = split_nul(&ev.path);
         let (d2, n2) = split_nul(&ev.data);
-        let p1 = resolve_under(&root_abs, d1, n1).map(|p| physical_parent(&self.opts.root, p));
-        let p2 = resolve_under(&root_abs, d2, n2).map(|p| physical_parent(&self.opts.root, p));
+        // The directory came from the kernel's dentry walk (physical); only a name with more
+        // than one component can cross a symlinked directory.
+        let resolve = |d: &[u8], n: &[u8]| {
+            resolve_under(&root_abs, d, n).map(|p| {
+                if n.contains(&b'/') {
+                    physical_parent(&self.opts.root, p)
+                } else {
+                    RelPath::new(p)
+                }
+            })
+        };
+        let p1 = resolve(d1, n1);
+        let p2 = resolve(d2, n2);
         let time_ns = self.probes.wall_ns(h.time_ns);
         let w = writer_of(h);
         let mk = |op| Event {
@@ -1286,9 +1319,11 @@ impl Recorder {
         let follow = |p: Option<RelPath>| -> Option<RelPath> {
             let p = p?;
             let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
-            match std::fs::canonicalize(&full) {
-                Ok(c) => resolve_under(&root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new),
-                Err(_) => Some(p),
+            match physical(&full) {
+                Some(c) => {
+                    resolve_under(&root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new)
+                }
+                None => Some(p),
             }
         };
         match h.op {

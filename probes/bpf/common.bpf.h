@@ -350,8 +350,19 @@ struct fx_walk {
 	__u32 off;
 	__u32 found;
 	__u32 absolute; /* walk to the namespace root instead of stopping at the watched root */
+	__u32 ended;    /* the walk reached the watched root or a namespace/filesystem root */
+	__u32 toolong;  /* the name outgrew PATH_MAX: the walk goes on without writing it */
 	char *buf;
 };
+
+/* The walk names up to PATH_MAX bytes, then goes on up to this many levels without naming, so
+ * that a deep path outside the root is still known to be outside (stress-ng's dirdeep makes
+ * 2,000 levels). A walk that ends sooner costs nothing for the larger bound. */
+#define FX_WALK_LEVELS_MAX 65536
+
+/* fx_path's verdict for a path under the watched root that cannot be named (longer than
+ * PATH_MAX), or whose place is unknown (deeper than FX_WALK_LEVELS_MAX). */
+#define FX_PATH_UNKNOWN (-2)
 
 /* One step up the tree: prepend the name of ctx->d, or stop at the watched root. */
 static long fx_walk_step(__u64 i, void *arg)
@@ -363,8 +374,10 @@ static long fx_walk_step(__u64 i, void *arg)
 	__u64 dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	if (ino == root_ino && dev == root_dev) {
 		w->found = 1;
-		if (!w->absolute)
+		if (!w->absolute) {
+			w->ended = 1;
 			return 1;
+		}
 	}
 	/* mnt_root is the first field of struct vfsmount (since 2.6); aya 0.14 fails to relocate
 	 * CO-RE accesses to offset-0 fields (the load shows call 0xbad2310), so read it plainly. */
@@ -374,8 +387,10 @@ static long fx_walk_step(__u64 i, void *arg)
 		struct mount *parent = NULL;
 		struct dentry *mp = NULL;
 		bpf_probe_read_kernel(&parent, sizeof(parent), (char *)w->mnt + FX_MOUNT_PARENT_OFF);
-		if (!parent || parent == w->mnt)
+		if (!parent || parent == w->mnt) {
+			w->ended = 1;
 			return 1; /* the namespace root: not under the watched root */
+		}
 		bpf_probe_read_kernel(&mp, sizeof(mp), (char *)w->mnt + FX_MOUNT_MOUNTPOINT_OFF);
 		w->d = mp;
 		w->mnt = parent;
@@ -383,13 +398,18 @@ static long fx_walk_step(__u64 i, void *arg)
 		return 0;
 	}
 	struct dentry *up = BPF_CORE_READ(d, d_parent);
-	if (up == d)
+	if (up == d) {
+		w->ended = 1;
 		return 1;
+	}
 	__u32 len = BPF_CORE_READ(d, d_name.len);
 	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
 	len &= 255;
-	if (w->off < len + 1)
-		return 1; /* longer than PATH_MAX: not found (the recorder rescans) */
+	if (w->toolong || w->off < len + 1) {
+		w->toolong = 1; /* longer than PATH_MAX: keep walking to learn if it is under */
+		w->d = up;
+		return 0;
+	}
 	w->off -= len;
 	bpf_probe_read_kernel(&w->buf[w->off & (FX_PATH_MAX - 1)], len, name);
 	w->off -= 1;
@@ -399,7 +419,8 @@ static long fx_walk_step(__u64 i, void *arg)
 }
 
 /* Resolves the path of (dentry, vfsmount) below the watched root into s->walk.
- * Returns the path length (0 for the root itself) and sets *start, or -1 if outside. */
+ * Returns the path length (0 for the root itself) and sets *start, -1 if outside, or
+ * FX_PATH_UNKNOWN (under the root but longer than PATH_MAX, or deeper than the walk goes). */
 static __always_inline int fx_path(struct fx_scratch *s, struct dentry *d, struct vfsmount *vmnt, __u32 *start)
 {
 	struct fx_walk w = {
@@ -409,9 +430,13 @@ static __always_inline int fx_path(struct fx_scratch *s, struct dentry *d, struc
 		.off = FX_PATH_MAX - 1,
 		.found = 0,
 		.absolute = 0,
+		.ended = 0,
+		.toolong = 0,
 		.buf = s->walk,
 	};
-	bpf_loop(1024, fx_walk_step, &w, 0);
+	bpf_loop(FX_WALK_LEVELS_MAX, fx_walk_step, &w, 0);
+	if (!w.ended || (w.found && w.toolong))
+		return FX_PATH_UNKNOWN;
 	if (!w.found)
 		return -1;
 	if (w.off >= FX_PATH_MAX - 1) {
@@ -424,9 +449,10 @@ static __always_inline int fx_path(struct fx_scratch *s, struct dentry *d, struc
 }
 
 /* The absolute path of (dentry, vfsmount) in the caller's mount namespace, written to
- * dst[0..]; returns its length ("/" for the root). *under is set when the watched root is the
- * entry or one of its ancestors. */
-static __always_inline __u32 fx_abs_path(struct fx_scratch *s, struct dentry *d, struct vfsmount *vmnt, char *dst, __u32 *under)
+ * dst[0..]; returns its length ("/" for the root), or FX_PATH_UNKNOWN when it cannot be named
+ * (longer than PATH_MAX, deeper than the walk goes). *under is set when the watched root is the
+ * entry or one of its ancestors (always, when the walk gave up before its end). */
+static __always_inline int fx_abs_path(struct fx_scratch *s, struct dentry *d, struct vfsmount *vmnt, char *dst, __u32 *under)
 {
 	struct fx_walk w = {
 		.d = d,
@@ -435,10 +461,14 @@ static __always_inline __u32 fx_abs_path(struct fx_scratch *s, struct dentry *d,
 		.off = FX_PATH_MAX - 1,
 		.found = 0,
 		.absolute = 1,
+		.ended = 0,
+		.toolong = 0,
 		.buf = s->walk,
 	};
-	bpf_loop(1024, fx_walk_step, &w, 0);
-	*under = w.found;
+	bpf_loop(FX_WALK_LEVELS_MAX, fx_walk_step, &w, 0);
+	*under = w.found || !w.ended;
+	if (!w.ended || w.toolong)
+		return FX_PATH_UNKNOWN;
 	if (w.off >= FX_PATH_MAX - 1) {
 		dst[0] = '/';
 		return 1;
@@ -553,6 +583,14 @@ static __always_inline void fx_count_drop(struct fx_event *ev)
 	}
 }
 
+/* An event that cannot be described: it takes a seq and counts as a drop, so the recorder sees
+ * a loss (a gap) and resyncs the inode marked dirty (the whole tree when the event has none). */
+static __always_inline void fx_lose(struct fx_scratch *s)
+{
+	s->ev.seq = __sync_fetch_and_add(&fx_seq, 1);
+	fx_count_drop(&s->ev);
+}
+
 /* Resolves the path of the file whose dentry, mount and inode are given; copies it after the
  * header; returns 0 if the file is under the watched root (and not the root itself). Paths come
  * from the path cache when it holds a valid entry for the dentry (docs/capture.md, "Path
@@ -588,6 +626,12 @@ static __always_inline int fx_event_path_of(struct fx_scratch *s, struct dentry 
 		return 0;
 	}
 	int n = fx_path(s, d, m, &start);
+	if (n == FX_PATH_UNKNOWN) {
+		/* Too deep to tell: a loss of this inode (a seq, a drop, the inode marked dirty),
+		 * which the recorder heals by a resync (docs/capture.md, "Limits"). Not cached. */
+		fx_lose(s);
+		return -1;
+	}
 	if (n >= FX_PATH_CACHE_BYTES && !busy) {
 		/* Too long to cache: walked every time. */
 	} else if (!busy) {
@@ -701,7 +745,7 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 {
 	__u32 under = 0;
 	char c = 0;
-	__u32 n = 0;
+	int n = 0;
 	if (kname)
 		bpf_probe_read_kernel(&c, 1, (void *)name);
 	else
@@ -722,6 +766,15 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 			return -1;
 		n = fx_abs_path(s, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), dst, &under);
 	}
+	bool unnamed = n == FX_PATH_UNKNOWN;
+	if (unnamed && under) {
+		/* A directory under the root too deep to name: a loss without an inode (healed by a
+		 * whole-tree resync). */
+		fx_lose(s);
+		return -1;
+	}
+	if (unnamed)
+		n = 0; /* outside the root: only a name with a '/' could lead back in (below) */
 	n &= FX_PATH_MAX - 1;
 	dst[n] = 0;
 	long l;
@@ -741,6 +794,11 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 		};
 		bpf_loop(FX_PATH_MAX, fx_slash_step, &c, 0);
 		under = c.slash;
+	}
+	if (unnamed) {
+		if (under)
+			fx_lose(s); /* it might climb back in: a loss, never a wrong path */
+		return -1;
 	}
 	*maybe_under = under;
 	return n + l; /* dir, NUL, name (l counts the name's NUL, which we drop) */

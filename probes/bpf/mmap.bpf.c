@@ -103,6 +103,10 @@ static __always_inline int fx_catchall_path(struct fx_scratch *s, struct inode *
 	__u32 start = 0;
 	/* No vfsmount: the walk stays inside the inode's filesystem. */
 	int n = fx_path(s, d, NULL, &start);
+	if (n == FX_PATH_UNKNOWN) {
+		fx_lose(s); /* too deep to tell: a loss of the inode, not cached */
+		return -1;
+	}
 	__u64 verdict = n > 0 ? 1 : 2;
 	bpf_map_update_elem(&dirty_verdicts, k, &verdict, BPF_ANY);
 	if (n <= 0)

@@ -18,6 +18,11 @@
 //! O_TRUNC), write, fallocate (punch hole), ftruncate, fsync, and the path operations
 //! (renameat, mkdirat, unlinkat, symlinkat, linkat); `uring-xattr` adds setxattr.
 //!
+//! With `deep`, a chain of OPS directories under ROOT/deep (deeper than the probes' dentry walk
+//! reaches when OPS > 1024): every 100 levels a file is created and written, the file
+//! ROOT/deep-pre/... (made before, at the same depth) is rewritten, chmodded and renamed,
+//! through paths relative to a directory descriptor deep in the chain.
+//!
 //! With `ns`, namespace changes too: creates, mkdir, renames (files, directories, over existing
 //! targets, RENAME_WHITEOUT), unlink, rmdir, symlinks, hard links, chmod, chown, truncate, and
 //! moves into and out of the root from OUTSIDE.
@@ -64,6 +69,9 @@ fn main() -> anyhow::Result<()> {
     if mode.as_deref() == Some("uring-xattr") {
         return uring(&root, seed, ops, true);
     }
+    if mode.as_deref() == Some("deep") {
+        return deep(&root, ops);
+    }
     if mode.as_deref() == Some("ns") {
         let outside = std::path::PathBuf::from(
             a.next()
@@ -105,6 +113,39 @@ fn main() -> anyhow::Result<()> {
             8 => f.sync_data()?,
             _ => f.sync_all()?,
         }
+    }
+    Ok(())
+}
+
+/// See the module comment (`deep`). Paths stay below PATH_MAX: two bytes a level.
+fn deep(root: &std::path::Path, levels: usize) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = root.join("deep");
+    std::fs::create_dir_all(&p)?;
+    for i in 1..=levels {
+        p.push("d");
+        std::fs::create_dir(&p)?;
+        if i % 100 == 0 || i == levels {
+            let f = p.join("f");
+            std::fs::write(&f, format!("level {i}\n").repeat(i % 7 + 1))?;
+            let h = std::fs::OpenOptions::new().write(true).open(&f)?;
+            h.write_all_at(b"rewritten", 3)?;
+            h.sync_data()?;
+        }
+    }
+    // A file that existed before the recorder started, at the bottom of a chain as deep.
+    let mut q = root.join("deep-pre");
+    for _ in 0..levels {
+        q.push("d");
+    }
+    let pre = q.join("pre");
+    if pre.exists() {
+        let h = std::fs::OpenOptions::new().write(true).open(&pre)?;
+        h.write_all_at(b"changed while recorded", 10)?;
+        h.set_len(4000)?;
+        h.sync_all()?;
+        std::fs::set_permissions(&pre, std::fs::Permissions::from_mode(0o640))?;
+        std::fs::rename(&pre, q.join("pre-renamed"))?;
     }
     Ok(())
 }
