@@ -17,6 +17,8 @@ command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 command -v fio >/dev/null || need_apt+=(fio)
 command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)
 command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
+# A filesystem torture run with ring losses (heal_e2e).
+command -v stress-ng >/dev/null || need_apt+=(stress-ng)
 ls /usr/lib/postgresql/*/bin/pg_amcheck >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

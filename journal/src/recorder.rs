@@ -318,6 +318,11 @@ impl SeqTracker {
         lost
     }
 
+    /// Whether every seq below `end` has arrived or been given up as lost.
+    pub fn settled_below(&self, end: u64) -> bool {
+        self.next.is_some_and(|n| n >= end) && self.missing.range(..end).next().is_none()
+    }
+
     /// Forgets the seqs still missing (a heal covers them); returns how many.
     pub fn take_missing(&mut self) -> u64 {
         std::mem::take(&mut self.missing).len() as u64
@@ -358,6 +363,10 @@ pub struct Recorder {
     /// Since when heals have been waiting for the recorder to catch up, and the last loss.
     heals_pending_since: Option<Instant>,
     last_loss: Option<Instant>,
+    /// One past the highest kernel seq lost so far (see `drained_past_losses`).
+    lost_seq_end: u64,
+    /// A drain found the ring empty after the last loss was detected.
+    ring_clear_since_loss: bool,
     /// Last path seen for each inode (kernel dev, ino), to resync dropped inodes by path.
     inode_paths: HashMap<(u64, u64), RelPath>,
     /// A base is walking the tree.
@@ -758,6 +767,8 @@ impl Recorder {
             full_heal: false,
             heals_pending_since: None,
             last_loss: None,
+            lost_seq_end: 0,
+            ring_clear_since_loss: true,
             inode_paths: HashMap::new(),
             base_active: false,
             walk_extra: Vec::new(),
@@ -987,6 +998,9 @@ impl Recorder {
         // Events the ring refused were newer than every event it held when it refused them, but
         // may be older than some this drain took: the gap goes before the batch, so no restore
         // point among this batch's records (a sync after a lost write) is offered as consistent.
+        if self.probes.ring_drained() {
+            self.ring_clear_since_loss = true; // unless the drops read next say otherwise
+        }
         let drops = self.probes.drops()?;
         if drops > self.last_drops {
             let lost = drops - self.last_drops;
@@ -1103,10 +1117,11 @@ impl Recorder {
         {
             self.check_missed_runs()?;
         }
-        let heal_due = !behind
+        let heal_due = (!behind
             || self
                 .heals_pending_since
-                .is_some_and(|t| t.elapsed() >= Duration::from_millis(HEAL_MAX_DEFER_MS));
+                .is_some_and(|t| t.elapsed() >= Duration::from_millis(HEAL_MAX_DEFER_MS)))
+            && self.drained_past_losses();
         if self.pending_heals.is_empty() {
             self.heals_pending_since = None;
         } else {
@@ -1119,9 +1134,24 @@ impl Recorder {
         Ok(n)
     }
 
+    /// Whether every event older than the lost ones has been journaled: the ring was empty at
+    /// the last drain, or the recorder has seen a seq past the highest one lost. A heal reads
+    /// the tree as it is now; an older event journaled after that read would undo part of it,
+    /// and the newer events that fixed it up are the lost ones (regression: stress-ng's symlink
+    /// stressor left files on the replica that the source had removed, when a heal base began
+    /// while the recorder was seconds behind).
+    fn drained_past_losses(&self) -> bool {
+        self.ring_clear_since_loss || self.seqs.settled_below(self.lost_seq_end)
+    }
+
     /// Journals a gap for `lost` kernel events (ring full or seqs missing); a heal follows.
     fn ring_loss_gap(&mut self, lost: u64) {
         self.last_loss = Some(Instant::now());
+        self.ring_clear_since_loss = false;
+        match self.probes.dropped_seq_end() {
+            Ok(end) => self.lost_seq_end = self.lost_seq_end.max(end),
+            Err(e) => tracing::warn!(error = %e, "cannot read the highest lost seq"),
+        }
         self.stats.lost_events += lost;
         tracing::warn!(lost, "kernel events were lost (ring buffer full); journaling a gap and a new base to heal it");
         let gap = self.own(Op::Gap {
@@ -2331,6 +2361,37 @@ mod tests {
         assert_eq!(s.expire(t0 + Duration::from_secs(1)), 1);
         // A jump too large to wait for is a loss at once.
         assert_eq!(s.observe(6 + 10_000, t0), 10_000);
+    }
+
+    /// Regression (stress-ng symlink/link stressors, recorder seconds behind): a heal began
+    /// while the ring still held events older than the lost ones; journaled after the heal's
+    /// read, they re-created entries whose (lost) removals nothing replayed. A heal now waits
+    /// until every seq below the highest lost one has arrived or been given up.
+    #[test]
+    fn a_heal_waits_for_every_seq_below_the_highest_lost_one() {
+        use super::SeqTracker;
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let mut s = SeqTracker::default();
+        assert!(!s.settled_below(1), "nothing seen yet");
+        for q in 1..=10 {
+            s.observe(q, t0);
+        }
+        // The kernel dropped 15 and 16 (the lost seqs end at 17); 11..=14 are still in the ring.
+        assert!(!s.settled_below(17));
+        s.observe(11, t0);
+        s.observe(14, t0); // 12 and 13 from another CPU, late
+        assert!(!s.settled_below(17));
+        s.observe(12, t0);
+        s.observe(13, t0);
+        assert!(!s.settled_below(17), "15 and 16 are not given up yet");
+        s.observe(17, t0); // 15 and 16 missing
+        assert!(
+            !s.settled_below(17),
+            "within the grace period they may still come"
+        );
+        assert_eq!(s.expire(t0 + Duration::from_secs(1)), 2);
+        assert!(s.settled_below(17));
     }
 
     #[test]

@@ -27,10 +27,12 @@ struct {
 } events SEC(".maps") __weak;
 
 /* Per CPU: [0] events that did not fit in the ring buffer, [1] inodes that could not be marked
- * in the dirty map (full: the recorder falls back to a whole-tree base). */
+ * in the dirty map (full: the recorder falls back to a whole-tree base), [2] one past the
+ * highest seq dropped (a heal waits until the recorder has drained every seq below it: an
+ * event older than a lost one journaled after the heal's read would undo it). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps") __weak;
@@ -562,6 +564,10 @@ static __always_inline void fx_count_drop(struct fx_event *ev)
 	__u64 *d = bpf_map_lookup_elem(&drops, &zero);
 	if (d)
 		__sync_fetch_and_add(d, 1);
+	__u32 two = 2;
+	__u64 *end = bpf_map_lookup_elem(&drops, &two);
+	if (end && *end < ev->seq + 1)
+		*end = ev->seq + 1;
 	if ((ev->op == FX_OP_WRITE || ev->op == FX_OP_DIRTY_MAPPED) && ev->ino && ev->len) {
 		__u64 first = ev->offset >> FX_CHUNK_SHIFT;
 		__u64 last = (ev->offset + ev->len - 1) >> FX_CHUNK_SHIFT;

@@ -236,6 +236,8 @@ pub struct Probes {
     /// Every attached program, to read how often the kernel skipped running it.
     programs: Vec<std::os::fd::OwnedFd>,
     ring: RingBuf<MapData>,
+    /// The last drain stopped at an empty ring.
+    ring_drained: bool,
     drops: PerCpuArray<MapData, u64>,
     dirty: aya::maps::HashMap<MapData, InodeKey, u64>,
     dirty_chunks: aya::maps::HashMap<MapData, ChunkKey, u64>,
@@ -407,6 +409,7 @@ impl Probes {
             dirty_full_seen: 0,
             ring,
             drops,
+            ring_drained: true,
             boot_to_wall_ns: boot_to_wall_ns(),
         })
     }
@@ -441,8 +444,12 @@ impl Probes {
     fn drain(&mut self, max: usize, out: &mut Vec<RawEvent>) -> usize {
         let mut n = 0;
         let mut bytes = 0usize;
+        self.ring_drained = false;
         while n < max && bytes < DRAIN_MAX_BYTES {
-            let Some(item) = self.ring.next() else { break };
+            let Some(item) = self.ring.next() else {
+                self.ring_drained = true;
+                break;
+            };
             bytes += item.len();
             if let Some(ev) = RawEvent::parse(&item) {
                 out.push(ev);
@@ -452,6 +459,22 @@ impl Probes {
             n += 1;
         }
         n
+    }
+
+    /// One past the highest seq the kernel dropped (0 if none): every lost event's seq is
+    /// below it.
+    pub fn dropped_seq_end(&self) -> Result<u64, ProbeError> {
+        let v = self.drops.get(&2, 0).map_err(|source| ProbeError::Map {
+            name: "drops",
+            source,
+        })?;
+        Ok(v.iter().copied().max().unwrap_or(0))
+    }
+
+    /// Whether the last drain stopped because the ring buffer was empty (not at its event or
+    /// byte limit): every event submitted before it began has been handed over.
+    pub fn ring_drained(&self) -> bool {
+        self.ring_drained
     }
 
     /// Events the kernel could not put in the ring buffer, summed over CPUs.
