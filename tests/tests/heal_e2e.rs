@@ -264,3 +264,40 @@ fn a_stress_ng_storm_with_ring_losses_converges() {
     );
     apply_and_compare(&src, &jdir, d.path());
 }
+
+/// A supervisor restarting the recorder the moment it was killed (kill -9, not yet reaped):
+/// the dead writer's journal lock outlives it while the kernel tears the process down (eBPF
+/// programs, a 64 MiB ring), and the new recorder used to exit at once with "journal in use by
+/// another writer". It now waits for the lock (RECORDER_LOCK_WAIT_MS) and starts with its
+/// base, twice in a row; the replayed tree equals the source.
+#[test]
+fn a_recorder_restarted_at_once_after_kill9_waits_for_the_lock() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    let log = d.path().join("recorder.log");
+    seed_tree(&src);
+    let mut rec = foxing_tests::start_recorder(&src, &jdir, &log, &[]);
+    let mut dead = Vec::new();
+    for i in 0..2 {
+        std::fs::write(src.join(format!("between-{i}")), format!("{i}")).unwrap();
+        unsafe {
+            libc::kill(rec.pid(), libc::SIGKILL);
+        }
+        dead.push(rec); // reaped only at the end
+        rec = foxing_tests::start_recorder(&src, &jdir, &log, &[]);
+    }
+    rec.terminate(std::time::Duration::from_secs(30));
+    drop(dead);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("in use by another writer"), "{text}");
+    eprintln!(
+        "lock waits: {}",
+        text.matches("the journal's lock is held").count()
+    );
+    apply_and_compare(&src, &jdir, d.path());
+}
