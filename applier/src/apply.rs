@@ -859,3 +859,18 @@ mod consistency_tests {
         assert!(a.consistent.load(Ordering::Relaxed));
     }
 }
+
+#[cfg(test)]
+mod range_tests {
+    /// Regression (stress-ng's fsize stressor on xfs): the source accepted a fallocate at
+    /// 2^61 (xfs, btrfs and tmpfs allow files up to i64::MAX bytes) and the applier refused the
+    /// record as "beyond the largest file size" (its bound was 2^60), stopping the replica.
+    #[test]
+    fn ranges_up_to_the_kernels_largest_file_size_are_accepted() {
+        assert!(super::check_range(1, 1 << 61, 1).is_ok());
+        assert!(super::check_range(1, 4611686018427387902, 1).is_ok());
+        assert!(super::check_range(1, i64::MAX as u64 - 1, 1).is_ok());
+        assert!(super::check_range(1, i64::MAX as u64, 1).is_err());
+        assert!(super::check_range(1, u64::MAX, 2).is_err());
+    }
+}

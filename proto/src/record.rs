@@ -6,9 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Largest file offset + length a record may address (the ext4/xfs maximum file size);
-/// appliers refuse records beyond it.
-pub const MAX_FILE_BYTES: u64 = 1 << 60;
+/// Largest file offset + length a record may address: the kernel's MAX_LFS_FILESIZE
+/// (i64::MAX), which xfs, btrfs and tmpfs allow (ext4 stops at 16 TiB with 4 KiB blocks);
+/// appliers refuse records beyond it. (It was 2^60 until 2026-11-30: a replica refused
+/// stress-ng's fsize stressor's fallocate at 2^61 on xfs, which the source had accepted.)
+pub const MAX_FILE_BYTES: u64 = i64::MAX as u64;
 
 /// A path relative to the watched root, as raw bytes (Linux paths are not UTF-8).
 ///
