@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, TableDefinition};
 
+/// How long opening a state directory waits for its lock. An applier killed with SIGKILL holds
+/// it until the kernel has torn the process down: a restart at once found it still held and
+/// exited. Another live applier still gets an error after this wait.
+pub const STATE_LOCK_WAIT_MS: u64 = 10_000;
+
 const SLOT_MAGIC: [u8; 4] = *b"FXAP";
 const SLOT_VERSION: u32 = 1;
 pub const SLOT_LEN: usize = 64;
@@ -159,8 +164,19 @@ impl State {
             "open",
             &lock_path,
         )?;
-        if lock.try_lock().is_err() {
-            return Err(StateError::Locked(dir.to_path_buf()));
+        // A killed applier holds the lock until the kernel has torn it down: wait a while.
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(STATE_LOCK_WAIT_MS);
+        let mut told = false;
+        while lock.try_lock().is_err() {
+            if std::time::Instant::now() >= deadline {
+                return Err(StateError::Locked(dir.to_path_buf()));
+            }
+            if !told {
+                tracing::info!(state = %dir.display(), "the state directory's lock is held (a previous applier still exiting?): waiting up to {} s", STATE_LOCK_WAIT_MS / 1000);
+                told = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let db_path = dir.join("state.redb");
         // Created under a temporary name and renamed when complete: a kill during creation
@@ -307,6 +323,30 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (stress-ng run restarting a killed applier at once): the dead applier's lock
+    /// outlives it while the kernel tears the process down, and the new one exited with "in
+    /// use by another applier". Opening now waits for a lock released soon after.
+    #[test]
+    fn open_waits_for_a_lock_its_holder_releases_soon() {
+        let d = tempfile::tempdir().unwrap();
+        let held = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(d.path().join("LOCK"))
+            .unwrap();
+        held.lock().unwrap();
+        let t0 = std::time::Instant::now();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let (_, resume) = State::open(d.path()).unwrap();
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(250));
+        assert_eq!(resume.applied_seq, 0);
+        release.join().unwrap();
+    }
 
     /// Regression (applier_converges_after_50_sigkills in CI): a kill while the state database
     /// was being created left a file without redb's header, and every restart failed on it.

@@ -285,6 +285,36 @@ fn watch_journal(
         .map_err(ServeError::Watch)
 }
 
+/// How long a starting shipper retries a listen address that is in use. A shipper killed with
+/// SIGKILL keeps its UDP port until the kernel has torn the process down: a restart at once
+/// found it still bound and exited. Another live process on the port still gets the error after
+/// this wait.
+pub const LISTEN_RETRY_MS: u64 = 10_000;
+
+/// `quinn::Endpoint::server`, retrying while the address is in use (up to LISTEN_RETRY_MS).
+async fn listen(
+    server_config: quinn::ServerConfig,
+    addr: std::net::SocketAddr,
+) -> Result<quinn::Endpoint, ServeError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LISTEN_RETRY_MS);
+    let mut told = false;
+    loop {
+        match quinn::Endpoint::server(server_config.clone(), addr) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !told {
+                    tracing::info!(%addr, "the listen address is in use (a previous shipper still exiting?): retrying for up to {} s", LISTEN_RETRY_MS / 1000);
+                    told = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            r => return r.map_err(|source| ServeError::Listen { addr, source }),
+        }
+    }
+}
+
 /// Runs the shipper until `stop` turns true.
 pub async fn serve(
     opts: ServeOptions,
@@ -298,12 +328,7 @@ pub async fn serve(
     let reader = Arc::new(JournalReader::open(&opts.journal)?);
     let acks = Arc::new(ReplicaAcks::open(&opts.journal)?);
     let server_config = crate::tls::server_config(&opts.tls)?;
-    let endpoint = quinn::Endpoint::server(server_config, opts.listen).map_err(|source| {
-        ServeError::Listen {
-            addr: opts.listen,
-            source,
-        }
-    })?;
+    let endpoint = listen(server_config, opts.listen).await?;
     let (tx, rx) = watch::channel(reader.meta()?.durable_seq);
     let watch_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = watch_journal(reader.clone(), tx, metrics.clone(), watch_stop.clone())?;

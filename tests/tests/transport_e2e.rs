@@ -1547,3 +1547,45 @@ fn a_full_replica_archive_stalls_replication_which_resumes_when_space_returns() 
         Vec::<String>::new()
     );
 }
+
+/// A supervisor restarting the shipper the moment it was killed (kill -9, not yet reaped): the
+/// dead process keeps its UDP port until the kernel has torn it down, and the new shipper used
+/// to exit with "Address already in use" (found by a stress-ng run killing the shipper every
+/// 4 s; the replica then had nothing to reconnect to). It now retries the address for up to
+/// LISTEN_RETRY_MS; after two such restarts a replica fetches the whole journal.
+#[test]
+fn a_shipper_restarted_at_once_after_kill9_gets_its_port_back() {
+    let _machine = shared_machine();
+    let d = tempfile::tempdir().unwrap();
+    let jdir = d.path().join("journal");
+    let end = make_small_journal(&jdir);
+    let certs = Certs::make(&d.path().join("certs"), &["source", "replica1"]);
+    let port = free_udp_port();
+    let log = d.path().join("shipper.log");
+    let mut s = shipper(&jdir, port, &certs, "source", &log, None);
+    let mut dead = Vec::new();
+    for _ in 0..2 {
+        unsafe {
+            libc::kill(s.pid(), libc::SIGKILL);
+        }
+        dead.push(s); // reaped only at the end
+        s = shipper(&jdir, port, &certs, "source", &log, None);
+    }
+    let r = Replica {
+        certs: &certs,
+        name: "replica1",
+        root: d.path().join("replica"),
+        state: d.path().join("state"),
+    };
+    std::fs::create_dir_all(&r.root).unwrap();
+    run_ok(&mut r.command(port, false), "applier");
+    assert_same_frames(&jdir, &r.archive());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("already in use"), "{text}");
+    eprintln!(
+        "port retries: {} (journal up to seq {end})",
+        text.matches("the listen address is in use").count()
+    );
+    drop(s);
+    drop(dead);
+}
