@@ -269,7 +269,8 @@ fn a_stress_ng_storm_with_ring_losses_converges() {
 /// the dead writer's journal lock outlives it while the kernel tears the process down (eBPF
 /// programs, a 64 MiB ring), and the new recorder used to exit at once with "journal in use by
 /// another writer". It now waits for the lock (RECORDER_LOCK_WAIT_MS) and starts with its
-/// base, twice in a row; the replayed tree equals the source.
+/// base; the replayed tree equals the source. (One restart: it waited for the lock in 3
+/// runs of 3 when written, and each recorder start costs ~10 s of CI.)
 #[test]
 fn a_recorder_restarted_at_once_after_kill9_waits_for_the_lock() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -283,7 +284,7 @@ fn a_recorder_restarted_at_once_after_kill9_waits_for_the_lock() {
     seed_tree(&src);
     let mut rec = foxing_tests::start_recorder(&src, &jdir, &log, &[]);
     let mut dead = Vec::new();
-    for i in 0..2 {
+    for i in 0..1 {
         std::fs::write(src.join(format!("between-{i}")), format!("{i}")).unwrap();
         unsafe {
             libc::kill(rec.pid(), libc::SIGKILL);
