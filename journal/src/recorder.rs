@@ -1177,7 +1177,7 @@ impl Recorder {
             Err(e) => tracing::warn!(error = %e, "cannot read the highest lost seq"),
         }
         self.stats.lost_events += lost;
-        tracing::warn!(lost, "kernel events were lost (ring buffer full); journaling a gap and a new base to heal it");
+        tracing::warn!(lost, "kernel events were lost (ring buffer full, or a path too long for the probes to name); journaling a gap and a heal");
         let gap = self.own(Op::Gap {
             lost,
             reason: GapReason::RingFull,
