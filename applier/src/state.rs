@@ -17,11 +17,6 @@ use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, TableDefinition};
 
-/// How long opening a state directory waits for its lock. An applier killed with SIGKILL holds
-/// it until the kernel has torn the process down: a restart at once found it still held and
-/// exited. Another live applier still gets an error after this wait.
-pub const STATE_LOCK_WAIT_MS: u64 = 10_000;
-
 const SLOT_MAGIC: [u8; 4] = *b"FXAP";
 const SLOT_VERSION: u32 = 1;
 pub const SLOT_LEN: usize = 64;
@@ -165,19 +160,12 @@ impl State {
             &lock_path,
         )?;
         // A killed applier holds the lock until the kernel has torn it down: wait a while.
-        let deadline =
-            std::time::Instant::now() + std::time::Duration::from_millis(STATE_LOCK_WAIT_MS);
-        let mut told = false;
-        while lock.try_lock().is_err() {
-            if std::time::Instant::now() >= deadline {
-                return Err(StateError::Locked(dir.to_path_buf()));
-            }
-            if !told {
-                tracing::info!(state = %dir.display(), "the state directory's lock is held (a previous applier still exiting?): waiting up to {} s", STATE_LOCK_WAIT_MS / 1000);
-                told = true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        foxing_journal::restart::retry_while_busy(
+            &format!("the lock of state directory {}", dir.display()),
+            || lock.try_lock(),
+            |e| matches!(e, std::fs::TryLockError::WouldBlock),
+        )
+        .map_err(|_| StateError::Locked(dir.to_path_buf()))?;
         let db_path = dir.join("state.redb");
         // Created under a temporary name and renamed when complete: a kill during creation
         // must not leave a half-made state.redb that every restart then fails on.

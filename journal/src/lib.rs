@@ -13,6 +13,7 @@ pub mod prune;
 pub mod reader;
 pub mod recorder;
 pub mod replicas;
+pub mod restart;
 pub mod segment;
 pub mod show;
 pub mod synced;

@@ -558,30 +558,6 @@ fn physical_parent(root: &Path, rel: Vec<u8>) -> RelPath {
     }
 }
 
-/// How long a starting recorder waits for the journal's lock. A writer killed with SIGKILL holds
-/// it until the kernel has torn the process down (its eBPF programs, ring buffer and mappings):
-/// a restart 0.5 s after a kill -9 found it still held. Another live writer still gets a clear
-/// error, after this wait.
-pub const RECORDER_LOCK_WAIT_MS: u64 = 10_000;
-
-/// `Journal::open`, retrying while another writer holds the lock (up to RECORDER_LOCK_WAIT_MS).
-fn open_waiting_for_lock(dir: &Path, opts: &JournalOptions) -> crate::Result<Journal> {
-    let deadline = Instant::now() + Duration::from_millis(RECORDER_LOCK_WAIT_MS);
-    let mut told = false;
-    loop {
-        match Journal::open(dir, opts.clone()) {
-            Err(crate::JournalError::Locked { .. }) if Instant::now() < deadline => {
-                if !told {
-                    tracing::info!(journal = %dir.display(), "the journal's lock is held (a previous recorder still exiting?): waiting up to {} s", RECORDER_LOCK_WAIT_MS / 1000);
-                    told = true;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            r => return r,
-        }
-    }
-}
-
 /// The physical path of `p` (every symlink on the way resolved, as the kernel resolves them),
 /// or None if it does not resolve. A path without symlinks is itself, known by one openat2
 /// (RESOLVE_NO_SYMLINKS); only a path through a symlink goes to realpath(3)
@@ -765,8 +741,12 @@ impl Recorder {
             .root
             .canonicalize()
             .with_context(|| format!("watched root {}", opts.root.display()))?;
-        let journal = open_waiting_for_lock(&opts.journal, &opts.journal_opts)
-            .with_context(|| format!("cannot open journal {}", opts.journal.display()))?;
+        let journal = crate::restart::retry_while_busy(
+            &format!("the lock of journal {}", opts.journal.display()),
+            || Journal::open(&opts.journal, opts.journal_opts.clone()),
+            |e| matches!(e, crate::JournalError::Locked { .. }),
+        )
+        .with_context(|| format!("cannot open journal {}", opts.journal.display()))?;
         let probes = Probes::load(&ProbeConfig {
             root: root.clone(),
             payload_cap_bytes: opts.payload_cap_bytes,
