@@ -696,16 +696,35 @@ fn open_source_file(p: &Path) -> Option<File> {
     f.metadata().ok()?.is_file().then_some(f)
 }
 
-/// The data ranges of a file (holes skipped), as (offset, len).
-fn data_ranges(f: &File, size: u64) -> Vec<(u64, u64)> {
+/// fallocate modes that move the bytes after the range (COLLAPSE_RANGE, INSERT_RANGE): the
+/// recorder journals their result, not the call.
+fn shifts_bytes(mode: u32) -> bool {
+    use foxing_proto::record::{FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE};
+    mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE) != 0
+}
+
+/// A fallocate mode as the journal carries it: WRITE_ZEROES (Linux 6.17: zeroes written to the
+/// device) becomes ZERO_RANGE, the same bytes for a reader; a replica's filesystem without
+/// either still gets the zeros (the applier writes them).
+fn portable_fallocate_mode(mode: u32) -> u32 {
+    use foxing_proto::record::{FALLOC_FL_WRITE_ZEROES, FALLOC_FL_ZERO_RANGE};
+    if mode & FALLOC_FL_WRITE_ZEROES != 0 {
+        (mode & !FALLOC_FL_WRITE_ZEROES) | FALLOC_FL_ZERO_RANGE
+    } else {
+        mode
+    }
+}
+
+/// The data ranges of a file from `from` to `size` (holes skipped), as (offset, len).
+fn data_ranges(f: &File, from: u64, size: u64) -> Vec<(u64, u64)> {
     use rustix::fs::SeekFrom;
     let mut out = Vec::new();
-    let mut pos = 0u64;
+    let mut pos = from;
     while pos < size {
         let start = match rustix::fs::seek(f, SeekFrom::Data(pos)) {
             Ok(s) => s,
             Err(rustix::io::Errno::NXIO) => break,
-            Err(_) => return vec![(0, size)], // no SEEK_DATA: read everything
+            Err(_) => return vec![(from, size.saturating_sub(from))], // no SEEK_DATA: read all
         };
         let end = match rustix::fs::seek(f, SeekFrom::Hole(start)) {
             Ok(e) => e.min(size),
@@ -1266,6 +1285,19 @@ impl Recorder {
                 uid: Some(h.owner_uid),
                 gid: Some(h.owner_gid),
             })),
+            FX_OP_FALLOCATE if shifts_bytes(h.arg as u32) => {
+                // COLLAPSE_RANGE / INSERT_RANGE move every byte after `offset`: journaled as the
+                // file from there as it is now, so a replica needs no such mode of its own
+                // (tmpfs has neither).
+                self.stats.inexact_ranges += 1;
+                let offset = h.offset.min(MAX_FILE_BYTES);
+                out.push(mk(Op::Dirty {
+                    path: path.clone(),
+                    offset,
+                    len: MAX_FILE_BYTES - offset,
+                }));
+                self.resync_tail(&path, offset, time_ns, out);
+            }
             FX_OP_FALLOCATE if h.flags & FX_F_CONCURRENT != 0 => {
                 // Raced a write: journal the range's bytes and the size as they are now.
                 self.stats.concurrent_resizes += 1;
@@ -1285,7 +1317,7 @@ impl Recorder {
             }
             FX_OP_FALLOCATE => out.push(mk(Op::Fallocate {
                 path,
-                mode: h.arg as u32,
+                mode: portable_fallocate_mode(h.arg as u32),
                 offset: h.offset,
                 len: h.len,
             })),
@@ -1802,6 +1834,41 @@ impl Recorder {
         open_source_file(&full)?.metadata().ok().map(|m| m.len())
     }
 
+    /// The file from `offset` to its end as it is now: its size, a hole punched over the rest,
+    /// and the data ranges there re-read (holes stay holes).
+    fn resync_tail(&mut self, path: &RelPath, offset: u64, time_ns: u64, out: &mut Vec<Event>) {
+        use foxing_proto::record::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE};
+        use std::os::unix::ffi::OsStrExt;
+        let full = self
+            .opts
+            .root
+            .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
+        let Some(f) = open_source_file(&full) else {
+            return; // gone: its removal is journaled after this
+        };
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mk = |op| Event {
+            time_ns,
+            writer: recorder_writer(),
+            op,
+        };
+        out.push(mk(Op::Truncate {
+            path: path.clone(),
+            size,
+        }));
+        if size > offset {
+            out.push(mk(Op::Fallocate {
+                path: path.clone(),
+                mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                offset,
+                len: size - offset,
+            }));
+        }
+        for (off, len) in data_ranges(&f, offset, size) {
+            self.reread_into(&f, path, off, len, time_ns, out);
+        }
+    }
+
     /// Re-reads a range of a source file (a write too large to carry, or lost) as ResyncData.
     fn reread(
         &mut self,
@@ -1919,7 +1986,7 @@ impl Recorder {
             })];
             if md.is_file() {
                 if let Some(f) = open_source_file(&p) {
-                    for (off, len) in data_ranges(&f, md.size()) {
+                    for (off, len) in data_ranges(&f, 0, md.size()) {
                         self.reread_into(&f, &rp, off, len, now_ns(), &mut evs);
                     }
                 }
@@ -2309,6 +2376,26 @@ fn covered_rereads(evs: &[RawEvent]) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::resolve_under;
+
+    #[test]
+    fn fallocate_modes_are_journaled_so_any_replica_can_replay_them() {
+        use super::{portable_fallocate_mode, shifts_bytes};
+        use foxing_proto::record::*;
+        assert_eq!(
+            portable_fallocate_mode(FALLOC_FL_WRITE_ZEROES),
+            FALLOC_FL_ZERO_RANGE
+        );
+        let punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+        assert_eq!(portable_fallocate_mode(punch), punch);
+        assert_eq!(
+            portable_fallocate_mode(FALLOC_FL_KEEP_SIZE),
+            FALLOC_FL_KEEP_SIZE
+        );
+        assert!(shifts_bytes(FALLOC_FL_COLLAPSE_RANGE));
+        assert!(shifts_bytes(FALLOC_FL_INSERT_RANGE));
+        assert!(!shifts_bytes(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE));
+        assert!(!shifts_bytes(FALLOC_FL_UNSHARE_RANGE));
+    }
 
     #[test]
     fn covered_rereads_skip_only_ranges_a_later_reread_covers_with_only_writes_between() {

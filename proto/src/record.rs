@@ -139,6 +139,9 @@ pub const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
 pub const FALLOC_FL_COLLAPSE_RANGE: u32 = 0x08;
 pub const FALLOC_FL_ZERO_RANGE: u32 = 0x10;
 pub const FALLOC_FL_INSERT_RANGE: u32 = 0x20;
+pub const FALLOC_FL_UNSHARE_RANGE: u32 = 0x40;
+/// Linux 6.17: zeroes the range by writing zeros to the device (same bytes as ZERO_RANGE).
+pub const FALLOC_FL_WRITE_ZEROES: u32 = 0x80;
 
 /// Which call produced a sync point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -514,6 +514,33 @@ fn writes_racing_truncates_and_fallocates_converge() {
     );
 }
 
+/// fallocate modes that move bytes (COLLAPSE_RANGE, INSERT_RANGE: ext4 and xfs only) or zero
+/// them (ZERO_RANGE, PUNCH_HOLE, WRITE_ZEROES), mixed with pwrites, on an ext4 source and a
+/// tmpfs replica, which has neither shift: the journal must not depend on the replica's
+/// filesystem having the source's fallocate modes. Before the fix, the applier's fallback for
+/// an unsupported mode ignored the shift and the replica diverged silently.
+#[test]
+fn collapse_and_insert_range_replicate_to_a_filesystem_without_them() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let disk = foxing_tests::LoopExt4::mount(&d.path().join("disk"), 64);
+    let replica = tempfile::tempdir_in("/dev/shm").unwrap();
+    let src = disk.dir.join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let stats = record_while(&src, &jdir, || {
+        run_workload(
+            env!("CARGO_BIN_EXE_workload"),
+            &src,
+            &["43", "400", "shift"],
+        );
+    });
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    foxing_tests::apply_and_compare(&src, &jdir, replica.path());
+}
+
 /// The same writes from one thread overlap nothing: they keep their exact payloads (a shared
 /// writers slot with another test's file may mark a stray few; 1 % is the bound).
 #[test]

@@ -14,6 +14,10 @@
 //! one thread; `racing` mixes ftruncate and fallocate (extend, keep size, punch hole, zero
 //! range) into the four threads' writes.
 //!
+//! With `shift`, fallocate modes that move or zero a file's bytes: COLLAPSE_RANGE and
+//! INSERT_RANGE (block-aligned, on ext4 or xfs), ZERO_RANGE, PUNCH_HOLE and WRITE_ZEROES (Linux
+//! 6.17+; skipped where the filesystem refuses it), between pwrites into four sparse files.
+//!
 //! With `uring`, everything goes through io_uring instead of syscalls: openat (O_CREAT,
 //! O_TRUNC), write, fallocate (punch hole), ftruncate, fsync, and the path operations
 //! (renameat, mkdirat, unlinkat, symlinkat, linkat); `uring-xattr` adds setxattr.
@@ -62,6 +66,9 @@ fn main() -> anyhow::Result<()> {
     }
     if mode.as_deref() == Some("racing") {
         return concurrent(&root, seed, ops, 4, true);
+    }
+    if mode.as_deref() == Some("shift") {
+        return shift(&root, seed, ops);
     }
     if mode.as_deref() == Some("uring") {
         return uring(&root, seed, ops, false);
@@ -624,6 +631,80 @@ fn concurrent(
         t.join()
             .map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
     }
+    Ok(())
+}
+
+fn shift(root: &std::path::Path, seed: u64, ops: usize) -> anyhow::Result<()> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    /// FALLOC_FL_WRITE_ZEROES (Linux 6.17), not in this libc's headers yet.
+    const WRITE_ZEROES: u32 = 0x80;
+    const BLOCK: u64 = 4096;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut files = Vec::new();
+    for i in 0..4 {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(root.join(format!("shift{i}.db")))?;
+        // Data at every other 16 KiB, holes between: shifts move both.
+        for k in 0..16u64 {
+            f.write_at(&vec![b'a' + (k % 26) as u8; 16 << 10], k * (32 << 10))?;
+        }
+        files.push(f);
+    }
+    let (mut shifted, mut zeroed) = (0, 0);
+    for i in 0..ops {
+        let f = &files[rng.usize(..files.len())];
+        let size = f.metadata()?.len();
+        let blocks = size / BLOCK;
+        let r = match rng.u8(..6) {
+            0 if blocks > 2 => {
+                let off = rng.u64(..blocks - 1) * BLOCK;
+                let len = rng.u64(1..=(blocks - off / BLOCK - 1).min(8)) * BLOCK;
+                shifted += 1;
+                fallocate(f, FallocateFlags::COLLAPSE_RANGE, off, len)
+            }
+            1 if blocks > 0 && size < 4 << 20 => {
+                let off = rng.u64(..blocks) * BLOCK;
+                shifted += 1;
+                fallocate(f, FallocateFlags::INSERT_RANGE, off, rng.u64(1..8) * BLOCK)
+            }
+            2 => fallocate(
+                f,
+                FallocateFlags::ZERO_RANGE,
+                rng.u64(..size + 1),
+                rng.u64(1..20_000),
+            ),
+            3 => fallocate(
+                f,
+                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                rng.u64(..size + 1),
+                rng.u64(1..20_000),
+            ),
+            4 => {
+                let r = fallocate(
+                    f,
+                    FallocateFlags::from_bits_retain(WRITE_ZEROES),
+                    rng.u64(..size + 1),
+                    rng.u64(1..20_000),
+                );
+                zeroed += r.is_ok() as usize;
+                match r {
+                    Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::INVAL) => Ok(()),
+                    r => r,
+                }
+            }
+            _ => {
+                let data = vec![b'A' + (i % 26) as u8; rng.usize(1..10_000)];
+                f.write_at(&data, rng.u64(..size + 1))?;
+                Ok(())
+            }
+        };
+        r.map_err(|e| anyhow::anyhow!("fallocate op {i}: {e}"))?;
+    }
+    eprintln!("shift: {shifted} collapse/insert, {zeroed} write-zeroes");
     Ok(())
 }
 
