@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod newdb;
 pub mod prune;
 pub mod reader;
+#[cfg(feature = "recorder")]
 pub mod recorder;
 pub mod replicas;
 pub mod restart;
