@@ -331,6 +331,7 @@ static __always_inline struct file *fx_fd_file(__u64 fd)
 	unsigned int max = *(unsigned int *)fdt;
 	struct file **fds = fdt->fd;
 	struct file *f = NULL;
+	fd = (__u32)fd; /* an (unsigned) int in every syscall: the register's high half is noise */
 	if (fd >= max)
 		return NULL;
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
@@ -752,6 +753,10 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 	__u32 under = 0;
 	char c = 0;
 	int n = 0;
+	/* A dirfd is an int: the syscall tracepoint hands over the whole register, and glibc loads
+	 * AT_FDCWD with a 32-bit move (0x00000000ffffff9c). The kernel looks at the low half only;
+	 * so must we, or every *at() call relative to the cwd is dropped as "no such fd". */
+	dirfd = (__u64)(__s64)(__s32)dirfd;
 	if (kname)
 		bpf_probe_read_kernel(&c, 1, (void *)name);
 	else

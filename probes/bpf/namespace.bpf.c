@@ -75,7 +75,7 @@ static __always_inline int path_event(const struct fx_args *a, long ret, __u32 o
 	if (op == FX_OP_PATH_RENAME)
 		s->ev.arg = fl;
 	if (op == FX_OP_PATH_MKNOD) {
-		s->ev.offset = fl; /* rdev */
+		s->ev.offset = (__u32)fl; /* rdev: an unsigned int */
 		s->ev.flags &= ~FX_F_NOFOLLOW;
 	}
 	if (op == FX_OP_PATH_MKDIR || op == FX_OP_PATH_MKNOD) {

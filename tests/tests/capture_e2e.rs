@@ -514,6 +514,64 @@ fn writes_racing_truncates_and_fallocates_converge() {
     );
 }
 
+/// A shell working inside the root and coreutils with relative paths: chmod, chown, ln, ln -s,
+/// mv, rm, mkfifo, mknod, touch, mkdir -p, rmdir, truncate, install, cp. coreutils calls the
+/// *at() syscalls with AT_FDCWD, which glibc loads into the register with a 32-bit move: the
+/// probes compared the whole 64-bit register against AT_FDCWD, took it for an fd that does not
+/// exist and dropped every such event silently (found 2026-11-30: `chmod 640 f` in the root
+/// was never journaled; `chmod 640 /abs/f` and the legacy chmod(2) were).
+#[test]
+fn coreutils_with_relative_paths_through_at_fdcwd_are_captured() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(src.join("pre/deep")).unwrap();
+    std::fs::write(src.join("pre/deep/old"), b"old").unwrap();
+    let script = r#"set -e
+        echo one > f
+        chmod 640 f
+        chown 7:8 f
+        ln f hard
+        ln -s hard soft
+        mv hard renamed
+        mkfifo fifo
+        mknod chr c 1 3
+        touch -d 2020-01-02 f
+        touch -h -d 2019-05-06 soft
+        mkdir -p a/b/c
+        rmdir a/b/c
+        truncate -s 5000 renamed
+        install -m 600 f a/installed
+        cp f a/copy
+        mv a moved
+        cd pre/deep
+        chmod 600 old
+        mv old ../../moved/b/
+        cd ../..
+        rm -r pre
+        rm f
+        "#;
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&src)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    assert!(src.join("moved/b/old").exists() && !src.join("pre").exists());
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// fallocate modes that move bytes (COLLAPSE_RANGE, INSERT_RANGE: ext4 and xfs only) or zero
 /// them (ZERO_RANGE, PUNCH_HOLE, WRITE_ZEROES), mixed with pwrites, on an ext4 source and a
 /// tmpfs replica, which has neither shift: the journal must not depend on the replica's
