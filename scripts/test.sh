@@ -19,6 +19,9 @@ command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)
 command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
 # A filesystem torture run with ring losses (heal_e2e).
 command -v stress-ng >/dev/null || need_apt+=(stress-ng)
+# Real tools in the capture tests: POSIX ACLs and file capabilities.
+command -v setfacl >/dev/null || need_apt+=(acl)
+command -v setcap >/dev/null || [ -x /usr/sbin/setcap ] || need_apt+=(libcap2-bin)
 ls /usr/lib/postgresql/*/bin/pg_amcheck >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

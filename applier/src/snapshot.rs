@@ -29,6 +29,16 @@ pub fn user_xattrs(name: &[u8]) -> bool {
     name.starts_with(b"user.")
 }
 
+/// Every attribute a replica must carry: `user.*`, `trusted.*`, POSIX ACLs and file
+/// capabilities; not the security labels a replica's own LSM assigns (SELinux, IMA, EVM).
+pub fn replicated_xattrs(name: &[u8]) -> bool {
+    name.starts_with(b"user.")
+        || name.starts_with(b"trusted.")
+        || name == b"system.posix_acl_access"
+        || name == b"system.posix_acl_default"
+        || name == b"security.capability"
+}
+
 pub fn snapshot(t: &mut dyn Tree, filter: XattrFilter) -> TreeResult<BTreeMap<RelPath, EntrySnap>> {
     let mut out = BTreeMap::new();
     let mut inos: BTreeMap<u64, RelPath> = BTreeMap::new();

@@ -509,6 +509,15 @@ fn rel(root: &Path, p: &Path) -> Option<RelPath> {
 /// `..` lexically, and returns the path relative to `root_abs` (both absolute), or None if it is
 /// outside (or the root itself). Pure; see docs/capture.md for the symlink caveat.
 pub fn resolve_under(root_abs: &[u8], dir: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    // A directory the probes found under the root (through whatever mount): its path below it.
+    let rooted;
+    let dir = match dir.split_first() {
+        Some((&FX_DIR_ROOTED, below)) => {
+            rooted = [root_abs, below].concat();
+            &rooted[..]
+        }
+        _ => dir,
+    };
     let mut comps: Vec<&[u8]> = Vec::new();
     let full: Vec<&[u8]> = if name.first() == Some(&b'/') {
         name.split(|&c| c == b'/').collect()
@@ -2516,5 +2525,10 @@ mod tests {
             "a sibling with a common prefix is outside"
         );
         assert_eq!(r("/tmp", "a"), None);
+        // Directories the probes found under the root through another mount (a bind mount).
+        assert_eq!(r("\u{1}", "a"), Some("a".into()));
+        assert_eq!(r("\u{1}/x/y", "z"), Some("x/y/z".into()));
+        assert_eq!(r("\u{1}/x", "../../data/b"), Some("b".into()));
+        assert_eq!(r("\u{1}", ".."), None);
     }
 }

@@ -386,7 +386,12 @@ static long fx_walk_step(__u64 i, void *arg)
 	 * CO-RE accesses to offset-0 fields (the load shows call 0xbad2310), so read it plainly. */
 	struct dentry *mnt_root = NULL;
 	bpf_probe_read_kernel(&mnt_root, sizeof(mnt_root), (void *)w->vmnt);
-	if (d == mnt_root) {
+	struct dentry *up = BPF_CORE_READ(d, d_parent);
+	/* The root of a bind mount of a directory of the watched root's filesystem (a container's
+	 * volume): the entry may lie under the watched root whatever mount it was reached through,
+	 * so the walk goes on up that filesystem's own tree. Only an absolute path (the caller's
+	 * view) crosses to the mountpoint there. */
+	if (d == mnt_root && (w->absolute || up == d || dev != root_dev)) {
 		struct mount *parent = NULL;
 		struct dentry *mp = NULL;
 		bpf_probe_read_kernel(&parent, sizeof(parent), (char *)w->mnt + FX_MOUNT_PARENT_OFF);
@@ -400,7 +405,6 @@ static long fx_walk_step(__u64 i, void *arg)
 		w->vmnt = (struct vfsmount *)((char *)parent + FX_MOUNT_MNT_OFF);
 		return 0;
 	}
-	struct dentry *up = BPF_CORE_READ(d, d_parent);
 	if (up == d) {
 		w->ended = 1;
 		return 1;
@@ -480,6 +484,28 @@ static __always_inline int fx_abs_path(struct fx_scratch *s, struct dentry *d, s
 	__u32 len = ((FX_PATH_MAX - 1) - start) & (FX_PATH_MAX - 1);
 	bpf_probe_read_kernel(dst, len, &s->walk[start]);
 	return len;
+}
+
+/* A path op's directory (dentry, vfsmount) written to dst: FX_DIR_ROOTED and its path below
+ * the watched root when it lies under it, through whatever mount; else its absolute path in
+ * the caller's mount namespace (fx_abs_path). Returns the length, or FX_PATH_UNKNOWN. */
+static __always_inline int fx_dir_path(struct fx_scratch *s, struct dentry *d, struct vfsmount *m, char *dst, __u32 *under)
+{
+	__u32 start = 0;
+	int r = fx_path(s, d, m, &start);
+	if (r == FX_PATH_UNKNOWN || r + 2 >= FX_PATH_MAX) {
+		*under = 1;
+		return FX_PATH_UNKNOWN;
+	}
+	if (r < 0)
+		return fx_abs_path(s, d, m, dst, under);
+	*under = 1;
+	dst[0] = FX_DIR_ROOTED;
+	if (r == 0)
+		return 1;
+	dst[1] = '/';
+	bpf_probe_read_kernel(&dst[2], r & (FX_PATH_MAX - 1), &s->walk[start & (FX_PATH_MAX - 1)]);
+	return r + 2;
 }
 
 static __always_inline struct fx_scratch *fx_scratch(void)
@@ -742,6 +768,67 @@ static long fx_slash_step(__u64 i, void *arg)
 	return 0;
 }
 
+/* "/proc/self/fd/N[/rest]" (also thread-self and the caller's own pid): the magic link names
+ * descriptor N's file, whatever path it was opened by. glibc before 2.39 implements
+ * fchmodat(AT_SYMLINK_NOFOLLOW) as open(O_PATH) + chmod("/proc/self/fd/N") (GNU tar sets every
+ * directory's mode that way), and libselinux and others do the same for xattrs. */
+#define FX_PROCFD_BUF 64
+
+static __always_inline __u32 fx_digits(const char *b, __u32 k, __u64 *v)
+{
+	__u64 x = 0;
+	__u32 n = 0;
+#pragma unroll
+	for (int i = 0; i < 10; i++) {
+		char c = b[(k + i) & (FX_PROCFD_BUF - 1)];
+		if (c < '0' || c > '9')
+			break;
+		x = x * 10 + (c - '0');
+		n++;
+	}
+	*v = x;
+	return n;
+}
+
+/* Returns N and sets *rest to the offset of what follows it (after its '/', or at the NUL),
+ * or -1 when the name is not such a path. */
+static __always_inline long fx_proc_fd(__u64 name, bool kname, __u32 *rest)
+{
+	char b[FX_PROCFD_BUF] = {};
+	long l = kname ? bpf_probe_read_kernel_str(b, sizeof(b), (void *)name)
+		       : bpf_probe_read_user_str(b, sizeof(b), (void *)name);
+	if (l < 16 || b[0] != '/' || b[1] != 'p' || b[2] != 'r' || b[3] != 'o' || b[4] != 'c' || b[5] != '/')
+		return -1;
+	__u32 k;
+	__u64 v = 0;
+	if (b[6] == 's' && b[7] == 'e' && b[8] == 'l' && b[9] == 'f' && b[10] == '/') {
+		k = 11;
+	} else if (b[6] == 't' && b[7] == 'h' && b[8] == 'r' && b[9] == 'e' && b[10] == 'a' && b[11] == 'd' &&
+		   b[12] == '-' && b[13] == 's' && b[14] == 'e' && b[15] == 'l' && b[16] == 'f' && b[17] == '/') {
+		k = 18;
+	} else {
+		__u32 n = fx_digits(b, 6, &v);
+		if (n == 0 || v != (bpf_get_current_pid_tgid() >> 32) || b[(6 + n) & (FX_PROCFD_BUF - 1)] != '/')
+			return -1;
+		k = 6 + n + 1;
+	}
+	if (b[k & (FX_PROCFD_BUF - 1)] != 'f' || b[(k + 1) & (FX_PROCFD_BUF - 1)] != 'd' ||
+	    b[(k + 2) & (FX_PROCFD_BUF - 1)] != '/')
+		return -1;
+	k += 3;
+	__u32 n = fx_digits(b, k, &v);
+	if (n == 0)
+		return -1;
+	k += n;
+	char end = b[k & (FX_PROCFD_BUF - 1)];
+	if (end == '/')
+		k++;
+	else if (end != 0)
+		return -1;
+	*rest = k;
+	return (long)v;
+}
+
 /* Writes "dir\0name" at dst (dst has room for 2 * FX_PATH_MAX): dir is the absolute path of
  * dirfd (or "/" when name is absolute, "" for FX_NO_DIR); returns the bytes written (without a
  * final NUL), or -1. The name is in user memory, or in kernel memory when `kname` (io_uring's
@@ -757,6 +844,14 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 	 * AT_FDCWD with a 32-bit move (0x00000000ffffff9c). The kernel looks at the low half only;
 	 * so must we, or every *at() call relative to the cwd is dropped as "no such fd". */
 	dirfd = (__u64)(__s64)(__s32)dirfd;
+	if (dirfd != FX_NO_DIR) {
+		__u32 rest = 0;
+		long pfd = fx_proc_fd(name, kname, &rest);
+		if (pfd >= 0) {
+			dirfd = (__u64)pfd;
+			name += rest;
+		}
+	}
 	if (kname)
 		bpf_probe_read_kernel(&c, 1, (void *)name);
 	else
@@ -770,12 +865,12 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
 		struct dentry *d = BPF_CORE_READ(task, fs, pwd.dentry);
 		struct vfsmount *m = BPF_CORE_READ(task, fs, pwd.mnt);
-		n = fx_abs_path(s, d, m, dst, &under);
+		n = fx_dir_path(s, d, m, dst, &under);
 	} else {
 		struct file *f = fx_fd_file(dirfd);
 		if (!f)
 			return -1;
-		n = fx_abs_path(s, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), dst, &under);
+		n = fx_dir_path(s, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), dst, &under);
 	}
 	bool unnamed = n == FX_PATH_UNKNOWN;
 	if (unnamed && under) {

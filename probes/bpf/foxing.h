@@ -7,6 +7,11 @@
 #define FX_COMM_LEN 16
 /* Path bytes carried by an event (PATH_MAX). */
 #define FX_PATH_MAX 4096
+/* A path op's directory that lies under the watched root comes as this byte followed by its
+ * path below the root ("" for the root itself, else "/a/b"), whatever mount it was reached
+ * through (a bind mount of the root or of a directory under it); other directories come as
+ * their absolute path in the caller's mount namespace (a leading '/'). */
+#define FX_DIR_ROOTED 1
 /* Largest payload copied into one event; longer writes are sent as inexact ranges. */
 #define FX_PAYLOAD_MAX (256 * 1024)
 

@@ -3,6 +3,9 @@
 
 pub const FX_COMM_LEN: usize = 16;
 pub const FX_PATH_MAX: usize = 4096;
+/// First byte of a path op's directory found under the watched root: the rest is its path
+/// below the root (bpf/foxing.h).
+pub const FX_DIR_ROOTED: u8 = 1;
 pub const FX_PAYLOAD_MAX: usize = 256 * 1024;
 
 pub const FX_OP_WRITE: u32 = 1;

@@ -136,6 +136,18 @@ fn layout_matches_c() {
     }
 }
 
+/// The marker of a directory found under the root, C and Rust.
+#[test]
+fn rooted_dir_marker_matches_c() {
+    let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/foxing.h")).unwrap();
+    let v: u8 = h
+        .lines()
+        .find_map(|l| l.strip_prefix("#define FX_DIR_ROOTED "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("FX_DIR_ROOTED in foxing.h");
+    assert_eq!(v, foxing_probes::layout::FX_DIR_ROOTED);
+}
+
 /// The dirty-map keys and chunk size of bpf/common.bpf.h match the Rust side (the keys are
 /// plain u64 fields, so their sizes say it all).
 #[test]

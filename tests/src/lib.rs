@@ -715,7 +715,7 @@ pub fn bpf_map_memlock_bytes(pid: i32) -> u64 {
 // Recording and comparing, shared by the capture tests.
 use foxing_applier::fs::FsTree;
 use foxing_applier::run::{Engine, JournalSource};
-use foxing_applier::snapshot::{diff_with_mtimes, snapshot, user_xattrs};
+use foxing_applier::snapshot::{diff_with_mtimes, replicated_xattrs, snapshot};
 use foxing_applier::state::State;
 use foxing_journal::recorder::{Recorder, RecorderOptions};
 use foxing_journal::{JournalOptions, JournalReader};
@@ -818,8 +818,8 @@ pub fn apply_and_compare(src: &std::path::Path, jdir: &std::path::Path, work: &s
         |_, _| {},
     )
     .unwrap();
-    let a = snapshot(&mut FsTree::open(src).unwrap(), user_xattrs).unwrap();
-    let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
+    let a = snapshot(&mut FsTree::open(src).unwrap(), replicated_xattrs).unwrap();
+    let b = snapshot(&mut FsTree::open(&dst).unwrap(), replicated_xattrs).unwrap();
     assert_eq!(diff_with_mtimes(&a, &b), Vec::<String>::new());
 }
 

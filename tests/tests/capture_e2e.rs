@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foxing_applier::fs::FsTree;
-use foxing_applier::snapshot::{diff_with_mtimes, snapshot, user_xattrs};
+use foxing_applier::snapshot::{diff_with_mtimes, replicated_xattrs, snapshot};
 use foxing_journal::recorder::{Recorder, RecorderOptions, RecorderStats};
 use foxing_journal::{JournalOptions, JournalReader};
 
@@ -407,8 +407,8 @@ fn prune_while_recording_goes_through_the_recorder() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = snapshot(&mut FsTree::open(&src).unwrap(), user_xattrs).unwrap();
-    let b = snapshot(&mut FsTree::open(&dst).unwrap(), user_xattrs).unwrap();
+    let a = snapshot(&mut FsTree::open(&src).unwrap(), replicated_xattrs).unwrap();
+    let b = snapshot(&mut FsTree::open(&dst).unwrap(), replicated_xattrs).unwrap();
     assert_eq!(diff_with_mtimes(&a, &b), Vec::<String>::new());
 }
 
@@ -515,11 +515,16 @@ fn writes_racing_truncates_and_fallocates_converge() {
 }
 
 /// A shell working inside the root and coreutils with relative paths: chmod, chown, ln, ln -s,
-/// mv, rm, mkfifo, mknod, touch, mkdir -p, rmdir, truncate, install, cp. coreutils calls the
+/// mv, rm, mkfifo, mknod, touch, mkdir -p, rmdir, truncate, install, cp; then GNU tar, a chmod
+/// through /proc/self/fd/N, POSIX ACLs (setfacl, default ACLs inherited) and a file capability
+/// (setcap), every replicated xattr compared. coreutils calls the
 /// *at() syscalls with AT_FDCWD, which glibc loads into the register with a 32-bit move: the
 /// probes compared the whole 64-bit register against AT_FDCWD, took it for an fd that does not
 /// exist and dropped every such event silently (found 2026-11-30: `chmod 640 f` in the root
-/// was never journaled; `chmod 640 /abs/f` and the legacy chmod(2) were).
+/// was never journaled; `chmod 640 /abs/f` and the legacy chmod(2) were). And GNU tar sets
+/// each extracted directory's mode by glibc's fchmodat(AT_SYMLINK_NOFOLLOW), which glibc < 2.39
+/// does as chmod("/proc/self/fd/N"): a path outside the root until the probes learned to read
+/// such names as the descriptor's file (the replica kept tar's 0700).
 #[test]
 fn coreutils_with_relative_paths_through_at_fdcwd_are_captured() {
     if !require_bpf() {
@@ -553,6 +558,20 @@ fn coreutils_with_relative_paths_through_at_fdcwd_are_captured() {
         cd ../..
         rm -r pre
         rm f
+        mkdir -p t/d1/d2 x
+        chmod 751 t/d1
+        chmod 705 t/d1/d2
+        tar -cf - t | (cd x && tar -xpf -)
+        exec 9<renamed
+        chmod 611 /proc/self/fd/9
+        exec 9<&-
+        echo acl > acl
+        setfacl -m u:1000:rwx,g:100:r acl
+        mkdir inherit
+        setfacl -d -m u:1001:rw inherit
+        echo i > inherit/child
+        cp /bin/true cap
+        setcap cap_net_raw+ep cap
         "#;
     let stats = record_while(&src, &jdir, || {
         let out = std::process::Command::new("sh")
@@ -569,6 +588,66 @@ fn coreutils_with_relative_paths_through_at_fdcwd_are_captured() {
     });
     assert_eq!(stats.lost_events, 0, "{stats:?}");
     assert!(src.join("moved/b/old").exists() && !src.join("pre").exists());
+    apply_and_compare(&src, &jdir, d.path());
+}
+
+/// The watched tree used through bind mounts elsewhere (as a container uses its volume): one of
+/// the root itself, one of a directory under it. Writes through either, and path operations
+/// relative to a working directory inside either, are journaled under their place in the root
+/// (the probes' walk went from the bind mount's root to its mountpoint, never met the watched
+/// root, and judged them outside: silently lost, before 2026-11-30). Absolute names through
+/// such a mount stay a limit (docs/capture.md).
+#[test]
+fn writes_and_relative_path_ops_through_bind_mounts_are_captured() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(src.join("vol/old")).unwrap();
+    std::fs::write(src.join("vol/old/f"), b"before").unwrap();
+    let (whole, vol) = (d.path().join("whole"), d.path().join("vol"));
+    std::fs::create_dir(&whole).unwrap();
+    std::fs::create_dir(&vol).unwrap();
+    let script = format!(
+        r#"set -ex
+        trap 'cd /; umount {w} {v}' EXIT
+        mount --bind {src} {w}
+        mount --bind {src}/vol {v}
+        echo through-whole > {w}/a
+        echo through-vol > {v}/b
+        cd {v}
+        mkdir -p new/deeper
+        mv b new/deeper/b2
+        ln -s new/deeper link
+        chmod 600 new/deeper/b2
+        echo more >> old/f
+        mv old renamed
+        cd {w}
+        rm -r vol/renamed
+        mv a vol/new/a
+        "#,
+        w = whole.display(),
+        v = vol.display(),
+        src = src.display()
+    );
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{:?}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    assert!(src.join("vol/new/deeper/b2").exists() && src.join("vol/new/a").exists());
     apply_and_compare(&src, &jdir, d.path());
 }
 

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use foxing_applier::fs::FsTree;
-use foxing_applier::snapshot::{diff, snapshot, user_xattrs};
+use foxing_applier::snapshot::{diff, replicated_xattrs, snapshot};
 use foxing_journal::JournalReader;
 use foxing_tests::{require_bpf, start_recorder, workspace_bin};
 
@@ -220,8 +220,8 @@ fn wall_clock_steps_during_recording_keep_seq_order_and_until_is_honest() {
         &d.path().join("s-full"),
         &format!("seq:{}", m.durable_seq),
     );
-    let a = snapshot(&mut FsTree::open(&src).unwrap(), user_xattrs).unwrap();
-    let b = snapshot(&mut FsTree::open(&full).unwrap(), user_xattrs).unwrap();
+    let a = snapshot(&mut FsTree::open(&src).unwrap(), replicated_xattrs).unwrap();
+    let b = snapshot(&mut FsTree::open(&full).unwrap(), replicated_xattrs).unwrap();
     assert_eq!(diff(&a, &b), Vec::<String>::new());
 
     // By seq, b's state is reachable.

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use foxing_applier::fs::FsTree;
-use foxing_applier::snapshot::{diff, diff_with_mtimes, snapshot, user_xattrs};
+use foxing_applier::snapshot::{diff, diff_with_mtimes, replicated_xattrs, snapshot};
 use foxing_journal::JournalReader;
 use foxing_tests::{free_udp_port, require_bpf, start_recorder, workspace_bin, Proc};
 
@@ -216,7 +216,7 @@ fn assert_same_frames(src: &Path, archive: &Path) {
 fn tree(
     p: &Path,
 ) -> std::collections::BTreeMap<foxing_proto::RelPath, foxing_applier::snapshot::EntrySnap> {
-    snapshot(&mut FsTree::open(p).unwrap(), user_xattrs).unwrap()
+    snapshot(&mut FsTree::open(p).unwrap(), replicated_xattrs).unwrap()
 }
 
 #[test]
