@@ -705,6 +705,13 @@ fn open_source_file(p: &Path) -> Option<File> {
     f.metadata().ok()?.is_file().then_some(f)
 }
 
+/// Whether an event's inode (`i_mode` from the probes; 0 when unknown) is a regular file.
+fn regular_or_unknown(i_mode: u32) -> bool {
+    const S_IFMT: u32 = 0o170000;
+    const S_IFREG: u32 = 0o100000;
+    i_mode & S_IFMT == S_IFREG || i_mode & S_IFMT == 0
+}
+
 /// fallocate modes that move the bytes after the range (COLLAPSE_RANGE, INSERT_RANGE): the
 /// recorder journals their result, not the call.
 fn shifts_bytes(mode: u32) -> bool {
@@ -1220,6 +1227,16 @@ impl Recorder {
             tracing::warn!(path = %path, "event with an unusable path skipped");
             return;
         }
+        if matches!(h.op, FX_OP_WRITE | FX_OP_DIRTY_MAPPED) && !regular_or_unknown(h.mode) {
+            // Bytes written into a fifo, a socket or a device under the root are no file
+            // content (and their "offsets" are meaningless: a fifo's write ended at -len).
+            // The write moved the node's mtime: the times sweep carries that.
+            if !self.touched_all {
+                self.touched.insert(path);
+                self.first_touch.get_or_insert(Instant::now());
+            }
+            return;
+        }
         self.note_inode_path(h.dev, h.ino, &path);
         let time_ns = self.probes.wall_ns(h.time_ns);
         let w = writer_of(h);
@@ -1266,6 +1283,10 @@ impl Recorder {
                     kind,
                 }));
             }
+            // open(O_CREAT or O_TRUNC) of an existing fifo, socket or device (a shell's `<>`
+            // on a fifo) creates nothing and truncates nothing: journaling it as a Create made
+            // the replica's fifo a regular file.
+            FX_OP_CREATE if !regular_or_unknown(h.mode) => {}
             FX_OP_CREATE => {
                 out.push(mk(Op::Create {
                     path: path.clone(),
@@ -2385,6 +2406,17 @@ fn covered_rereads(evs: &[RawEvent]) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::resolve_under;
+
+    #[test]
+    fn an_open_of_an_existing_fifo_or_device_is_no_create() {
+        use super::regular_or_unknown;
+        assert!(regular_or_unknown(0o100644));
+        assert!(regular_or_unknown(0), "unknown: as before");
+        assert!(!regular_or_unknown(0o010644), "fifo");
+        assert!(!regular_or_unknown(0o020666), "char device");
+        assert!(!regular_or_unknown(0o060660), "block device");
+        assert!(!regular_or_unknown(0o140755), "socket");
+    }
 
     #[test]
     fn fallocate_modes_are_journaled_so_any_replica_can_replay_them() {

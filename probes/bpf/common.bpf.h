@@ -557,15 +557,17 @@ static __always_inline void fx_header(struct fx_scratch *s, __u32 op, struct ino
 	struct super_block *sb = FX_FIELD(hi, inode, i_sb);
 	ev->dev = BPF_CORE_READ(sb, s_dev);
 	ev->ino = FX_FIELD(hi, inode, i_ino);
-	/* The inode's mode and owner are journaled for creations, fchmod and fchown only. */
+	/* The inode's mode: its type tells the recorder a write into a fifo or a device (no file
+	 * content) from one into a regular file; journaled for creations, fchmod and fchown. */
+	__u16 m = 0;
+	/* i_mode is the first field of struct inode (aya 0.14 cannot relocate offset 0). */
+	if (hi->ok)
+		m = *(__u16 *)&hi->b[0];
+	else
+		bpf_probe_read_kernel(&m, sizeof(m), (void *)inode);
+	ev->mode = m;
+	/* The owner, for creations, fchmod and fchown only. */
 	if (op != FX_OP_WRITE && op != FX_OP_DIRTY_MAPPED) {
-		__u16 m = 0;
-		/* i_mode is the first field of struct inode (aya 0.14 cannot relocate offset 0). */
-		if (hi->ok)
-			m = *(__u16 *)&hi->b[0];
-		else
-			bpf_probe_read_kernel(&m, sizeof(m), (void *)inode);
-		ev->mode = m;
 		ev->owner_uid = FX_FIELD(hi, inode, i_uid.val);
 		ev->owner_gid = FX_FIELD(hi, inode, i_gid.val);
 	}

@@ -517,7 +517,9 @@ fn writes_racing_truncates_and_fallocates_converge() {
 /// A shell working inside the root and coreutils with relative paths: chmod, chown, ln, ln -s,
 /// mv, rm, mkfifo, mknod, touch, mkdir -p, rmdir, truncate, install, cp; then GNU tar, a chmod
 /// through /proc/self/fd/N, POSIX ACLs (setfacl, default ACLs inherited) and a file capability
-/// (setcap), every replicated xattr compared. coreutils calls the
+/// (setcap), every replicated xattr compared; a fifo and a character device written through a
+/// shell's redirections stay what they are (an open(O_CREAT) of an existing fifo was journaled
+/// as a Create, and the replica's fifo became a regular file). coreutils calls the
 /// *at() syscalls with AT_FDCWD, which glibc loads into the register with a 32-bit move: the
 /// probes compared the whole 64-bit register against AT_FDCWD, took it for an fd that does not
 /// exist and dropped every such event silently (found 2026-11-30: `chmod 640 f` in the root
@@ -544,6 +546,12 @@ fn coreutils_with_relative_paths_through_at_fdcwd_are_captured() {
         mv hard renamed
         mkfifo fifo
         mknod chr c 1 3
+        sleep 0.1
+        exec 3<>fifo
+        echo through-the-fifo >&3
+        read line <&3
+        exec 3>&-
+        echo discarded > chr
         touch -d 2020-01-02 f
         touch -h -d 2019-05-06 soft
         mkdir -p a/b/c
