@@ -34,6 +34,7 @@ fi
 
 # The end-to-end tests run the real binaries of every crate (recorder, shipper, applier).
 cargo build --workspace --bins --locked
+echo "== cargo test ($(date -u +%T))"
 cargo test --workspace --locked
 
 if [ "${FOXING_FUZZ_SECONDS:-0}" -gt 0 ]; then
@@ -45,8 +46,11 @@ if [ "${FOXING_FUZZ_SECONDS:-0}" -gt 0 ]; then
   cd fuzz
   for t in $(cargo +nightly fuzz list); do
     mkdir -p "corpus/$t"
-    echo "== fuzz $t for ${FOXING_FUZZ_SECONDS}s"
-    cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="${FOXING_FUZZ_SECONDS}" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+    echo "== fuzz $t for ${FOXING_FUZZ_SECONDS}s ($(date -u +%T))"
+    # No sanitizer: the fuzzed crates (proto, journal without the recorder) have no unsafe
+    # code, so ASan finds nothing libFuzzer does not (panics, OOM, hangs); with 16 codegen
+    # units the build takes 2m38 instead of 3m49 here.
+    cargo +nightly fuzz run -s none --codegen-units 16 "$t" "corpus/$t" -- -max_total_time="${FOXING_FUZZ_SECONDS}" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
       | grep -Ev '^#[0-9]+\s+(NEW|REDUCE|pulse)' || { echo "fuzz target $t failed" >&2; exit 1; }
   done
 fi
