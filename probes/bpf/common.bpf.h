@@ -831,8 +831,9 @@ static __always_inline long fx_proc_fd(__u64 name, bool kname, __u32 *rest)
 	return (long)v;
 }
 
-/* Writes "dir\0name" at dst (dst has room for 2 * FX_PATH_MAX): dir is the absolute path of
- * dirfd (or "/" when name is absolute, "" for FX_NO_DIR); returns the bytes written (without a
+/* Writes "dir\0name" at dst (dst has room for 2 * FX_PATH_MAX): dir is dirfd's directory as
+ * fx_dir_path gives it (FX_DIR_ROOTED + its path below the watched root, or its absolute path),
+ * "/" when name is absolute, "" for FX_NO_DIR; returns the bytes written (without a
  * final NUL), or -1. The name is in user memory, or in kernel memory when `kname` (io_uring's
  * copies). *maybe_under is cleared only when the pair certainly names nothing under the watched
  * root: the directory is outside it and the name is one component (no '/' to cross a symlink
