@@ -707,9 +707,8 @@ fn open_source_file(p: &Path) -> Option<File> {
 
 /// Whether an event's inode (`i_mode` from the probes; 0 when unknown) is a regular file.
 fn regular_or_unknown(i_mode: u32) -> bool {
-    const S_IFMT: u32 = 0o170000;
-    const S_IFREG: u32 = 0o100000;
-    i_mode & S_IFMT == S_IFREG || i_mode & S_IFMT == 0
+    let kind = i_mode & libc::S_IFMT;
+    kind == libc::S_IFREG || kind == 0
 }
 
 /// fallocate modes that move the bytes after the range (COLLAPSE_RANGE, INSERT_RANGE): the
@@ -1856,24 +1855,25 @@ impl Recorder {
 
     /// The size of a source file now, if it can be opened.
     fn current_size(&self, path: &RelPath) -> Option<u64> {
+        self.source_file(path)?.metadata().ok().map(|m| m.len())
+    }
+
+    /// A regular source file under the root, opened for reading (open_source_file).
+    fn source_file(&self, path: &RelPath) -> Option<File> {
         use std::os::unix::ffi::OsStrExt;
-        let full = self
-            .opts
-            .root
-            .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
-        open_source_file(&full)?.metadata().ok().map(|m| m.len())
+        open_source_file(
+            &self
+                .opts
+                .root
+                .join(std::ffi::OsStr::from_bytes(path.as_bytes())),
+        )
     }
 
     /// The file from `offset` to its end as it is now: its size, a hole punched over the rest,
     /// and the data ranges there re-read (holes stay holes).
     fn resync_tail(&mut self, path: &RelPath, offset: u64, time_ns: u64, out: &mut Vec<Event>) {
         use foxing_proto::record::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE};
-        use std::os::unix::ffi::OsStrExt;
-        let full = self
-            .opts
-            .root
-            .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
-        let Some(f) = open_source_file(&full) else {
+        let Some(f) = self.source_file(path) else {
             return; // gone: its removal is journaled after this
         };
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -1908,12 +1908,7 @@ impl Recorder {
         time_ns: u64,
         out: &mut Vec<Event>,
     ) {
-        use std::os::unix::ffi::OsStrExt;
-        let full = self
-            .opts
-            .root
-            .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
-        let Some(f) = open_source_file(&full) else {
+        let Some(f) = self.source_file(path) else {
             return;
         };
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -2091,11 +2086,7 @@ impl Recorder {
         let now = Instant::now();
         self.last_mapped_read = now;
         for (path, ranges) in self.mapped.due(now) {
-            let full = self
-                .opts
-                .root
-                .join(std::ffi::OsStr::from_bytes(path.as_bytes()));
-            let Some(f) = open_source_file(&full) else {
+            let Some(f) = self.source_file(&path) else {
                 continue;
             };
             let mut any = false;

@@ -514,6 +514,25 @@ fn writes_racing_truncates_and_fallocates_converge() {
     );
 }
 
+/// Records `src` while `sh -c script` runs in `cwd`; panics with its output unless it succeeds.
+fn record_script(src: &Path, jdir: &Path, script: &str, cwd: &Path) -> RecorderStats {
+    record_while(src, jdir, || {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{:?}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+}
+
 /// A shell working inside the root and coreutils with relative paths: chmod, chown, ln, ln -s,
 /// mv, rm, mkfifo, mknod, touch, mkdir -p, rmdir, truncate, install, cp; then GNU tar, a chmod
 /// through /proc/self/fd/N, POSIX ACLs (setfacl, default ACLs inherited) and a file capability
@@ -581,19 +600,7 @@ fn coreutils_with_relative_paths_through_at_fdcwd_are_captured() {
         cp /bin/true cap
         setcap cap_net_raw+ep cap
         "#;
-    let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(&src)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    let stats = record_script(&src, &jdir, script, &src);
     assert_eq!(stats.lost_events, 0, "{stats:?}");
     assert!(src.join("moved/b/old").exists() && !src.join("pre").exists());
     apply_and_compare(&src, &jdir, d.path());
@@ -640,20 +647,7 @@ fn writes_and_relative_path_ops_through_bind_mounts_are_captured() {
         v = vol.display(),
         src = src.display()
     );
-    let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{:?}: {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    let stats = record_script(&src, &jdir, &script, d.path());
     assert_eq!(stats.lost_events, 0, "{stats:?}");
     assert!(src.join("vol/new/deeper/b2").exists() && src.join("vol/new/a").exists());
     apply_and_compare(&src, &jdir, d.path());
