@@ -847,18 +847,19 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 	 * AT_FDCWD with a 32-bit move (0x00000000ffffff9c). The kernel looks at the low half only;
 	 * so must we, or every *at() call relative to the cwd is dropped as "no such fd". */
 	dirfd = (__u64)(__s64)(__s32)dirfd;
-	if (dirfd != FX_NO_DIR) {
+	if (kname)
+		bpf_probe_read_kernel(&c, 1, (void *)name);
+	else
+		bpf_probe_read_user(&c, 1, (void *)name);
+	if (c == '/' && dirfd != FX_NO_DIR) {
 		__u32 rest = 0;
 		long pfd = fx_proc_fd(name, kname, &rest);
 		if (pfd >= 0) {
 			dirfd = (__u64)pfd;
 			name += rest;
+			c = 0; /* not absolute now: the rest ("" or "a/b") is relative to the fd */
 		}
 	}
-	if (kname)
-		bpf_probe_read_kernel(&c, 1, (void *)name);
-	else
-		bpf_probe_read_user(&c, 1, (void *)name);
 	if (dirfd == FX_NO_DIR) {
 		n = 0;
 	} else if (c == '/') {
