@@ -75,6 +75,8 @@ pub struct Applier {
 
 struct BaseTracking {
     id: u64,
+    /// Seq of its BaseBegin: its end closes the gap windows opened before it.
+    begin_seq: u64,
     touched: HashSet<RelPath>,
     ancestors: HashSet<RelPath>,
     /// Directory times from the base's Resyncs: creating their children moved them on the
@@ -252,12 +254,27 @@ impl Applier {
             Op::Gap { .. } => self.gap_windows.push((seq, u64::MAX)),
             Op::GapHealed { gap_seq } => {
                 for w in self.gap_windows.iter_mut().filter(|w| w.0 == *gap_seq) {
-                    w.1 = seq;
+                    w.1 = w.1.min(seq);
                 }
             }
             _ => {}
         }
+        // A whole base begun after a gap heals it at its end (the GapHealed follows it): the
+        // same windows as `foxing_journal::reader::gap_windows`.
+        let healing_base_begin = match &r.op {
+            Op::BaseEnd { base_id } => self
+                .base
+                .as_ref()
+                .filter(|b| b.id == *base_id)
+                .map(|b| b.begin_seq),
+            _ => None,
+        };
         let res = self.apply_op(t, r);
+        if let (Ok(()), Some(begin)) = (&res, healing_base_begin) {
+            for w in self.gap_windows.iter_mut().filter(|w| w.0 < begin) {
+                w.1 = w.1.min(seq);
+            }
+        }
         self.stats.records += 1;
         // Consistency changes only at these records (gap windows start and end at their Gap
         // and GapHealed records): no scan of the windows per data record.
@@ -576,6 +593,7 @@ impl Applier {
             Op::BaseBegin { base_id } => {
                 self.base = Some(BaseTracking {
                     id: *base_id,
+                    begin_seq: r.seq,
                     touched: HashSet::new(),
                     ancestors: HashSet::new(),
                     dir_times: Vec::new(),
@@ -841,6 +859,29 @@ mod consistency_tests {
                 false,
             ),
             (Op::GapHealed { gap_seq: 4 }, true),
+            // A recorder restart: its gap, its base, then the GapHealed after the BaseEnd. The
+            // base's end is consistent already (what the journal index says too).
+            (
+                Op::Gap {
+                    lost: 0,
+                    reason: foxing_proto::GapReason::RecorderDown,
+                },
+                false,
+            ),
+            (Op::BaseBegin { base_id: 8 }, false),
+            (Op::BaseEnd { base_id: 8 }, true),
+            (Op::GapHealed { gap_seq: 7 }, true),
+            // A loss during a base: that base's end is not consistent, its heal is.
+            (Op::BaseBegin { base_id: 9 }, true),
+            (
+                Op::Gap {
+                    lost: 1,
+                    reason: foxing_proto::GapReason::RingFull,
+                },
+                false,
+            ),
+            (Op::BaseEnd { base_id: 9 }, false),
+            (Op::GapHealed { gap_seq: 12 }, true),
         ];
         for (i, (op, want)) in steps.into_iter().enumerate() {
             let seq = i as u64 + 1;

@@ -104,16 +104,19 @@ pub fn base_applied(bases: &[BaseInfo], applied: u64) -> bool {
         .any(|b| b.end_seq.is_some_and(|e| e <= applied))
 }
 
-/// Sync points and base ends, in seq order, without the sync points inside a gap window: the
-/// points a restore may stop at.
+/// Sync points and base ends, in seq order, without those inside a gap window (windows as
+/// `foxing_journal::reader::gap_windows` gives them: a base begun after a gap closes its window
+/// at its end, so that end is offered; a base during which events were lost is not): the
+/// points a restore may stop at. Every one is outside every window ([`open_gap`] is None).
 pub fn offered_points(
     syncs: impl IntoIterator<Item = (u64, u64)>,
     bases: &[BaseInfo],
     windows: &[(u64, u64)],
 ) -> Vec<RestorePoint> {
+    let inside = |seq: u64| windows.iter().any(|&(g, h)| g <= seq && seq < h);
     let mut points: Vec<RestorePoint> = syncs
         .into_iter()
-        .filter(|&(seq, _)| !windows.iter().any(|&(g, h)| g < seq && seq < h))
+        .filter(|&(seq, _)| !inside(seq))
         .map(|(seq, time_ns)| RestorePoint {
             seq,
             time_ns,
@@ -122,6 +125,9 @@ pub fn offered_points(
         .collect();
     for b in bases {
         if let (Some(e), Some(t)) = (b.end_seq, b.end_time_ns) {
+            if inside(e) {
+                continue;
+            }
             points.push(RestorePoint {
                 seq: e,
                 time_ns: t,
@@ -218,6 +224,56 @@ mod tests {
         let seqs: Vec<u64> = p.iter().map(|p| p.seq).collect();
         assert_eq!(seqs, [3, 5, 25]);
         assert_eq!(p[0].kind, "base_end");
+    }
+
+    /// The postgres_dr failure of stop 19: the live replica's report named the end of a
+    /// restarted recorder's base as its last consistent point (base ends were always offered),
+    /// and a restore to it then reported `consistent: false`, the restart gap's GapHealed being
+    /// journaled one seq after that BaseEnd. Windows now close at the end of a base begun after
+    /// the gap, and no point inside a window is offered.
+    #[test]
+    fn every_offered_point_is_outside_every_gap_window() {
+        use foxing_journal::reader::{gap_windows, GapInfo};
+        let gap = |seq, healed| GapInfo {
+            seq,
+            lost: 0,
+            reason: 0,
+            healed_seq: healed,
+            time_ns: 0,
+        };
+        // Base 1 (1..5); recorder restart gap at 10, its base 11..20, GapHealed at 21; a ring
+        // loss at 25 during base 3 (22..30), healed at 31 after it; an open gap at 40 with a
+        // later base that never ended.
+        let bases = [
+            base(1, 1, 5),
+            base(2, 11, 20),
+            base(3, 22, 30),
+            BaseInfo {
+                id: 4,
+                begin_seq: 41,
+                end_seq: None,
+                begin_time_ns: 0,
+                end_time_ns: None,
+            },
+        ];
+        let windows = gap_windows(
+            &[gap(10, Some(21)), gap(25, Some(31)), gap(40, None)],
+            &bases,
+        );
+        assert_eq!(windows, [(10, 20), (25, 31), (40, u64::MAX)]);
+        let syncs = [12, 21, 24, 26, 31, 35, 45].map(|s| (s, s * 10));
+        let points = offered_points(syncs, &bases, &windows);
+        let seqs: Vec<u64> = points.iter().map(|p| p.seq).collect();
+        // 20 is the healing base's end; 30 ended a base the loss at 25 hit.
+        assert_eq!(seqs, [5, 20, 21, 24, 31, 35]);
+        for p in &points {
+            assert_eq!(open_gap(&windows, p.seq), None, "{p:?}");
+        }
+        // What the applier's report names as the last consistent point before the gap at 40.
+        let last = plan(&bases, &points, 39, 0, false).unwrap().stop;
+        assert_eq!((last.seq, open_gap(&windows, last.seq)), (35, None));
+        let last = plan(&bases, &points, 24, 0, false).unwrap().stop;
+        assert_eq!((last.seq, open_gap(&windows, last.seq)), (24, None));
     }
 
     #[test]

@@ -70,6 +70,27 @@ pub struct GapInfo {
     pub time_ns: u64,
 }
 
+/// Gap windows `(gap seq, end)`: the tree as of a seq `s` with `gap <= s < end` is not a state
+/// the source had. A window ends at its `GapHealed`, or earlier at the `BaseEnd` of the first
+/// complete base begun after the gap: a whole-tree base re-reads everything the loss could have
+/// touched, so its end is consistent even though the recorder journals the `GapHealed` records
+/// after it. `end` is `u64::MAX` while neither exists. A base end inside a window (the loss
+/// happened during that base) is not consistent.
+pub fn gap_windows(gaps: &[GapInfo], bases: &[BaseInfo]) -> Vec<(u64, u64)> {
+    gaps.iter()
+        .map(|g| {
+            let healed = g.healed_seq.unwrap_or(u64::MAX);
+            let base_end = bases
+                .iter()
+                .filter(|b| b.begin_seq > g.seq)
+                .filter_map(|b| b.end_seq)
+                .min()
+                .unwrap_or(u64::MAX);
+            (g.seq, healed.min(base_end))
+        })
+        .collect()
+}
+
 /// Bytes [`JournalReader::unindexed_frames`] reads at most per call (a group commit rarely holds
 /// more; the rest waits for the index).
 pub const UNINDEXED_MAX_BYTES: u64 = 16 << 20;
@@ -402,14 +423,10 @@ impl JournalReader {
         Ok(last)
     }
 
-    /// Gap windows: (gap record seq, healed seq or u64::MAX while unhealed). The tree as of a
-    /// seq inside one is not a state the source had.
+    /// Gap windows (see [`gap_windows`]). The tree as of a seq inside one is not a state the
+    /// source had.
     pub fn gap_windows(&self) -> Result<Vec<(u64, u64)>> {
-        Ok(self
-            .gaps()?
-            .iter()
-            .map(|g| (g.seq, g.healed_seq.unwrap_or(u64::MAX)))
-            .collect())
+        Ok(gap_windows(&self.gaps()?, &self.bases()?))
     }
 
     pub fn gaps(&self) -> Result<Vec<GapInfo>> {
