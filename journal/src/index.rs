@@ -95,6 +95,7 @@ pub fn gap_reason_code(r: foxing_proto::GapReason) -> u8 {
         JournalFailed => 6,
         Untracked => 7,
         ProbeMissed => 8,
+        UnresolvedName => 9,
     }
 }
 
@@ -109,6 +110,7 @@ pub fn gap_reason_name(code: u8) -> &'static str {
         "journal_failed",
         "untracked",
         "probe_missed",
+        "unresolved_name",
     ]
     .get(code as usize)
     .copied()

@@ -19,6 +19,8 @@ pub mod segment;
 pub mod show;
 pub mod synced;
 pub mod verify;
+#[cfg(feature = "recorder")]
+pub mod views;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use foxing_probes::layout::*;
 use foxing_probes::{ProbeConfig, Probes, RawEvent};
+
+use crate::views;
 use foxing_proto::record::{EntryKind, EntryMeta, Xattr, RENAME_EXCHANGE, RENAME_WHITEOUT};
 use foxing_proto::time::now_ns;
 use foxing_proto::{Event, GapReason, Op, RelPath, SyncKind, Writer, MAX_FILE_BYTES};
@@ -101,6 +103,9 @@ pub struct RecorderStats {
     /// Changes the probes saw but could not describe (io_uring path operations, fixed files):
     /// each a gap healed by a base.
     pub untracked: u64,
+    /// Path ops whose absolute name could not be mapped into the caller's view (its mount
+    /// namespace had no process left): each a gap healed by a base.
+    pub unresolved_names: u64,
     /// Probe runs the kernel skipped (another BPF program on the CPU); each is healed by a base.
     pub missed_runs: u64,
     /// Files whose pages turned dirty outside every hooked syscall, tracked since.
@@ -246,6 +251,14 @@ impl RecorderStats {
         );
         metric(
             &mut o,
+            "foxing_recorder_unresolved_names_total",
+            "counter",
+            "Absolute names from another mount namespace or root that could not be mapped (its processes were gone); each is a gap healed by a base.",
+            &l,
+            self.unresolved_names,
+        );
+        metric(
+            &mut o,
             "foxing_recorder_missed_probe_runs_total",
             "counter",
             "Probe runs the kernel skipped because another BPF program ran on that CPU; each is a gap healed by a base.",
@@ -346,6 +359,8 @@ pub struct Recorder {
     /// The durable seq of the journal when it was last open.
     durable_seq: u64,
     probes: Probes,
+    /// Maps absolute names into their caller's view (containers, chroots, aliases).
+    views: crate::views::Views,
     events: Vec<RawEvent>,
     pub stats: RecorderStats,
     last_drops: u64,
@@ -787,6 +802,8 @@ impl Recorder {
             ring_size_bytes: opts.ring_size_bytes,
         })
         .context("cannot load the eBPF probes")?;
+        let views = crate::views::Views::new(&root)
+            .with_context(|| format!("cannot open the watched root {}", root.display()))?;
         let opts = RecorderOptions { root, ..opts };
         Ok(Recorder {
             opts,
@@ -794,6 +811,7 @@ impl Recorder {
             journal: Some(journal),
             degraded: None,
             probes,
+            views,
             events: Vec::new(),
             stats: RecorderStats::default(),
             last_drops: 0,
@@ -1391,8 +1409,32 @@ impl Recorder {
         let (d2, n2) = split_nul(&ev.data);
         // The directory came from the kernel's dentry walk (physical); only a name with more
         // than one component can cross a symlinked directory.
-        let resolve = |d: &[u8], n: &[u8]| {
-            resolve_under(&root_abs, d, n).map(|p| {
+        // An absolute name is mapped in the caller's view (its mount namespace and root);
+        // a symlink's first name is its target text, not a place.
+        let view = (h.flags & FX_F_ABS_VIEW != 0).then_some((h.dev, h.ino));
+        let mut unresolved = false;
+        let mut lexical = |d: &[u8], n: &[u8], place: bool| -> Option<Vec<u8>> {
+            match view {
+                Some(v) if place && n.first() == Some(&b'/') => {
+                    match self.views.map(v, h.tgid, n) {
+                        views::Mapped::Under(p) => Some(p),
+                        views::Mapped::Outside => None,
+                        views::Mapped::Unknown => {
+                            unresolved = true;
+                            None
+                        }
+                    }
+                }
+                _ => resolve_under(&root_abs, d, n),
+            }
+        };
+        let p1 = lexical(d1, n1, h.op != FX_OP_PATH_SYMLINK);
+        let p2 = lexical(d2, n2, true);
+        if unresolved {
+            self.unresolved_name(ev, out);
+        }
+        let resolve = |p: Option<Vec<u8>>, n: &[u8]| {
+            p.map(|p| {
                 if n.contains(&b'/') {
                     physical_parent(&self.opts.root, p)
                 } else {
@@ -1400,8 +1442,8 @@ impl Recorder {
                 }
             })
         };
-        let p1 = resolve(d1, n1);
-        let p2 = resolve(d2, n2);
+        let p1 = resolve(p1, n1);
+        let p2 = resolve(p2, n2);
         let time_ns = self.probes.wall_ns(h.time_ns);
         let w = writer_of(h);
         let mk = |op| Event {
@@ -1838,6 +1880,15 @@ impl Recorder {
     /// fixed-file slot, an oversized io_submit): journal a gap now and heal it with a base after
     /// this batch, like a moved-in subtree.
     fn untracked(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
+        if ev.header.time_ns < self.probes.attached_boot_ns {
+            // Completed while the probes were being attached (its submission not seen): the
+            // base this recorder starts with reads the tree after it.
+            tracing::debug!(
+                what = ev.header.arg,
+                "untracked change before the probes were attached: covered by the first base"
+            );
+            return;
+        }
         self.stats.untracked += 1;
         tracing::warn!(
             what = ev.header.arg,
@@ -1849,6 +1900,25 @@ impl Recorder {
         let gap = self.own(Op::Gap {
             lost: 0,
             reason: GapReason::Untracked,
+        });
+        self.append_gap(gap);
+    }
+
+    /// A path op whose absolute name could not be mapped into its caller's view (every
+    /// process of that mount namespace gone): it may have changed the tree; a gap healed by a
+    /// base.
+    fn unresolved_name(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
+        self.stats.unresolved_names += 1;
+        tracing::warn!(
+            path = %String::from_utf8_lossy(&ev.path),
+            mount_ns = ev.header.dev,
+            comm = %String::from_utf8_lossy(ev.header.comm.split(|b| *b == 0).next().unwrap_or(&[])),
+            "an absolute name from another mount namespace or root that could not be mapped (its processes are gone): journaling a gap and a new base to heal it"
+        );
+        self.append(std::mem::take(out));
+        let gap = self.own(Op::Gap {
+            lost: 0,
+            reason: GapReason::UnresolvedName,
         });
         self.append_gap(gap);
     }

@@ -14,12 +14,17 @@
 const volatile __u64 root_dev SEC(".rodata") __weak = 0;
 const volatile __u64 root_ino SEC(".rodata") __weak = 0;
 const volatile __u32 self_tgid SEC(".rodata") __weak = 0;
+/* The recorder's descriptor on the watched root (-1: none). */
+const volatile __s32 self_root_fd SEC(".rodata") __weak = -1;
 const volatile __u32 payload_cap_bytes SEC(".rodata") __weak = FX_PAYLOAD_MAX;
 /* Possible CPUs; the scratch map holds two slots per CPU (task and interrupt context). */
 const volatile __u32 nr_cpus SEC(".rodata") __weak = 1;
 
 /* The gapless event counter. */
 __u64 fx_seq SEC(".bss") __weak = 0;
+/* The watched root's superblock (struct super_block *), learned by fx_learn_root_sb; 0 until
+ * then. */
+__u64 fx_root_sb SEC(".bss") __weak = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -831,6 +836,82 @@ static __always_inline long fx_proc_fd(__u64 name, bool kname, __u32 *rest)
 	return (long)v;
 }
 
+/* Learns the watched root's superblock from the recorder's descriptor on the root. Called from
+ * the recorder's own fsync calls (skipped otherwise): the loader fdatasyncs the root once right
+ * after attaching. */
+static __always_inline void fx_learn_root_sb(void)
+{
+	if (fx_root_sb || self_root_fd < 0)
+		return;
+	struct file *f = fx_fd_file((__u64)self_root_fd);
+	if (!f)
+		return;
+	struct super_block *sb = BPF_CORE_READ(f, f_inode, i_sb);
+	if (BPF_CORE_READ(sb, s_dev) == root_dev)
+		fx_root_sb = (__u64)sb;
+}
+
+/* More fields of struct mount (6.18; checked against the kernel's BTF in probes/tests/layout.rs):
+ * the superblock's mounts are a list through mnt_next_for_sb, from super_block.s_mounts. */
+#define FX_MOUNT_NEXT_FOR_SB_OFF 128
+#define FX_MOUNT_NS_OFF 232
+/* Mounts of the root's filesystem looked at; past it, any namespace may reach the root. */
+#define FX_SB_MOUNTS_MAX 64
+
+/* Whether an absolute name looked up in mount namespace ns can reach the watched root: only
+ * through a mount of the root's filesystem in ns whose root is a directory (a file bind mount,
+ * such as a container's /etc/hosts, leads nowhere else). True while the root's superblock is
+ * not yet known or when it has more mounts than we look at. Keeps the absolute names of other
+ * containers (and of systemd services with private mounts) out of the ring and the recorder. */
+struct fx_reach_walk {
+	char *m;       /* the next struct mount of the root's filesystem, NULL at the end */
+	void *ns;      /* the caller's struct mnt_namespace */
+	__u32 reaches; /* 1: a directory mount in ns; 2: the list ended without one */
+};
+
+static long fx_reach_step(__u64 i, void *ctx)
+{
+	struct fx_reach_walk *w = ctx;
+	char *m = w->m;
+	if (!m) {
+		w->reaches = 2;
+		return 1;
+	}
+	void *mns = NULL;
+	bpf_probe_read_kernel(&mns, sizeof(mns), m + FX_MOUNT_NS_OFF);
+	if (mns == w->ns) {
+		struct dentry *r = NULL;
+		/* struct vfsmount's first field is mnt_root. */
+		bpf_probe_read_kernel(&r, sizeof(r), m + FX_MOUNT_MNT_OFF);
+		struct inode *ri = BPF_CORE_READ(r, d_inode);
+		__u16 mode = 0;
+		bpf_probe_read_kernel(&mode, sizeof(mode), (void *)ri); /* i_mode: offset 0 */
+		if ((mode & 0170000) == 0040000) {
+			w->reaches = 1;
+			return 1;
+		}
+	}
+	char *next = NULL;
+	bpf_probe_read_kernel(&next, sizeof(next), m + FX_MOUNT_NEXT_FOR_SB_OFF);
+	w->m = next;
+	return 0;
+}
+
+/* Whether an absolute name looked up in mount namespace ns can reach the watched root: only
+ * through a mount of the root's filesystem in ns whose root is a directory (a file bind mount,
+ * such as a container's /etc/hosts, leads nowhere else). True while the root's superblock is
+ * not yet known or when it has more mounts than we look at. Keeps the absolute names of other
+ * containers out of the ring and the recorder. (A bpf_loop: verified once, not per mount.) */
+static __always_inline bool fx_ns_reaches_root(struct mnt_namespace *ns)
+{
+	struct super_block *sb = (struct super_block *)fx_root_sb;
+	if (!sb)
+		return true;
+	struct fx_reach_walk w = { .m = (char *)BPF_CORE_READ(sb, s_mounts), .ns = ns, .reaches = 0 };
+	bpf_loop(FX_SB_MOUNTS_MAX, fx_reach_step, &w, 0);
+	return w.reaches != 2;
+}
+
 /* Writes "dir\0name" at dst (dst has room for 2 * FX_PATH_MAX): dir is dirfd's directory as
  * fx_dir_path gives it (FX_DIR_ROOTED + its path below the watched root, or its absolute path),
  * "/" when name is absolute, "" for FX_NO_DIR; returns the bytes written (without a
@@ -841,6 +922,7 @@ static __always_inline long fx_proc_fd(__u64 name, bool kname, __u32 *rest)
 static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, __u64 name, bool kname, char *dst, __u32 *maybe_under)
 {
 	__u32 under = 0;
+	bool abs_out = false; /* an absolute name in a namespace with no way to the root */
 	char c = 0;
 	int n = 0;
 	/* A dirfd is an int: the syscall tracepoint hands over the whole register, and glibc loads
@@ -865,6 +947,15 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 	} else if (c == '/') {
 		dst[0] = '/';
 		n = 1;
+		/* An absolute name is looked up from the caller's root in its mount namespace: say
+		 * which, for the recorder to resolve it there (a container's volume, a chroot). */
+		struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+		struct mnt_namespace *mns = BPF_CORE_READ(t, nsproxy, mnt_ns);
+		if (!fx_ns_reaches_root(mns))
+			abs_out = true;
+		s->ev.flags |= FX_F_ABS_VIEW;
+		s->ev.dev = BPF_CORE_READ(mns, ns.inum);
+		s->ev.ino = BPF_CORE_READ(t, fs, root.dentry, d_inode, i_ino);
 	} else if (dirfd == FX_AT_FDCWD) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
 		struct dentry *d = BPF_CORE_READ(task, fs, pwd.dentry);
@@ -894,6 +985,10 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 		l = bpf_probe_read_user_str(&dst[(n + 1) & (FX_PATH_MAX - 1)], FX_PATH_MAX, (void *)name);
 	if (l <= 0)
 		return -1;
+	if (abs_out) {
+		*maybe_under = 0;
+		return n + l;
+	}
 	if (!under) {
 		/* dst is inside the scratch body: scan the name there for a '/'. */
 		struct fx_slash_scan c = {

@@ -69,6 +69,9 @@ enum fx_flags {
 	FX_F_CONCURRENT = 1024, /* another write to the inode was in flight: sent as a re-read
 				 * range (FX_F_INEXACT, no payload), since exit order may differ
 				 * from the order the bytes reached the file */
+	FX_F_ABS_VIEW = 2048, /* a path op with an absolute name: dev = the caller's mount
+			       * namespace (inum), ino = its root directory's inode, so that the
+			       * recorder resolves the name as the caller did (a container, a chroot) */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

@@ -4,8 +4,10 @@
 
 static __always_inline int on_enter(__u64 fd)
 {
-	if (fx_skip_task())
+	if (fx_skip_task()) {
+		fx_learn_root_sb();
 		return 0;
+	}
 	struct fx_args a = { .fd = fd };
 	fx_save_args(&a);
 	return 0;

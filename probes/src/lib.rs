@@ -153,8 +153,11 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
 /// BTF-enabled tracepoints (tp_btf): program name and kernel tracepoint.
 pub const BTF_TRACEPOINTS: &[(&str, &str)] = &[
     ("fx_dirty_folio", "writeback_dirty_folio"),
-    ("fx_uring_complete", "io_uring_complete"),
+    // Submission before completion: a path operation's event is kept at submission and sent at
+    // completion; attached the other way round, every io_uring path operation completing in
+    // between found nothing kept and became a gap (another recorder's workload, in a test).
     ("fx_uring_submit", "io_uring_submit_req"),
+    ("fx_uring_complete", "io_uring_complete"),
     ("fx_dio_complete", "iomap_dio_complete"),
 ];
 
@@ -232,6 +235,13 @@ impl RawEvent {
 }
 
 pub struct Probes {
+    /// CLOCK_BOOTTIME when every program was attached: events before it (an io_uring request in
+    /// flight while attaching) precede the base every recorder starts with.
+    pub attached_boot_ns: u64,
+    /// Every attachment; dropped (detached) in parallel, see `Drop`.
+    links: Vec<Box<dyn Send>>,
+    /// The watched root, open for as long as the probes run (`self_root_fd`).
+    _root_dir: std::fs::File,
     _ebpf: Ebpf,
     /// Every attached program, to read how often the kernel skipped running it.
     programs: Vec<std::os::fd::OwnedFd>,
@@ -246,6 +256,21 @@ pub struct Probes {
     dirty_full_seen: u64,
     /// CLOCK_REALTIME - CLOCK_BOOTTIME, to turn event times into wall-clock times.
     pub boot_to_wall_ns: i128,
+}
+
+impl Drop for Probes {
+    /// Detaching a tracepoint program waits for RCU grace periods in the kernel; one after
+    /// another, the ~70 programs took 9.7 s to detach here (a recorder's stop). Detached from
+    /// concurrent threads they take 5.3 s: the syscall tracepoints' detaches still wait in
+    /// turn (the kernel holds event_mutex across the wait), the others share grace periods.
+    fn drop(&mut self) {
+        let links = std::mem::take(&mut self.links);
+        std::thread::scope(|s| {
+            for l in links {
+                s.spawn(move || drop(l));
+            }
+        });
+    }
 }
 
 /// `struct fx_inode_key` (bpf/common.bpf.h).
@@ -300,6 +325,11 @@ pub const DRAIN_MAX_BYTES: usize = 8 << 20;
 /// an NTP step); both clocks are slewed alike, so anything smaller is reading jitter.
 pub const CLOCK_STEP_MIN_NS: i128 = 10_000_000;
 
+fn boot_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 fn boot_to_wall_ns() -> i128 {
     let ts = |c| {
         let t = rustix::time::clock_gettime(c);
@@ -317,6 +347,13 @@ impl Probes {
         })?;
         let dev = kernel_dev(st.st_dev);
         let ino = st.st_ino;
+        // Held open while the probes run: through it they learn the root's superblock (to tell
+        // which mount namespaces can reach the root at all).
+        let root_dir = std::fs::File::open(&cfg.root).map_err(|e| ProbeError::Root {
+            path: cfg.root.clone(),
+            source: e,
+        })?;
+        let root_fd: i32 = std::os::fd::AsRawFd::as_raw_fd(&root_dir);
         let tgid = std::process::id();
         let cap = cfg.payload_cap_bytes.min(layout::FX_PAYLOAD_MAX as u32);
         ensure_tracefs();
@@ -330,11 +367,13 @@ impl Probes {
             .override_global("root_dev", &dev, true)
             .override_global("root_ino", &ino, true)
             .override_global("self_tgid", &tgid, true)
+            .override_global("self_root_fd", &root_fd, true)
             .override_global("payload_cap_bytes", &cap, true)
             .override_global("nr_cpus", &cpus, true)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
         let mut programs = Vec::new();
+        let mut links: Vec<Box<dyn Send>> = Vec::new();
         for (name, tp) in TRACEPOINTS {
             let prog: &mut TracePoint = ebpf
                 .program_mut(name)
@@ -343,9 +382,14 @@ impl Probes {
                 .map_err(|source| ProbeError::Program { name, source })?;
             prog.load()
                 .map_err(|source| ProbeError::Program { name, source })?;
-            prog.attach("syscalls", tp)
+            let id = prog
+                .attach("syscalls", tp)
                 .map_err(|source| ProbeError::Program { name, source })?;
             programs.push(program_fd(prog.fd(), name)?);
+            links.push(Box::new(
+                prog.take_link(id)
+                    .map_err(|source| ProbeError::Program { name, source })?,
+            ));
         }
         let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Btf(e.to_string()))?;
         for (name, tp) in BTF_TRACEPOINTS {
@@ -356,9 +400,14 @@ impl Probes {
                 .map_err(|source| ProbeError::Program { name, source })?;
             prog.load(tp, &btf)
                 .map_err(|source| ProbeError::Program { name, source })?;
-            prog.attach()
+            let id = prog
+                .attach()
                 .map_err(|source| ProbeError::Program { name, source })?;
             programs.push(program_fd(prog.fd(), name)?);
+            links.push(Box::new(
+                prog.take_link(id)
+                    .map_err(|source| ProbeError::Program { name, source })?,
+            ));
         }
         let ring = RingBuf::try_from(
             ebpf.take_map("events")
@@ -400,7 +449,18 @@ impl Probes {
             name: "dirty_verdicts",
             source,
         })?;
+        // The recorder's own fsync calls are skipped, after the probes learn the root's
+        // superblock from root_fd (bpf/sync.bpf.c). On a directory this costs at most one
+        // journal commit of its filesystem, once.
+        root_dir.sync_data().map_err(|e| ProbeError::Root {
+            path: cfg.root.clone(),
+            source: e,
+        })?;
+        let attached_boot_ns = boot_ns();
         Ok(Probes {
+            attached_boot_ns,
+            links,
+            _root_dir: root_dir,
             _ebpf: ebpf,
             programs,
             dirty,

@@ -5,8 +5,8 @@ use std::process::Command;
 
 use foxing_probes::layout::*;
 
-/// Every op code, C name and Rust value.
-const OPS: [(&str, u32); 30] = [
+/// Every op code and flag, C name and Rust value.
+const OPS: [(&str, u32); 42] = [
     ("FX_OP_WRITE", FX_OP_WRITE),
     ("FX_OP_TRUNCATE", FX_OP_TRUNCATE),
     ("FX_OP_FSYNC", FX_OP_FSYNC),
@@ -37,6 +37,18 @@ const OPS: [(&str, u32); 30] = [
     ("FX_OP_MSYNC", FX_OP_MSYNC),
     ("FX_OP_DIRTY_MAPPED", FX_OP_DIRTY_MAPPED),
     ("FX_OP_UNTRACKED", FX_OP_UNTRACKED),
+    ("FX_F_INEXACT", FX_F_INEXACT),
+    ("FX_F_TRUNC", FX_F_TRUNC),
+    ("FX_F_CREATED", FX_F_CREATED),
+    ("FX_F_RMDIR", FX_F_RMDIR),
+    ("FX_F_NOFOLLOW", FX_F_NOFOLLOW),
+    ("FX_F_ATIME_OMIT", FX_F_ATIME_OMIT),
+    ("FX_F_ATIME_NOW", FX_F_ATIME_NOW),
+    ("FX_F_MTIME_OMIT", FX_F_MTIME_OMIT),
+    ("FX_F_MTIME_NOW", FX_F_MTIME_NOW),
+    ("FX_F_CATCHALL", FX_F_CATCHALL),
+    ("FX_F_CONCURRENT", FX_F_CONCURRENT),
+    ("FX_F_ABS_VIEW", FX_F_ABS_VIEW),
 ];
 
 #[test]
@@ -122,10 +134,7 @@ fn layout_matches_c() {
         ("umask", offset_of!(FxEvent, umask)),
     ];
     for (name, v) in OPS {
-        assert_eq!(
-            got[name], v as usize,
-            "enum fx_op {name}: C and Rust differ"
-        );
+        assert_eq!(got[name], v as usize, "{name}: C and Rust differ");
     }
     for (k, v) in rust {
         assert_eq!(
@@ -330,6 +339,10 @@ fn struct_mount_offsets_match_this_kernel() {
     assert_eq!(members["mnt_parent"], def("FX_MOUNT_PARENT_OFF"));
     assert_eq!(members["mnt_mountpoint"], def("FX_MOUNT_MOUNTPOINT_OFF"));
     assert_eq!(members["mnt"], def("FX_MOUNT_MNT_OFF"));
+    // The root filesystem's mounts, walked from super_block.s_mounts (a struct mount * on
+    // kernels that have mnt_next_for_sb) to find the caller's namespace among them.
+    assert_eq!(members["mnt_next_for_sb"], def("FX_MOUNT_NEXT_FOR_SB_OFF"));
+    assert_eq!(members["mnt_ns"], def("FX_MOUNT_NS_OFF"));
 
     // io_kiocb flag bits (an anonymous kernel enum) used by bpf/async.bpf.c.
     let a =

@@ -227,6 +227,10 @@ pub enum GapReason {
     /// The kernel skipped running a probe (another BPF program was running on that CPU): a
     /// change may be unreported; healed by the base that follows.
     ProbeMissed,
+    /// A path operation named its target by an absolute path the recorder could not map into
+    /// the caller's view (its process and every other in its mount namespace had exited):
+    /// the target may lie under the root; healed by the base that follows.
+    UnresolvedName,
 }
 
 /// What a record does. Variant order is part of the on-disk format.

@@ -78,6 +78,7 @@ fn gap_reason() -> impl Strategy<Value = GapReason> {
         Just(GapReason::JournalFailed),
         Just(GapReason::Untracked),
         Just(GapReason::ProbeMissed),
+        Just(GapReason::UnresolvedName),
     ]
 }
 

@@ -653,6 +653,154 @@ fn writes_and_relative_path_ops_through_bind_mounts_are_captured() {
     apply_and_compare(&src, &jdir, d.path());
 }
 
+/// Path operations that name their target by an absolute path the recorder's own view does
+/// not spell under the root: through a bind mount of the tree (`rm /mnt/alias/f`), through a
+/// symlinked prefix (`/var/lib/db` -> the root), and from another mount namespace whose volume
+/// is the tree (a container: `unlink("/data/app.db-journal")`). The probes said only the
+/// name, which the recorder matched against the root's path as a string: every one of these
+/// was missed silently (the replica kept removed files and old names). Now the probes send the
+/// caller's view (mount namespace, root inode) with an absolute name, and the recorder maps it
+/// as the caller's kernel did (views.rs).
+///
+/// The three parts run one after another: every recorder sees every namespace's absolute
+/// names, and the short-lived namespaces of the last part would be gaps in the others.
+#[test]
+fn absolute_names_are_mapped_in_the_callers_view() {
+    if !require_bpf() {
+        return;
+    }
+    absolute_names_through_aliases_and_other_mount_namespaces_are_captured();
+    absolute_names_from_namespaces_without_the_roots_filesystem_are_left_out();
+    absolute_names_from_namespaces_gone_before_mapping_are_healed_losses();
+}
+
+fn absolute_names_through_aliases_and_other_mount_namespaces_are_captured() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(src.join("sub/deep")).unwrap();
+    for f in ["a", "b", "c", "sub/d", "sub/e", "sub/deep/f", "g", "h", "i"] {
+        std::fs::write(src.join(f), f.as_bytes()).unwrap();
+    }
+    let (alias, link, data) = (
+        d.path().join("alias"),
+        d.path().join("link"),
+        d.path().join("data"),
+    );
+    std::fs::create_dir(&alias).unwrap();
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::symlink(&src, &link).unwrap();
+    let script = format!(
+        r#"set -ex
+        trap 'cd /; umount {al}' EXIT
+        mount --bind {src}/sub {al}
+        rm {al}/d
+        mv {al}/e {al}/e2
+        mkdir {al}/newdir
+        chmod 600 {al}/deep/f
+        ln -s target {al}/sym
+        rm {lk}/a
+        mv {lk}/b {lk}/sub/b2
+        mkdir -p {lk}/made/here
+        ln {lk}/c {lk}/c-link
+        unshare -m sh -exc 'mount --bind {src} {dt}; rm {dt}/g; mv {dt}/h {dt}/sub/h2; rmdir {dt}/sub/deep/../newdir; mkdir {dt}/ns-dir; chmod 640 {dt}/i; truncate -s 1 {dt}/i; sleep 0.5'
+        "#,
+        al = alias.display(),
+        lk = link.display(),
+        dt = data.display(),
+        src = src.display()
+    );
+    let stats = record_script(&src, &jdir, &script, d.path());
+    assert_eq!(
+        (stats.lost_events, stats.unresolved_names, stats.untracked),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    // Mapped, not healed by a base: the journal holds no gap.
+    let gaps = JournalReader::open(&jdir).unwrap().gaps().unwrap();
+    assert!(gaps.is_empty(), "{gaps:?}");
+    assert!(!src.join("g").exists() && src.join("sub/h2").exists() && src.join("ns-dir").is_dir());
+    apply_and_compare(&src, &jdir, d.path());
+}
+
+/// A mount namespace that lives only as long as one `rm` of an absolute name through it: the
+/// recorder may find no process left to map the name in that view. Such a name is a counted
+/// loss (an `unresolved_name` gap healed by a base), never a silent one; mapped or healed, the
+/// replica converges.
+fn absolute_names_from_namespaces_gone_before_mapping_are_healed_losses() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..10 {
+        std::fs::write(src.join(format!("f{i}")), b"x").unwrap();
+    }
+    let data = d.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let script = format!(
+        r#"set -ex
+        for i in $(seq 0 9); do unshare -m sh -c "mount --bind {src} {dt} && exec rm {dt}/f$i"; done
+        "#,
+        dt = data.display(),
+        src = src.display()
+    );
+    let stats = record_script(&src, &jdir, &script, d.path());
+    let gaps = JournalReader::open(&jdir).unwrap().gaps().unwrap();
+    assert!(
+        gaps.iter().all(
+            |g| foxing_journal::index::gap_reason_name(g.reason) == "unresolved_name"
+                && g.healed_seq.is_some()
+        ),
+        "{gaps:?}"
+    );
+    assert_eq!(gaps.len() as u64, stats.unresolved_names, "{stats:?}");
+    assert_eq!(std::fs::read_dir(&src).unwrap().count(), 0);
+    apply_and_compare(&src, &jdir, d.path());
+}
+
+/// Namespaces without a mount of the root's filesystem cannot reach the root by any name, even
+/// one that spells the root's path: the probes leave their absolute names out. Here each
+/// short-lived namespace unmounts the tmpfs holding the root, then removes a namesake file of
+/// the directory underneath. String matching journaled those as removals under the root; a
+/// namespace gone before it could be mapped would cost a gap and a base.
+fn absolute_names_from_namespaces_without_the_roots_filesystem_are_left_out() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = d.path().join("fs");
+    std::fs::create_dir(&fs).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "foxing-test"])
+        .arg(&fs)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(fs.clone());
+    let src = fs.join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..10 {
+        std::fs::write(src.join(format!("f{i}")), b"kept").unwrap();
+    }
+    let script = format!(
+        r#"set -ex
+        for i in $(seq 0 9); do unshare -m sh -c "umount {fs} && mkdir -p {src} && echo other > {src}/f$i && exec rm {src}/f$i"; done
+        "#,
+        fs = fs.display(),
+        src = src.display()
+    );
+    let stats = record_script(&src, &jdir, &script, d.path());
+    let gaps = JournalReader::open(&jdir).unwrap().gaps().unwrap();
+    assert!(gaps.is_empty(), "{gaps:?} {stats:?}");
+    assert_eq!(stats.unresolved_names, 0, "{stats:?}");
+    assert_eq!(std::fs::read_dir(&src).unwrap().count(), 10);
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// fallocate modes that move bytes (COLLAPSE_RANGE, INSERT_RANGE: ext4 and xfs only) or zero
 /// them (ZERO_RANGE, PUNCH_HOLE, WRITE_ZEROES), mixed with pwrites, on an ext4 source and a
 /// tmpfs replica, which has neither shift: the journal must not depend on the replica's
