@@ -1429,7 +1429,13 @@ impl Recorder {
             }
         };
         let p1 = lexical(d1, n1, h.op != FX_OP_PATH_SYMLINK);
-        let p2 = lexical(d2, n2, true);
+        // Only renames, links and symlinks carry a second dir/name pair (xattr ops carry a
+        // name and value there).
+        let pair2 = matches!(
+            h.op,
+            FX_OP_PATH_RENAME | FX_OP_PATH_LINK | FX_OP_PATH_SYMLINK
+        );
+        let p2 = if pair2 { lexical(d2, n2, true) } else { None };
         if unresolved {
             self.unresolved_name(ev, out);
         }
