@@ -153,11 +153,12 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
 /// BTF-enabled tracepoints (tp_btf): program name and kernel tracepoint.
 pub const BTF_TRACEPOINTS: &[(&str, &str)] = &[
     ("fx_dirty_folio", "writeback_dirty_folio"),
-    // Submission before completion: a path operation's event is kept at submission and sent at
-    // completion; attached the other way round, every io_uring path operation completing in
-    // between found nothing kept and became a gap (another recorder's workload, in a test).
-    ("fx_uring_submit", "io_uring_submit_req"),
+    // Completion before submission (like exits before enters): a path operation's event kept
+    // at a submission is then always taken at its completion. A completion whose submission
+    // ran before attaching finds nothing kept and reports an untracked change, which the
+    // recorder ignores when it completed before attaching ended (its first base covers it).
     ("fx_uring_complete", "io_uring_complete"),
+    ("fx_uring_submit", "io_uring_submit_req"),
     ("fx_dio_complete", "iomap_dio_complete"),
 ];
 
@@ -374,7 +375,21 @@ impl Probes {
             .map_err(ProbeError::Load)?;
         let mut programs = Vec::new();
         let mut links: Vec<Box<dyn Send>> = Vec::new();
-        for (name, tp) in TRACEPOINTS {
+        // Every exit program before any enter program: a syscall whose enter ran (saving its
+        // arguments, counting itself into its inode's writers slot, marking a rename in flight)
+        // must find its exit attached, or the slot stays busy for good (every later write to
+        // an inode hashed there is then re-read as concurrent: seen in CI while another
+        // recorder's detach held up this one's attach between sys_enter_write and
+        // sys_exit_write). An exit whose enter ran before attaching finds nothing saved.
+        let exits_first = TRACEPOINTS
+            .iter()
+            .filter(|(_, tp)| tp.starts_with("sys_exit_"))
+            .chain(
+                TRACEPOINTS
+                    .iter()
+                    .filter(|(_, tp)| !tp.starts_with("sys_exit_")),
+            );
+        for (name, tp) in exits_first {
             let prog: &mut TracePoint = ebpf
                 .program_mut(name)
                 .ok_or(ProbeError::MissingProgram(name))?

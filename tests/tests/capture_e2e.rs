@@ -828,6 +828,47 @@ fn collapse_and_insert_range_replicate_to_a_filesystem_without_them() {
     foxing_tests::apply_and_compare(&src, &jdir, replica.path());
 }
 
+/// Writes running while the probes attach. The loader attached each syscall's enter program
+/// before its exit program: a write that entered in between counted itself into its inode's
+/// writers slot and never out, so every later write to that inode was re-read as concurrent
+/// (found in CI: `serial_writers_keep_their_exact_payloads` saw all 20,000 writes marked while
+/// another recorder's detach held up this one's attach). Exits are attached first now.
+#[test]
+fn writes_in_flight_while_the_probes_attach_leave_no_writer_slot_busy() {
+    if !require_bpf() {
+        return;
+    }
+    use std::io::{BufRead, Write};
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), vec![0u8; 64 * 1024]).unwrap();
+    // A child process (the recorder skips its own process's writes): hammering from before
+    // the recorder starts until told, then 2,000 serial writes to the same file.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+        .args([src.to_str().unwrap(), "1", "2000", "hammer"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "hammering");
+    let mut stdin = child.stdin.take().unwrap();
+    let stats = record_while(&src, &jdir, || {
+        writeln!(stdin).unwrap();
+        assert!(child.wait().unwrap().success());
+    });
+    assert!(
+        stats.concurrent_writes <= 20,
+        "serial writes after the attach were marked concurrent: {stats:?}"
+    );
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// The same writes from one thread overlap nothing: they keep their exact payloads (a shared
 /// writers slot with another test's file may mark a stray few; 1 % is the bound).
 #[test]

@@ -14,6 +14,9 @@
 //! one thread; `racing` mixes ftruncate and fallocate (extend, keep size, punch hole, zero
 //! range) into the four threads' writes.
 //!
+//! With `hammer`, 8-byte pwrites into ROOT/f every 50 us (a writer in flight while a recorder
+//! attaches) until a line on stdin, then OPS 512-byte pwrites into the same file.
+//!
 //! With `shift`, fallocate modes that move or zero a file's bytes: COLLAPSE_RANGE and
 //! INSERT_RANGE (block-aligned, on ext4 or xfs), ZERO_RANGE, PUNCH_HOLE and WRITE_ZEROES (Linux
 //! 6.17+; skipped where the filesystem refuses it), between pwrites into four sparse files.
@@ -60,6 +63,9 @@ fn main() -> anyhow::Result<()> {
     }
     if mode.as_deref() == Some("concurrent") {
         return concurrent(&root, seed, ops, 4, false);
+    }
+    if mode.as_deref() == Some("hammer") {
+        return hammer(&root, ops);
     }
     if mode.as_deref() == Some("serial") {
         return concurrent(&root, seed, ops, 1, false);
@@ -705,6 +711,39 @@ fn shift(root: &std::path::Path, seed: u64, ops: usize) -> anyhow::Result<()> {
         r.map_err(|e| anyhow::anyhow!("fallocate op {i}: {e}"))?;
     }
     eprintln!("shift: {shifted} collapse/insert, {zeroed} write-zeroes");
+    Ok(())
+}
+
+fn hammer(root: &std::path::Path, ops: usize) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("f"))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (f, stop) = (f.try_clone()?, stop.clone());
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all_at(&n.to_le_bytes(), (n % 1024) * 8)?;
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+            Ok(())
+        })
+    };
+    println!("hammering");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("hammer thread panicked"))??;
+    for i in 0..ops as u64 {
+        f.write_all_at(&[i as u8; 512], (i % 128) * 512)?;
+    }
     Ok(())
 }
 
