@@ -467,10 +467,11 @@ impl Probes {
         // The recorder's own fsync calls are skipped, after the probes learn the root's
         // superblock from root_fd (bpf/sync.bpf.c). On a directory this costs at most one
         // journal commit of its filesystem, once.
-        root_dir.sync_data().map_err(|e| ProbeError::Root {
-            path: cfg.root.clone(),
-            source: e,
-        })?;
+        // The probes learn at the call's entry, so its result does not matter (a filesystem
+        // that refuses fsync on a directory must not stop the recorder).
+        if let Err(e) = root_dir.sync_data() {
+            tracing::debug!(error = %e, "fdatasync of the watched root (teaches the probes its superblock)");
+        }
         let attached_boot_ns = boot_ns();
         Ok(Probes {
             attached_boot_ns,
