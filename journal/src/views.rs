@@ -39,7 +39,9 @@ pub const PROC_SCAN_MAX: usize = 65_536;
 /// without another scan of /proc. Past it, the set is cleared.
 pub const GONE_VIEWS_MAX: usize = 1024;
 
-/// A caller's view: its mount namespace's inode number and its root directory's inode.
+/// A caller's view: its mount namespace's id (64-bit, never reused within a boot, unlike the
+/// namespace's inode number: a namespace made just after another died gets its number) and
+/// its root directory's inode.
 pub type View = (u64, u64);
 
 /// Where an absolute name lands.
@@ -79,10 +81,21 @@ pub struct Views {
     gone: std::collections::HashSet<View>,
 }
 
-fn ns_inum(pid: u32) -> Option<u64> {
-    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
-        .ok()
-        .map(|m| m.ino())
+/// `NS_GET_MNTNS_ID` (linux/nsfs.h): _IOR(0xb7, 0x5, __u64).
+const NS_GET_MNTNS_ID: libc::c_ulong = 0x8008_b705;
+
+/// The id of process `pid`'s mount namespace.
+fn ns_id(pid: u32) -> Option<u64> {
+    ns_id_of(&File::open(format!("/proc/{pid}/ns/mnt")).ok()?)
+}
+
+/// The id of the mount namespace `f` (an nsfs file) refers to.
+fn ns_id_of(f: &File) -> Option<u64> {
+    let mut id: u64 = 0;
+    // SAFETY: NS_GET_MNTNS_ID writes one u64 through the pointer, which points to `id`; the
+    // descriptor is open for the duration of the call.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_MNTNS_ID as _, &mut id as *mut u64) };
+    (r == 0).then_some(id)
 }
 
 impl Views {
@@ -91,7 +104,7 @@ impl Views {
         let root_dir: OwnedFd = File::open(root)?.into();
         let md = std::fs::metadata(root)?;
         let own_root = std::fs::metadata("/")?;
-        let own_ns = ns_inum(std::process::id()).unwrap_or(0);
+        let own_ns = ns_id(std::process::id()).unwrap_or(0);
         Ok(Views {
             root: root.to_path_buf(),
             root_dev: md.dev(),
@@ -129,25 +142,28 @@ impl Views {
             };
             return self.map_from(base.as_fd(), &comps);
         }
+        // The namespace stays open (its descriptor held) through the lookup: a namespace
+        // whose last process exits has its mounts taken away, and the name would then lead to
+        // what lay beneath them (seen: a removal through a bind mount mapped as outside).
         match self.view_root(view, tgid) {
-            Some(base) => self.map_from(base.as_fd(), &comps),
+            Some((_ns, base)) => self.map_from(base.as_fd(), &comps),
             None => Mapped::Unknown,
         }
     }
 
     /// The root of `view`, opened through a process in it: the reporter, the last process
     /// found in it, else any (a scan of /proc).
-    fn view_root(&mut self, view: View, tgid: u32) -> Option<OwnedFd> {
-        if let Some(fd) = self.open_view(view, tgid, true) {
+    fn view_root(&mut self, view: View, tgid: u32) -> Option<(File, OwnedFd)> {
+        if let Some(v) = self.open_view(view, tgid, true) {
             self.remember(view, tgid);
-            return Some(fd);
+            return Some(v);
         }
-        if let Some(fd) = self
+        if let Some(v) = self
             .known
             .get(&view)
             .and_then(|&pid| self.open_view(view, pid, false))
         {
-            return Some(fd);
+            return Some(v);
         }
         if self.gone.contains(&view) {
             return None;
@@ -158,9 +174,9 @@ impl Views {
                 .find_map(|pid| Some((pid, self.open_view(view, pid, false)?)))
         });
         match found {
-            Some((pid, fd)) => {
+            Some((pid, v)) => {
                 self.remember(view, pid);
-                Some(fd)
+                Some(v)
             }
             None => {
                 if self.gone.len() >= GONE_VIEWS_MAX {
@@ -183,7 +199,13 @@ impl Views {
     /// meanwhile by a process elsewhere does not match). The reporter itself needs only be in
     /// the view's namespace: its root's inode as `stat` reports it may differ from the one the
     /// probes read (overlayfs maps inode numbers).
-    fn open_view(&self, view: View, pid: u32, reporter: bool) -> Option<OwnedFd> {
+    fn open_view(&self, view: View, pid: u32, reporter: bool) -> Option<(File, OwnedFd)> {
+        // The namespace first, held open (it keeps the namespace and its mounts alive), then
+        // the root.
+        let ns = File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+        if ns_id_of(&ns) != Some(view.0) {
+            return None;
+        }
         let fd = rustix::fs::open(
             format!("/proc/{pid}/root"),
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -191,7 +213,8 @@ impl Views {
         )
         .ok()?;
         let st = rustix::fs::fstat(&fd).ok()?;
-        (ns_inum(pid) == Some(view.0) && (reporter || st.st_ino == view.1)).then_some(fd)
+        // Still in that namespace once its root is open (not moved by setns meanwhile).
+        (ns_id(pid) == Some(view.0) && (reporter || st.st_ino == view.1)).then_some((ns, fd))
     }
 
     /// Opens the deepest existing directory of `comps` (the name's parent first) from `base`

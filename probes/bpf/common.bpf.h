@@ -954,7 +954,8 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 		if (!fx_ns_reaches_root(mns))
 			abs_out = true;
 		s->ev.flags |= FX_F_ABS_VIEW;
-		s->ev.dev = BPF_CORE_READ(mns, ns.inum);
+		/* The namespace's 64-bit id, never reused (its inode number is, at once). */
+		s->ev.dev = BPF_CORE_READ(mns, ns.ns_id);
 		s->ev.ino = BPF_CORE_READ(t, fs, root.dentry, d_inode, i_ino);
 	} else if (dirfd == FX_AT_FDCWD) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();

@@ -70,7 +70,7 @@ enum fx_flags {
 				 * range (FX_F_INEXACT, no payload), since exit order may differ
 				 * from the order the bytes reached the file */
 	FX_F_ABS_VIEW = 2048, /* a path op with an absolute name: dev = the caller's mount
-			       * namespace (inum), ino = its root directory's inode, so that the
+			       * namespace (its id, NS_GET_MNTNS_ID), ino = its root directory's inode, so that the
 			       * recorder resolves the name as the caller did (a container, a chroot) */
 };
 

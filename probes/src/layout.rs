@@ -51,7 +51,8 @@ pub const FX_F_MTIME_NOW: u32 = 256;
 pub const FX_F_CATCHALL: u32 = 512;
 /// Another write to the inode was in flight: sent as a re-read range (with FX_F_INEXACT).
 pub const FX_F_CONCURRENT: u32 = 1024;
-/// A path op with an absolute name: `dev` is the caller's mount namespace (its inode number),
+/// A path op with an absolute name: `dev` is the caller's mount namespace (its 64-bit id, as
+/// the NS_GET_MNTNS_ID ioctl gives it),
 /// `ino` its root directory's inode; the recorder resolves the name in that view.
 pub const FX_F_ABS_VIEW: u32 = 2048;
 

@@ -670,6 +670,7 @@ fn absolute_names_are_mapped_in_the_callers_view() {
         return;
     }
     absolute_names_through_aliases_and_other_mount_namespaces_are_captured();
+    absolute_names_from_a_chroot_are_captured();
     absolute_names_from_namespaces_without_the_roots_filesystem_are_left_out();
     absolute_names_from_namespaces_gone_before_mapping_are_healed_losses();
 }
@@ -720,6 +721,34 @@ fn absolute_names_through_aliases_and_other_mount_namespaces_are_captured() {
     let gaps = JournalReader::open(&jdir).unwrap().gaps().unwrap();
     assert!(gaps.is_empty(), "{gaps:?}");
     assert!(!src.join("g").exists() && src.join("sub/h2").exists() && src.join("ns-dir").is_dir());
+    apply_and_compare(&src, &jdir, d.path());
+}
+
+/// A chrooted process (same mount namespace, another root) names `/src/x`: the kernel resolves
+/// it from the chroot, the recorder through that process's root.
+fn absolute_names_from_a_chroot_are_captured() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["c1", "c2", "c4", "keep"] {
+        std::fs::write(src.join(f), f.as_bytes()).unwrap();
+    }
+    let stats = record_while(&src, &jdir, || {
+        let st = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
+            .args([d.path().to_str().unwrap(), "0", "0", "chroot"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    });
+    assert_eq!(
+        (stats.lost_events, stats.unresolved_names),
+        (0, 0),
+        "{stats:?}"
+    );
+    let gaps = JournalReader::open(&jdir).unwrap().gaps().unwrap();
+    assert!(gaps.is_empty(), "{gaps:?}");
+    assert!(!src.join("c1").exists() && src.join("c3").exists() && src.join("cdir").is_dir());
     apply_and_compare(&src, &jdir, d.path());
 }
 

@@ -17,6 +17,10 @@
 //! With `hammer`, 8-byte pwrites into ROOT/f every 50 us (a writer in flight while a recorder
 //! attaches) until a line on stdin, then OPS 512-byte pwrites into the same file.
 //!
+//! With `chroot`, chroots into ROOT and changes ROOT/src by absolute names as seen inside the
+//! chroot (`/src/...`): unlink c1, rename c2 -> c3, mkdir cdir, chmod c4, symlink clink; then
+//! stays 500 ms (a recorder maps such names through a process in the same view).
+//!
 //! With `shift`, fallocate modes that move or zero a file's bytes: COLLAPSE_RANGE and
 //! INSERT_RANGE (block-aligned, on ext4 or xfs), ZERO_RANGE, PUNCH_HOLE and WRITE_ZEROES (Linux
 //! 6.17+; skipped where the filesystem refuses it), between pwrites into four sparse files.
@@ -63,6 +67,20 @@ fn main() -> anyhow::Result<()> {
     }
     if mode.as_deref() == Some("concurrent") {
         return concurrent(&root, seed, ops, 4, false);
+    }
+    if mode.as_deref() == Some("chroot") {
+        std::os::unix::fs::chroot(&root)?;
+        std::env::set_current_dir("/")?;
+        std::fs::remove_file("/src/c1")?;
+        std::fs::rename("/src/c2", "/src/c3")?;
+        std::fs::create_dir("/src/cdir")?;
+        std::fs::set_permissions(
+            "/src/c4",
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
+        std::os::unix::fs::symlink("t", "/src/clink")?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        return Ok(());
     }
     if mode.as_deref() == Some("hammer") {
         return hammer(&root, ops);
