@@ -1902,11 +1902,13 @@ impl Recorder {
             comm = %String::from_utf8_lossy(ev.header.comm.split(|b| *b == 0).next().unwrap_or(&[])),
             "a change the probes cannot describe (io_uring path operation or fixed file, or an oversized io_submit): journaling a gap and a new base to heal it"
         );
+        self.gap_after(out, GapReason::Untracked);
+    }
+
+    /// Journals what the batch converted so far, then a Gap (lost 0) that a base heals.
+    fn gap_after(&mut self, out: &mut Vec<Event>, reason: GapReason) {
         self.append(std::mem::take(out));
-        let gap = self.own(Op::Gap {
-            lost: 0,
-            reason: GapReason::Untracked,
-        });
+        let gap = self.own(Op::Gap { lost: 0, reason });
         self.append_gap(gap);
     }
 
@@ -1921,12 +1923,7 @@ impl Recorder {
             comm = %String::from_utf8_lossy(ev.header.comm.split(|b| *b == 0).next().unwrap_or(&[])),
             "an absolute name from another mount namespace or root that could not be mapped (its processes are gone): journaling a gap and a new base to heal it"
         );
-        self.append(std::mem::take(out));
-        let gap = self.own(Op::Gap {
-            lost: 0,
-            reason: GapReason::UnresolvedName,
-        });
-        self.append_gap(gap);
+        self.gap_after(out, GapReason::UnresolvedName);
     }
 
     /// The size of a source file now, if it can be opened.

@@ -75,6 +75,8 @@ pub struct Views {
     root_ino: u64,
     /// The watched root, opened: file handles are reopened through its mount.
     root_dir: OwnedFd,
+    /// The recorder's own "/", where names of its own view are looked up.
+    own_root: OwnedFd,
     own: View,
     /// A process last found in each view.
     known: HashMap<View, u32>,
@@ -110,6 +112,7 @@ impl Views {
             root_dev: md.dev(),
             root_ino: md.ino(),
             root_dir,
+            own_root: File::open("/")?.into(),
             own: (own_ns, own_root.ino()),
             known: HashMap::new(),
             gone: Default::default(),
@@ -136,11 +139,7 @@ impl Views {
             }
             // Not under the root by its letters: a symlinked prefix or a bind mount may still
             // lead there.
-            let base = match File::open("/") {
-                Ok(f) => OwnedFd::from(f),
-                Err(_) => return Mapped::Unknown,
-            };
-            return self.map_from(base.as_fd(), &comps);
+            return self.map_from(self.own_root.as_fd(), &comps);
         }
         // The namespace stays open (its descriptor held) through the lookup: a namespace
         // whose last process exits has its mounts taken away, and the name would then lead to

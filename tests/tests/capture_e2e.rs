@@ -675,6 +675,18 @@ fn absolute_names_are_mapped_in_the_callers_view() {
     absolute_names_from_namespaces_gone_before_mapping_are_healed_losses();
 }
 
+/// Every absolute name was mapped (or left out by the kernel), none healed by a base: nothing
+/// lost, nothing unresolved or untracked, no gap in the journal.
+fn assert_mapped_without_gaps(stats: &RecorderStats, jdir: &Path) {
+    assert_eq!(
+        (stats.lost_events, stats.unresolved_names, stats.untracked),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    let gaps = JournalReader::open(jdir).unwrap().gaps().unwrap();
+    assert!(gaps.is_empty(), "{gaps:?} {stats:?}");
+}
+
 fn absolute_names_through_aliases_and_other_mount_namespaces_are_captured() {
     let d = tempfile::tempdir().unwrap();
     let src = d.path().join("src");
@@ -712,14 +724,7 @@ fn absolute_names_through_aliases_and_other_mount_namespaces_are_captured() {
         src = src.display()
     );
     let stats = record_script(&src, &jdir, &script, d.path());
-    assert_eq!(
-        (stats.lost_events, stats.unresolved_names, stats.untracked),
-        (0, 0, 0),
-        "{stats:?}"
-    );
-    // Mapped, not healed by a base: the journal holds no gap.
-    let gaps = JournalReader::open(&jdir).unwrap().gaps().unwrap();
-    assert!(gaps.is_empty(), "{gaps:?}");
+    assert_mapped_without_gaps(&stats, &jdir);
     assert!(!src.join("g").exists() && src.join("sub/h2").exists() && src.join("ns-dir").is_dir());
     apply_and_compare(&src, &jdir, d.path());
 }
@@ -741,13 +746,7 @@ fn absolute_names_from_a_chroot_are_captured() {
             .unwrap();
         assert!(st.success());
     });
-    assert_eq!(
-        (stats.lost_events, stats.unresolved_names),
-        (0, 0),
-        "{stats:?}"
-    );
-    let gaps = JournalReader::open(&jdir).unwrap().gaps().unwrap();
-    assert!(gaps.is_empty(), "{gaps:?}");
+    assert_mapped_without_gaps(&stats, &jdir);
     assert!(!src.join("c1").exists() && src.join("c3").exists() && src.join("cdir").is_dir());
     apply_and_compare(&src, &jdir, d.path());
 }
@@ -823,9 +822,7 @@ fn absolute_names_from_namespaces_without_the_roots_filesystem_are_left_out() {
         src = src.display()
     );
     let stats = record_script(&src, &jdir, &script, d.path());
-    let gaps = JournalReader::open(&jdir).unwrap().gaps().unwrap();
-    assert!(gaps.is_empty(), "{gaps:?} {stats:?}");
-    assert_eq!(stats.unresolved_names, 0, "{stats:?}");
+    assert_mapped_without_gaps(&stats, &jdir);
     assert_eq!(std::fs::read_dir(&src).unwrap().count(), 10);
     apply_and_compare(&src, &jdir, d.path());
 }
