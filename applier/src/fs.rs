@@ -491,6 +491,46 @@ impl Tree for FsTree {
         Ok(v)
     }
 
+    fn content_digest(&mut self, p: &RelPath) -> TreeResult<crate::snapshot::ContentDigest> {
+        use crate::snapshot::{ContentDigest, DIGEST_BLOCK_BYTES};
+        use rustix::fs::SeekFrom;
+        let f = self.open_regular(p, OFlags::RDONLY)?;
+        let size = rustix::fs::fstat(&f).map_err(err)?.st_size as u64;
+        let mut d = ContentDigest {
+            size,
+            blocks: Vec::new(),
+        };
+        let mut buf = vec![0u8; DIGEST_BLOCK_BYTES as usize];
+        let mut pos = 0u64;
+        while pos < size {
+            // The next data and the hole after it (a filesystem without SEEK_DATA reports
+            // all of the file as data).
+            let data = match rustix::fs::seek(&f, SeekFrom::Data(pos)) {
+                Ok(o) => o,
+                Err(Errno::NXIO) => break,
+                Err(e) => return Err(err(e)),
+            };
+            let hole = rustix::fs::seek(&f, SeekFrom::Hole(data)).map_err(err)?;
+            let mut block = data / DIGEST_BLOCK_BYTES;
+            while block * DIGEST_BLOCK_BYTES < hole.min(size) {
+                let at = block * DIGEST_BLOCK_BYTES;
+                let mut n = 0;
+                while n < buf.len() {
+                    match rustix::io::pread(&f, &mut buf[n..], at + n as u64) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(Errno::INTR) => {}
+                        Err(e) => return Err(err(e)),
+                    }
+                }
+                d.add_block(block, &buf[..n]);
+                block += 1;
+            }
+            pos = block * DIGEST_BLOCK_BYTES;
+        }
+        Ok(d)
+    }
+
     fn follow(&mut self, p: &RelPath) -> TreeResult<Option<RelPath>> {
         // Symlinks inside the root are followed; any escape (absolute or `..` past the root)
         // fails with EXDEV and counts as "not beneath the root".

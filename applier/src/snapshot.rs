@@ -10,7 +10,7 @@ use crate::tree::{join, NodeKind, Tree, TreeResult};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntrySnap {
     pub kind: NodeKind,
-    pub content: Option<Vec<u8>>,
+    pub content: Option<ContentDigest>,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
@@ -19,6 +19,50 @@ pub struct EntrySnap {
     pub link_of: Option<RelPath>,
     /// Compared only by [`diff_with_mtimes`].
     pub mtime_ns: i64,
+}
+
+/// Block size of [`ContentDigest`].
+pub const DIGEST_BLOCK_BYTES: u64 = 64 * 1024;
+
+/// A regular file's content as snapshots compare it: its size and the CRC32C of each
+/// [`DIGEST_BLOCK_BYTES`] block (by index) that holds a non-zero byte. Holes and zero blocks
+/// leave no entry, so where a filesystem keeps holes does not matter (a replica may store
+/// zeros the source has as a hole), and a sparse file of any size costs memory and reads in
+/// proportion to its data, not its size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContentDigest {
+    pub size: u64,
+    pub blocks: Vec<(u64, u32)>,
+}
+
+impl ContentDigest {
+    /// The digest of a whole content held in memory.
+    pub fn of_bytes(data: &[u8]) -> ContentDigest {
+        let mut d = ContentDigest {
+            size: data.len() as u64,
+            blocks: Vec::new(),
+        };
+        for (i, b) in data.chunks(DIGEST_BLOCK_BYTES as usize).enumerate() {
+            d.add_block(i as u64, b);
+        }
+        d
+    }
+
+    /// Adds block `index` (blocks must come in increasing index order, each once).
+    pub fn add_block(&mut self, index: u64, bytes: &[u8]) {
+        debug_assert!(self.blocks.last().is_none_or(|&(i, _)| i < index));
+        if bytes.iter().any(|&b| b != 0) {
+            self.blocks.push((index, crc32c::crc32c(bytes)));
+        }
+    }
+
+    /// One checksum of the whole digest, for messages.
+    fn summary(&self) -> u32 {
+        self.blocks.iter().fold(0, |c, &(i, b)| {
+            let c = crc32c::crc32c_append(c, &i.to_le_bytes());
+            crc32c::crc32c_append(c, &b.to_le_bytes())
+        })
+    }
 }
 
 /// Which xattr names a snapshot compares.
@@ -74,7 +118,7 @@ fn walk(
             None
         };
         let content = if st.kind == NodeKind::Regular && link_of.is_none() {
-            Some(t.read_file(&p)?)
+            Some(t.content_digest(&p)?)
         } else {
             None
         };
@@ -119,7 +163,14 @@ fn short(e: &EntrySnap) -> String {
     let content = e
         .content
         .as_ref()
-        .map(|c| format!("{} bytes crc32c {:08x}", c.len(), crc32c::crc32c(c)))
+        .map(|c| {
+            format!(
+                "{} bytes ({} non-zero blocks, digest {:08x})",
+                c.size,
+                c.blocks.len(),
+                c.summary()
+            )
+        })
         .unwrap_or_else(|| "-".into());
     format!(
         "{:?} content={} mode={:o} uid={} gid={} xattrs={} link_of={:?}",

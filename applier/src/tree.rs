@@ -99,6 +99,13 @@ pub trait Tree {
     fn get_xattr(&mut self, p: &RelPath, name: &[u8]) -> TreeResult<Option<Vec<u8>>>;
     /// Whole content of a regular file (comparisons and tests).
     fn read_file(&mut self, p: &RelPath) -> TreeResult<Vec<u8>>;
+    /// A regular file's content as snapshots compare it (what [`Tree::read_file`] returns,
+    /// digested; a filesystem reads only the data between its holes).
+    fn content_digest(&mut self, p: &RelPath) -> TreeResult<crate::snapshot::ContentDigest> {
+        Ok(crate::snapshot::ContentDigest::of_bytes(
+            &self.read_file(p)?,
+        ))
+    }
     /// Where `p` leads when its symlinks are followed, if that stays beneath the root and
     /// exists (what chmod(2) or truncate(2) of `p` acted on at the source).
     fn follow(&mut self, p: &RelPath) -> TreeResult<Option<RelPath>>;

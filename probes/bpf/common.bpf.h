@@ -752,6 +752,22 @@ static __always_inline void fx_output(struct fx_scratch *s)
 		fx_count_drop(&s->ev);
 }
 
+/* A successful fallocate(2), or a preallocation ioctl that the kernel turns into one
+ * (FS_IOC_RESVSP, _UNRESVSP, _ZERO_RANGE): arg = mode, offset, len. */
+static __always_inline void fx_fallocate_event(const struct fx_args *a, long ret)
+{
+	if (ret != 0)
+		return;
+	struct file *f;
+	struct fx_scratch *s = fx_file_event(a->fd, FX_OP_FALLOCATE, &f);
+	if (!s)
+		return;
+	s->ev.arg = a->flags;
+	s->ev.offset = a->pos;
+	s->ev.len = a->count;
+	fx_submit_write(s, a);
+}
+
 /* AT_FDCWD, and a marker for "no directory" (symlink targets). */
 #define FX_AT_FDCWD ((__u64)(__s64)-100)
 #define FX_NO_DIR ((__u64)(__s64)-1000)

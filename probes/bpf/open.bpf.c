@@ -132,27 +132,13 @@ int fx_enter_fallocate(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-static __always_inline void fallocate_event(const struct fx_args *a, long ret)
-{
-	if (ret != 0)
-		return;
-	struct file *f;
-	struct fx_scratch *s = fx_file_event(a->fd, FX_OP_FALLOCATE, &f);
-	if (!s)
-		return;
-	s->ev.arg = a->flags;
-	s->ev.offset = a->pos;
-	s->ev.len = a->count;
-	fx_submit_write(s, a);
-}
-
 SEC("tracepoint/syscalls/sys_exit_fallocate")
 int fx_exit_fallocate(struct trace_event_raw_sys_exit *ctx)
 {
 	struct fx_args args;
 	if (!fx_take_args(&args))
 		return 0;
-	fallocate_event(&args, ctx->ret);
+	fx_fallocate_event(&args, ctx->ret);
 	fx_writer_exit(&args);
 	return 0;
 }

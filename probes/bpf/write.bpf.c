@@ -222,37 +222,88 @@ int fx_enter_splice(struct trace_event_raw_sys_enter *ctx) { return range_enter(
 SEC("tracepoint/syscalls/sys_exit_splice")
 int fx_exit_splice(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
 
-/* Reflinks: ioctl(dest, FICLONE, src_fd) shares src's whole content, FICLONERANGE a range
- * (struct file_clone_range; length 0 = to the end). The bytes change without a write: an
- * inexact range of dest, re-read by the recorder (FIDEDUPERANGE changes no bytes). Only these
- * commands save anything; every other ioctl costs one compare. */
+/* ioctls that change a file's bytes without a write; every other ioctl costs a few compares.
+ * - Reflinks: ioctl(dest, FICLONE, src_fd) shares src's whole content, FICLONERANGE a range
+ *   (struct file_clone_range; length 0 = to the end): an inexact range of dest, re-read by the
+ *   recorder (FIDEDUPERANGE changes no bytes and no times).
+ * - Preallocation (fs/ioctl.c, every filesystem with fallocate): FS_IOC_RESVSP(64) is
+ *   fallocate(KEEP_SIZE), FS_IOC_UNRESVSP(64) fallocate(KEEP_SIZE | PUNCH_HOLE) and
+ *   FS_IOC_ZERO_RANGE fallocate(KEEP_SIZE | ZERO_RANGE) of struct space_resv's range, whose
+ *   start is relative to l_whence: journaled as that fallocate. */
 #define FX_FICLONE 0x40049409
 #define FX_FICLONERANGE 0x4020940d
+#define FX_IOC_RESVSP 0x40305828
+#define FX_IOC_UNRESVSP 0x40305829
+#define FX_IOC_RESVSP64 0x4030582a
+#define FX_IOC_UNRESVSP64 0x4030582b
+#define FX_IOC_ZERO_RANGE 0x40305839
+#define FX_FALLOC_FL_KEEP_SIZE 0x01
+#define FX_FALLOC_FL_PUNCH_HOLE 0x02
+#define FX_FALLOC_FL_ZERO_RANGE 0x10
 #define FX_LEN_TO_EOF_BYTES (1ULL << 62)
+
+/* The head of the kernel's struct space_resv (include/linux/falloc.h, 48 bytes). */
+struct fx_space_resv {
+	__s16 l_type;
+	__s16 l_whence;
+	__s64 l_start;
+	__s64 l_len;
+};
+
+/* The fallocate mode a preallocation ioctl becomes, or -1 for any other command. */
+static __always_inline int prealloc_mode(__u32 cmd)
+{
+	switch (cmd) {
+	case FX_IOC_RESVSP:
+	case FX_IOC_RESVSP64:
+		return FX_FALLOC_FL_KEEP_SIZE;
+	case FX_IOC_UNRESVSP:
+	case FX_IOC_UNRESVSP64:
+		return FX_FALLOC_FL_KEEP_SIZE | FX_FALLOC_FL_PUNCH_HOLE;
+	case FX_IOC_ZERO_RANGE:
+		return FX_FALLOC_FL_KEEP_SIZE | FX_FALLOC_FL_ZERO_RANGE;
+	}
+	return -1;
+}
 
 SEC("tracepoint/syscalls/sys_enter_ioctl")
 int fx_enter_ioctl(struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 cmd = ctx->args[1];
-	if (cmd != FX_FICLONE && cmd != FX_FICLONERANGE)
+	int pmode = prealloc_mode(cmd);
+	if (cmd != FX_FICLONE && cmd != FX_FICLONERANGE && pmode < 0)
 		return 0;
 	if (fx_skip_task())
 		return 0;
-	struct fx_args a = { .fd = ctx->args[0], .pos = 0, .count = FX_LEN_TO_EOF_BYTES, .flags = cmd };
+	struct file *f = fx_fd_file(ctx->args[0]);
+	/* mode: the command; flags: the fallocate mode of a preallocation. */
+	struct fx_args a = { .fd = ctx->args[0], .pos = 0, .count = FX_LEN_TO_EOF_BYTES, .mode = cmd };
 	if (cmd == FX_FICLONERANGE) {
 		struct file_clone_range r = {};
 		bpf_probe_read_user(&r, sizeof(r), (void *)ctx->args[2]);
 		a.pos = r.dest_offset;
 		a.count = r.src_length ? r.src_length : FX_LEN_TO_EOF_BYTES;
+	} else if (pmode >= 0) {
+		struct fx_space_resv r = {};
+		if (bpf_probe_read_user(&r, sizeof(r), (void *)ctx->args[2]) || !f)
+			return 0; /* the kernel fails it too (EFAULT, EBADF) */
+		/* As ioctl_preallocate resolves it; another whence fails with EINVAL. */
+		if (r.l_whence == 1)
+			r.l_start += BPF_CORE_READ(f, f_pos);
+		else if (r.l_whence == 2)
+			r.l_start += BPF_CORE_READ(f, f_inode, i_size);
+		a.flags = pmode;
+		a.pos = r.l_start;
+		a.count = r.l_len;
 	}
-	fx_save_write_args(&a, fx_fd_file(a.fd));
+	fx_save_write_args(&a, f);
 	return 0;
 }
 
 static __always_inline void clone_event(const struct fx_args *a, long ret)
 {
 	struct fx_args args = *a;
-	if (ret != 0 || (args.flags != FX_FICLONE && args.flags != FX_FICLONERANGE))
+	if (ret != 0)
 		return;
 	struct file *f;
 	struct fx_scratch *s = fx_file_event(args.fd, FX_OP_WRITE, &f);
@@ -270,7 +321,10 @@ int fx_exit_ioctl(struct trace_event_raw_sys_exit *ctx)
 	struct fx_args args;
 	if (!fx_take_args(&args))
 		return 0;
-	clone_event(&args, ctx->ret);
+	if (args.mode == FX_FICLONE || args.mode == FX_FICLONERANGE)
+		clone_event(&args, ctx->ret);
+	else if (prealloc_mode(args.mode) >= 0)
+		fx_fallocate_event(&args, ctx->ret);
 	fx_writer_exit(&args);
 	return 0;
 }

@@ -1080,11 +1080,14 @@ fn noop_whiteout_rename_of_hard_links_journals_no_whiteout() {
     record_apply_compare(d.path(), d.path(), &["1", "50", "whiteout-noop"]);
 }
 
-/// Reflink copies change a file's bytes without a write: `cp --reflink=always` (FICLONE) and
-/// FICLONERANGE on a loop-mounted xfs image are journaled as re-read ranges of the destination.
-/// The replica equals the source.
+/// ioctls that change a file's bytes without a write, on a loop-mounted xfs image. Reflink
+/// copies: `cp --reflink=always` (FICLONE) and FICLONERANGE are journaled as re-read ranges of
+/// the destination. Preallocation ioctls (any filesystem): FS_IOC_UNRESVSP punches a hole and
+/// FS_IOC_ZERO_RANGE zeroes a range, with starts relative to the file's start, position or end
+/// (l_whence); they were missed until stress-ng's file-ioctl stressor showed a replica keeping
+/// the bytes. The replica equals the source.
 #[test]
-fn reflink_copies_are_captured() {
+fn reflinks_and_preallocation_ioctls_punching_or_zeroing_are_captured() {
     if !require_bpf() {
         return;
     }
@@ -1126,8 +1129,45 @@ fn reflink_copies_are_captured() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Preallocation ioctls: UNRESVSP (punch), ZERO_RANGE and RESVSP (beyond the end, the
+        // size kept) by xfs_io, then the same relative to the end and to the position.
+        let original = src.join("original");
+        let xfs_io = ["unresvsp 4096 8192", "zero 65536 4096", "resvsp 3m 1m"];
+        let mut cmd = std::process::Command::new("xfs_io");
+        for c in xfs_io {
+            cmd.arg("-c").arg(c);
+        }
+        let python = "import fcntl,os,struct,sys\n\
+             f=os.open(sys.argv[1],os.O_RDWR)\n\
+             r=lambda w,s,l: struct.pack('hhqqiI16x',0,w,s,l,0,0)\n\
+             fcntl.ioctl(f,0x4030582b,r(2,-8192,4096))\n\
+             os.lseek(f,200000,0); fcntl.ioctl(f,0x40305839,r(1,100,5000))";
+        let mut py = std::process::Command::new("python3");
+        py.arg("-c").arg(python);
+        for mut c in [cmd, py] {
+            let out = c.arg(&original).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     });
     assert!(stats.inexact_ranges >= 2, "{stats:?}");
+    // The punched and zeroed ranges are zeroes on the source (the ioctls did run).
+    let now = std::fs::read(src.join("original")).unwrap();
+    for r in [
+        4096..12288,
+        65536..69632,
+        (1 << 20) - 8192..(1 << 20) - 4096,
+        200100..205100,
+    ] {
+        assert!(now[r.clone()].iter().all(|&b| b == 0), "{r:?} not zeroed");
+        assert!(
+            block[r.clone()].iter().any(|&b| b != 0),
+            "{r:?} was zero already"
+        );
+    }
     apply_and_compare(&src, &jdir, d.path());
 }
 
