@@ -140,21 +140,23 @@ impl FsTree {
         rustix::fs::statat(d.fd(), name, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
     }
 
-    /// Opens a regular file for I/O, refusing anything else.
+    /// Opens a regular file for I/O, refusing anything else. The entry is looked at through an
+    /// O_PATH handle first and reopened through that handle only when it is a regular file:
+    /// opening a device node a journal planted runs its driver's open (a watchdog armed, a
+    /// tape rewound, a terminal made the controlling one) before any check could refuse it.
     fn open_regular(&mut self, p: &RelPath, flags: OFlags) -> TreeResult<File> {
-        let (d, name) = self.parent(p)?;
-        let fd = rustix::fs::openat(
-            d.fd(),
-            name,
-            flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        let (fd, kind) = self.leaf(p)?;
+        if kind != FileType::RegularFile {
+            return Err(TreeError::Refused("not a regular file".into()));
+        }
+        // The same inode, whatever its name refers to by now.
+        let f = rustix::fs::open(
+            proc_path(&fd),
+            flags | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(err)?;
-        let st = rustix::fs::fstat(&fd).map_err(err)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(TreeError::Refused("not a regular file".into()));
-        }
-        Ok(File::from(fd))
+        Ok(File::from(f))
     }
 
     /// The writable handle of regular file `p`, from the cache or freshly opened.
