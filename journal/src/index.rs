@@ -96,6 +96,7 @@ pub fn gap_reason_code(r: foxing_proto::GapReason) -> u8 {
         Untracked => 7,
         ProbeMissed => 8,
         UnresolvedName => 9,
+        MovedBeforeRead => 10,
     }
 }
 
@@ -111,6 +112,7 @@ pub fn gap_reason_name(code: u8) -> &'static str {
         "untracked",
         "probe_missed",
         "unresolved_name",
+        "moved_before_read",
     ]
     .get(code as usize)
     .copied()

@@ -56,6 +56,9 @@ pub const JOURNAL_RETRY_MS: u64 = 1_000;
 pub const HEAL_QUIET_MS: u64 = 500;
 /// ...or at most this long, under sustained overload.
 pub const HEAL_MAX_DEFER_MS: u64 = 5_000;
+/// How long a heal of files moved before their re-read waits at most for the renames and
+/// mount changes in flight to finish (see `moved_before_read`).
+pub const MOVED_SETTLE_MAX_MS: u64 = 30_000;
 /// Most inodes a ring loss is healed by resyncing one by one; beyond, a whole-tree base.
 pub const TARGETED_HEAL_MAX_INODES: usize = 4096;
 /// Most inode -> path entries remembered for targeted heals (then the map starts over).
@@ -106,6 +109,10 @@ pub struct RecorderStats {
     /// Path ops whose absolute name could not be mapped into the caller's view (its mount
     /// namespace had no process left): each a gap healed by a base.
     pub unresolved_names: u64,
+    /// Ranges to re-read whose file was no longer at the written path when the recorder read
+    /// it (renamed, replaced or removed right after the write): each inode is resynced where
+    /// it is then (a gap healed without a base).
+    pub moved_before_read: u64,
     /// Probe runs the kernel skipped (another BPF program on the CPU); each is healed by a base.
     pub missed_runs: u64,
     /// Files whose pages turned dirty outside every hooked syscall, tracked since.
@@ -259,6 +266,14 @@ impl RecorderStats {
         );
         metric(
             &mut o,
+            "foxing_recorder_moved_before_read_total",
+            "counter",
+            "Ranges to re-read whose file had been renamed, replaced or removed before the recorder read them; each inode is resynced where it is then.",
+            &l,
+            self.moved_before_read,
+        );
+        metric(
+            &mut o,
             "foxing_recorder_missed_probe_runs_total",
             "counter",
             "Probe runs the kernel skipped because another BPF program ran on that CPU; each is a gap healed by a base.",
@@ -382,6 +397,14 @@ pub struct Recorder {
     lost_seq_end: u64,
     /// A drain found the ring empty after the last loss was detected.
     ring_clear_since_loss: bool,
+    /// Inodes (kernel dev, ino) whose range to re-read had left its path before the recorder
+    /// read it (see `moved_before_read`); resynced by the next heal.
+    moved_marks: HashSet<(u64, u64)>,
+    /// Every rename in flight when the last mark was taken has been journaled since: no
+    /// rename or mount change was in flight at the start of a drain that emptied the ring.
+    moved_settled: bool,
+    /// When the oldest mark still waiting was taken.
+    moved_since: Option<Instant>,
     /// Last path seen for each inode (kernel dev, ino), to resync dropped inodes by path.
     inode_paths: HashMap<(u64, u64), RelPath>,
     /// A base is walking the tree.
@@ -419,6 +442,21 @@ pub const PRUNE_RESULT_FILE: &str = "prune.result";
 /// creation, the parent directories for namespace changes). The root itself is not tracked.
 /// Renames the paths remembered for the times sweep below `from/` to below `to/` (and, for an
 /// exchange, those below `to/` to below `from/`): a rename of a directory moves them.
+/// Where `p` is after renaming `from` to `to` (both ways for an exchange); None if the
+/// rename did not move it.
+fn renamed_path(p: &RelPath, from: &RelPath, to: &RelPath, exchange: bool) -> Option<RelPath> {
+    let under = |dir: &RelPath, new: &RelPath| {
+        let rest = p.as_bytes().strip_prefix(dir.as_bytes())?;
+        if !rest.is_empty() && rest[0] != b'/' {
+            return None;
+        }
+        let mut b = new.as_bytes().to_vec();
+        b.extend_from_slice(rest);
+        Some(RelPath::new(b))
+    };
+    under(from, to).or_else(|| if exchange { under(to, from) } else { None })
+}
+
 fn move_touched(
     touched: &mut std::collections::BTreeSet<RelPath>,
     from: &RelPath,
@@ -824,6 +862,9 @@ impl Recorder {
             heals_pending_since: None,
             last_loss: None,
             lost_seq_end: 0,
+            moved_marks: HashSet::new(),
+            moved_settled: true,
+            moved_since: None,
             ring_clear_since_loss: true,
             inode_paths: HashMap::new(),
             base_active: false,
@@ -949,7 +990,7 @@ impl Recorder {
                 if !matches!(
                     gap.op,
                     Op::Gap {
-                        reason: GapReason::RingFull,
+                        reason: GapReason::RingFull | GapReason::MovedBeforeRead,
                         ..
                     }
                 ) {
@@ -977,6 +1018,16 @@ impl Recorder {
             if let Op::Rename { from, to, flags } = &ev.op {
                 // Paths touched under a renamed directory are swept under their new names.
                 move_touched(touched, from, to, flags & RENAME_EXCHANGE != 0);
+                // Moved files are healed where they went.
+                for key in &self.moved_marks {
+                    let moved = self
+                        .inode_paths
+                        .get(key)
+                        .and_then(|p| renamed_path(p, from, to, flags & RENAME_EXCHANGE != 0));
+                    if let Some(p) = moved {
+                        self.inode_paths.insert(*key, p);
+                    }
+                }
             }
             mtime_paths(&ev.op, |p| {
                 if !*all {
@@ -1043,7 +1094,24 @@ impl Recorder {
     pub fn pump(&mut self, timeout: Duration) -> anyhow::Result<usize> {
         let mut evs = std::mem::take(&mut self.events);
         evs.clear();
+        // A moved file is healed where it is once the rename that moved it is journaled: its
+        // event is in the ring before the rename is counted out, so none in flight now and a
+        // drain that empties the ring below mean it has been (see `moved_before_read`).
+        let renames_settled = !self.moved_settled && self.probes.ns_changes_in_flight()? == 0;
         self.probes.poll(timeout, EVENTS_PER_BATCH, &mut evs)?;
+        if renames_settled && self.probes.ring_drained() {
+            self.moved_settled = true;
+        }
+        if !self.moved_settled
+            && self
+                .moved_since
+                .is_some_and(|t| t.elapsed() >= Duration::from_millis(MOVED_SETTLE_MAX_MS))
+        {
+            // A rename or mount call stuck in the kernel (a hung network filesystem): heal
+            // anyway rather than leave the window open.
+            tracing::warn!("renames or mount changes have been in flight for {MOVED_SETTLE_MAX_MS} ms: healing moved files without waiting for them");
+            self.moved_settled = true;
+        }
         if let Some(step) = self.probes.follow_wall_clock() {
             self.stats.clock_steps += 1;
             tracing::warn!(
@@ -1177,7 +1245,8 @@ impl Recorder {
             || self
                 .heals_pending_since
                 .is_some_and(|t| t.elapsed() >= Duration::from_millis(HEAL_MAX_DEFER_MS)))
-            && self.drained_past_losses();
+            && self.drained_past_losses()
+            && self.moved_settled;
         if self.pending_heals.is_empty() {
             self.heals_pending_since = None;
         } else {
@@ -1286,7 +1355,7 @@ impl Recorder {
                 if covered {
                     self.stats.covered_rereads += 1;
                 } else {
-                    self.reread(&path, h.offset, h.len, time_ns, out);
+                    self.reread(&path, (h.dev, h.ino), h.offset, h.len, time_ns, out);
                 }
             }
             FX_OP_FSYNC | FX_OP_FDATASYNC => {
@@ -1319,7 +1388,9 @@ impl Recorder {
                 // Raced a write to the file: its exit order may not be its lock order. The
                 // file's size now is the size after both (later changes follow in seq order).
                 self.stats.concurrent_resizes += 1;
-                let size = self.current_size(&path).unwrap_or(h.len);
+                let size = self
+                    .current_size(&path, (h.dev, h.ino), out)
+                    .unwrap_or(h.len);
                 out.push(mk(Op::Truncate { path, size }));
             }
             FX_OP_TRUNCATE => out.push(mk(Op::Truncate { path, size: h.len })),
@@ -1343,7 +1414,7 @@ impl Recorder {
                     offset,
                     len: MAX_FILE_BYTES - offset,
                 }));
-                self.resync_tail(&path, offset, time_ns, out);
+                self.resync_tail(&path, (h.dev, h.ino), offset, time_ns, out);
             }
             FX_OP_FALLOCATE if h.flags & FX_F_CONCURRENT != 0 => {
                 // Raced a write: journal the range's bytes and the size as they are now.
@@ -1354,13 +1425,13 @@ impl Recorder {
                     offset: h.offset.min(MAX_FILE_BYTES),
                     len: h.len.min(MAX_FILE_BYTES - h.offset.min(MAX_FILE_BYTES)),
                 }));
-                if let Some(size) = self.current_size(&path) {
+                if let Some(size) = self.current_size(&path, (h.dev, h.ino), out) {
                     out.push(mk(Op::Truncate {
                         path: path.clone(),
                         size,
                     }));
                 }
-                self.reread(&path, h.offset, h.len, time_ns, out);
+                self.reread(&path, (h.dev, h.ino), h.offset, h.len, time_ns, out);
             }
             FX_OP_FALLOCATE => out.push(mk(Op::Fallocate {
                 path,
@@ -1678,7 +1749,11 @@ impl Recorder {
         self.heals_pending_since = None;
         let heals = std::mem::take(&mut self.pending_heals);
         let full = std::mem::take(&mut self.full_heal);
-        if full || !self.targeted_heal()? {
+        // Healed by the targeted heal or the base (which reads every file where it is). Files
+        // found moved while this heal runs are marked anew, with a gap of their own.
+        let moved = std::mem::take(&mut self.moved_marks);
+        self.moved_since = None;
+        if full || !self.targeted_heal(&moved)? {
             self.base()?;
         }
         if self.journal_down() {
@@ -1710,11 +1785,12 @@ impl Recorder {
     /// when that cannot be trusted: marks lost (map full), a dropped event without an inode
     /// (path operations, syncs), too many inodes, an inode never seen or no longer at its last
     /// path (renamed or removed since): the caller then makes a whole-tree base.
-    fn targeted_heal(&mut self) -> anyhow::Result<bool> {
+    fn targeted_heal(&mut self, moved: &HashSet<(u64, u64)>) -> anyhow::Result<bool> {
         use std::os::unix::fs::MetadataExt;
         let dirty = self.probes.take_dirty()?;
         // Whole inodes, and the chunks of the others (writes that touched few chunks).
-        let whole: HashSet<(u64, u64)> = dirty.inodes.iter().copied().collect();
+        let mut whole: HashSet<(u64, u64)> = dirty.inodes.iter().copied().collect();
+        whole.extend(moved.iter().copied());
         let mut chunks: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
         for (key, c) in &dirty.chunks {
             if !whole.contains(key) {
@@ -1785,7 +1861,14 @@ impl Recorder {
                     }
                 }
                 _ => {
-                    n += self.resync_entry(full, &mut links)?;
+                    let k = self.resync_entry(full, &mut links)?;
+                    if k == 0 {
+                        // Moved or removed since it was looked up: heal it where it went.
+                        let mut o = Vec::new();
+                        self.moved_before_read(&rp, *key, &mut o);
+                        self.append(o);
+                    }
+                    n += k;
                     // Its directory's mtime may have moved with the lost events too.
                     if let Some(dir) = full.parent().and_then(|d| rel(&self.opts.root, d)) {
                         if !self.touched_all && !dir.as_bytes().is_empty() {
@@ -1926,9 +2009,66 @@ impl Recorder {
         self.gap_after(out, GapReason::UnresolvedName);
     }
 
-    /// The size of a source file now, if it can be opened.
-    fn current_size(&self, path: &RelPath) -> Option<u64> {
-        self.source_file(path)?.metadata().ok().map(|m| m.len())
+    /// The size of the written file now, if it is still at its path (see `written_file`).
+    fn current_size(
+        &mut self,
+        path: &RelPath,
+        key: (u64, u64),
+        out: &mut Vec<Event>,
+    ) -> Option<u64> {
+        self.written_file(path, key, out)?
+            .metadata()
+            .ok()
+            .map(|m| m.len())
+    }
+
+    /// The file an event wrote (`key`: its kernel dev and inode), opened for reading at the
+    /// path the event gave, if it is still there. If the path is gone or names another inode
+    /// now (renamed, replaced or removed since the write: `write big tmp; rename tmp final` is
+    /// how most programs save a file), reading it would lose the bytes or journal another
+    /// file's: the inode is marked instead and resynced where it is, after the records that
+    /// moved it (`moved_before_read`).
+    fn written_file(
+        &mut self,
+        path: &RelPath,
+        key: (u64, u64),
+        out: &mut Vec<Event>,
+    ) -> Option<File> {
+        use std::os::unix::fs::MetadataExt;
+        let f = self.source_file(path);
+        if key.1 == 0 {
+            return f; // no inode to check (never from the probes' file events)
+        }
+        let same = f
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|md| foxing_probes::kernel_dev(md.dev()) == key.0 && md.ino() == key.1);
+        if same {
+            return f;
+        }
+        self.moved_before_read(path, key, out);
+        None
+    }
+
+    /// A range to re-read left its path before the recorder could read it: journal a gap
+    /// (once per heal: the window stays open until then) and mark the inode, resynced by the
+    /// next heal at the path it was renamed to (renames journaled meanwhile are followed, see
+    /// `append`; else the tree is walked for it). The heal waits until every rename in flight
+    /// now has been journaled (`moved_settled`), so none of them can undo it.
+    fn moved_before_read(&mut self, path: &RelPath, key: (u64, u64), out: &mut Vec<Event>) {
+        self.stats.moved_before_read += 1;
+        tracing::debug!(path = %path, ino = key.1, "a range to re-read left its path before it was read: the inode is resynced where it went");
+        if self.inode_paths.len() >= INODE_PATHS_MAX {
+            self.inode_paths.clear();
+        }
+        self.inode_paths.insert(key, path.clone());
+        let first = self.moved_marks.is_empty();
+        self.moved_marks.insert(key);
+        self.moved_since.get_or_insert_with(Instant::now);
+        self.moved_settled = false;
+        if first {
+            self.gap_after(out, GapReason::MovedBeforeRead);
+        }
     }
 
     /// A regular source file under the root, opened for reading (open_source_file).
@@ -1944,10 +2084,17 @@ impl Recorder {
 
     /// The file from `offset` to its end as it is now: its size, a hole punched over the rest,
     /// and the data ranges there re-read (holes stay holes).
-    fn resync_tail(&mut self, path: &RelPath, offset: u64, time_ns: u64, out: &mut Vec<Event>) {
+    fn resync_tail(
+        &mut self,
+        path: &RelPath,
+        key: (u64, u64),
+        offset: u64,
+        time_ns: u64,
+        out: &mut Vec<Event>,
+    ) {
         use foxing_proto::record::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE};
-        let Some(f) = self.source_file(path) else {
-            return; // gone: its removal is journaled after this
+        let Some(f) = self.written_file(path, key, out) else {
+            return;
         };
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         let mk = |op| Event {
@@ -1976,12 +2123,13 @@ impl Recorder {
     fn reread(
         &mut self,
         path: &RelPath,
+        key: (u64, u64),
         offset: u64,
         len: u64,
         time_ns: u64,
         out: &mut Vec<Event>,
     ) {
-        let Some(f) = self.source_file(path) else {
+        let Some(f) = self.written_file(path, key, out) else {
             return;
         };
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -2500,6 +2648,27 @@ mod tests {
         assert!(shifts_bytes(FALLOC_FL_INSERT_RANGE));
         assert!(!shifts_bytes(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE));
         assert!(!shifts_bytes(FALLOC_FL_UNSHARE_RANGE));
+    }
+
+    #[test]
+    fn renamed_path_follows_a_file_or_its_directory_and_both_sides_of_an_exchange() {
+        use super::renamed_path;
+        let p = |s: &str| foxing_proto::RelPath::new(s);
+        assert_eq!(
+            renamed_path(&p("tmp"), &p("tmp"), &p("final"), false),
+            Some(p("final"))
+        );
+        assert_eq!(
+            renamed_path(&p("d/x"), &p("d"), &p("e/d2"), false),
+            Some(p("e/d2/x"))
+        );
+        // A sibling sharing the prefix is not under the renamed name.
+        assert_eq!(renamed_path(&p("dx/y"), &p("d"), &p("e"), false), None);
+        assert_eq!(renamed_path(&p("b"), &p("a"), &p("b"), false), None);
+        assert_eq!(
+            renamed_path(&p("b/z"), &p("a"), &p("b"), true),
+            Some(p("a/z"))
+        );
     }
 
     #[test]

@@ -135,16 +135,37 @@ __u64 fx_ns_gen SEC(".bss") __weak = 0;
 /* Renames and mount changes in flight: the cache is neither read nor filled meanwhile. */
 __u64 fx_ns_busy SEC(".bss") __weak = 0;
 
+/* fx_ns_busy for the recorder: [0] renames and mount changes in flight. A change's event is
+ * in the ring before it is counted out, so "none in flight, then a drain that empties the ring"
+ * means every change that began before has been handed over (an array lookup is inlined by
+ * the verifier: no helper call). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ns_inflight SEC(".maps") __weak;
+
+static __always_inline void fx_ns_inflight_add(__u64 d)
+{
+	__u32 k = 0;
+	__u64 *v = bpf_map_lookup_elem(&ns_inflight, &k);
+	if (v)
+		__sync_fetch_and_add(v, d);
+}
+
 static __always_inline void fx_ns_change_begin(void)
 {
 	__sync_fetch_and_add(&fx_ns_busy, 1);
 	__sync_fetch_and_add(&fx_ns_gen, 1);
+	fx_ns_inflight_add(1);
 }
 
 static __always_inline void fx_ns_change_end(void)
 {
 	__sync_fetch_and_add(&fx_ns_gen, 1);
 	__sync_fetch_and_add(&fx_ns_busy, -1);
+	fx_ns_inflight_add(-1);
 }
 
 /* The first FX_HEAD_BYTES bytes of a kernel object, copied with one helper call: a helper call

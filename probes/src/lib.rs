@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 
@@ -250,6 +250,7 @@ pub struct Probes {
     /// The last drain stopped at an empty ring.
     ring_drained: bool,
     drops: PerCpuArray<MapData, u64>,
+    ns_inflight: Array<MapData, u64>,
     dirty: aya::maps::HashMap<MapData, InodeKey, u64>,
     dirty_chunks: aya::maps::HashMap<MapData, ChunkKey, u64>,
     dirty_verdicts: aya::maps::HashMap<MapData, InodeKey, u64>,
@@ -440,6 +441,14 @@ impl Probes {
             name: "drops",
             source,
         })?;
+        let ns_inflight = Array::try_from(
+            ebpf.take_map("ns_inflight")
+                .ok_or(ProbeError::MissingMap("ns_inflight"))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            name: "ns_inflight",
+            source,
+        })?;
         let dirty = aya::maps::HashMap::try_from(
             ebpf.take_map("dirty")
                 .ok_or(ProbeError::MissingMap("dirty"))?,
@@ -485,6 +494,7 @@ impl Probes {
             dirty_full_seen: 0,
             ring,
             drops,
+            ns_inflight,
             ring_drained: true,
             boot_to_wall_ns: boot_to_wall_ns(),
         })
@@ -545,6 +555,17 @@ impl Probes {
             source,
         })?;
         Ok(v.iter().copied().max().unwrap_or(0))
+    }
+
+    /// Renames and mount changes in flight (between their entry and the end of their exit
+    /// program, which hands their event over first), any task.
+    pub fn ns_changes_in_flight(&self) -> Result<u64, ProbeError> {
+        self.ns_inflight
+            .get(&0, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "ns_inflight",
+                source,
+            })
     }
 
     /// Whether the last drain stopped because the ring buffer was empty (not at its event or

@@ -231,6 +231,11 @@ pub enum GapReason {
     /// the caller's view (its process and every other in its mount namespace had exited):
     /// the target may lie under the root; healed by the base that follows.
     UnresolvedName,
+    /// A range the recorder had to re-read (a write whose bytes were not carried) was no
+    /// longer at the written path when it read it (renamed, replaced or removed right after
+    /// the write): the inode is resynced where it is then, once the ring has been drained past
+    /// every rename in flight.
+    MovedBeforeRead,
 }
 
 /// What a record does. Variant order is part of the on-disk format.

@@ -79,6 +79,7 @@ fn gap_reason() -> impl Strategy<Value = GapReason> {
         Just(GapReason::Untracked),
         Just(GapReason::ProbeMissed),
         Just(GapReason::UnresolvedName),
+        Just(GapReason::MovedBeforeRead),
     ]
 }
 
