@@ -60,6 +60,11 @@ impl MappedFiles {
         h.finish()
     }
 
+    /// The inode (kernel dev, ino) tracked at `path`.
+    pub fn inode_of(&self, path: &RelPath) -> Option<(u64, u64)> {
+        self.files.get(path).map(|f| f.dev_ino)
+    }
+
     /// Whether pages of this inode are tracked.
     pub fn knows(&self, dev_ino: (u64, u64)) -> bool {
         self.by_inode.contains_key(&dev_ino)

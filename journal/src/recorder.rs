@@ -2307,9 +2307,20 @@ impl Recorder {
         let now = Instant::now();
         self.last_mapped_read = now;
         for (path, ranges) in self.mapped.due(now) {
+            use std::os::unix::fs::MetadataExt;
             let Some(f) = self.source_file(&path) else {
                 continue;
             };
+            // Renamed away (its rename not journaled yet) and maybe replaced: reading the path
+            // would journal another file's pages. Its pages stay due: they are read at its new
+            // path once the rename is journaled (`MappedFiles::renamed`).
+            let key = self.mapped.inode_of(&path);
+            let same = f.metadata().ok().is_some_and(|md| {
+                key.is_none_or(|k| (foxing_probes::kernel_dev(md.dev()), md.ino()) == k)
+            });
+            if !same {
+                continue;
+            }
             let mut any = false;
             for (off, len) in ranges {
                 let mut buf = vec![0u8; len as usize];
