@@ -438,10 +438,6 @@ pub const PRUNE_REQUEST_FILE: &str = "prune.request";
 /// The recorder's answer: the first seqs of the segments it removed, or an error line.
 pub const PRUNE_RESULT_FILE: &str = "prune.result";
 
-/// The paths whose modification time `op` changes on the source (the entry itself for data and
-/// creation, the parent directories for namespace changes). The root itself is not tracked.
-/// Renames the paths remembered for the times sweep below `from/` to below `to/` (and, for an
-/// exchange, those below `to/` to below `from/`): a rename of a directory moves them.
 /// Where `p` is after renaming `from` to `to` (both ways for an exchange); None if the
 /// rename did not move it.
 fn renamed_path(p: &RelPath, from: &RelPath, to: &RelPath, exchange: bool) -> Option<RelPath> {
@@ -457,6 +453,8 @@ fn renamed_path(p: &RelPath, from: &RelPath, to: &RelPath, exchange: bool) -> Op
     under(from, to).or_else(|| if exchange { under(to, from) } else { None })
 }
 
+/// Renames the paths remembered for the times sweep below `from/` to below `to/` (and, for an
+/// exchange, those below `to/` to below `from/`): a rename of a directory moves them.
 fn move_touched(
     touched: &mut std::collections::BTreeSet<RelPath>,
     from: &RelPath,
@@ -491,6 +489,8 @@ fn move_touched(
     touched.extend(to_children.iter().map(|r| join(from, r)));
 }
 
+/// The paths whose modification time `op` changes on the source (the entry itself for data and
+/// creation, the parent directories for namespace changes). The root itself is not tracked.
 fn mtime_paths(op: &Op, mut f: impl FnMut(&RelPath)) {
     let parent = |p: &RelPath| -> Option<RelPath> {
         let b = p.as_bytes();
