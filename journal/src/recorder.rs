@@ -57,7 +57,7 @@ pub const HEAL_QUIET_MS: u64 = 500;
 /// ...or at most this long, under sustained overload.
 pub const HEAL_MAX_DEFER_MS: u64 = 5_000;
 /// How long a heal of files moved before their re-read waits at most for the renames and
-/// mount changes in flight to finish (see `moved_before_read`).
+/// mount changes in flight to finish (see `resync_later`).
 pub const MOVED_SETTLE_MAX_MS: u64 = 30_000;
 /// Most inodes a ring loss is healed by resyncing one by one; beyond, a whole-tree base.
 pub const TARGETED_HEAL_MAX_INODES: usize = 4096;
@@ -398,7 +398,7 @@ pub struct Recorder {
     /// A drain found the ring empty after the last loss was detected.
     ring_clear_since_loss: bool,
     /// Inodes (kernel dev, ino) whose range to re-read had left its path before the recorder
-    /// read it (see `moved_before_read`); resynced by the next heal.
+    /// read it (see `resync_later`); resynced by the next heal.
     moved_marks: HashSet<(u64, u64)>,
     /// Every rename in flight when the last mark was taken has been journaled since: no
     /// rename or mount change was in flight at the start of a drain that emptied the ring.
@@ -990,7 +990,9 @@ impl Recorder {
                 if !matches!(
                     gap.op,
                     Op::Gap {
-                        reason: GapReason::RingFull | GapReason::MovedBeforeRead,
+                        reason: GapReason::RingFull
+                            | GapReason::MovedBeforeRead
+                            | GapReason::ConcurrentWriters,
                         ..
                     }
                 ) {
@@ -1096,7 +1098,7 @@ impl Recorder {
         evs.clear();
         // A moved file is healed where it is once the rename that moved it is journaled: its
         // event is in the ring before the rename is counted out, so none in flight now and a
-        // drain that empties the ring below mean it has been (see `moved_before_read`).
+        // drain that empties the ring below mean it has been (see `resync_later`).
         let renames_settled = !self.moved_settled && self.probes.ns_changes_in_flight()? == 0;
         self.probes.poll(timeout, EVENTS_PER_BATCH, &mut evs)?;
         if renames_settled && self.probes.ring_drained() {
@@ -1339,6 +1341,20 @@ impl Recorder {
                     offset: h.offset,
                     data: std::mem::take(&mut ev.data),
                 }));
+            }
+            FX_OP_WRITE if h.flags & FX_F_POS_UNKNOWN != 0 => {
+                // A write at the file position of an open file that another process or thread
+                // moved meanwhile: where its bytes went is unknown. The whole file is resynced
+                // (after a gap), as for a write lost from the ring.
+                self.stats.inexact_ranges += 1;
+                self.stats.concurrent_writes += 1;
+                tracing::debug!(path = %path, "a write at a shared file position that another user moved meanwhile: the whole file is resynced");
+                out.push(mk(Op::Dirty {
+                    path: path.clone(),
+                    offset: 0,
+                    len: MAX_FILE_BYTES,
+                }));
+                self.resync_later(&path, (h.dev, h.ino), GapReason::ConcurrentWriters, out);
             }
             FX_OP_WRITE => {
                 self.stats.inexact_ranges += 1;
@@ -1865,7 +1881,7 @@ impl Recorder {
                     if k == 0 {
                         // Moved or removed since it was looked up: heal it where it went.
                         let mut o = Vec::new();
-                        self.moved_before_read(&rp, *key, &mut o);
+                        self.resync_later(&rp, *key, GapReason::MovedBeforeRead, &mut o);
                         self.append(o);
                     }
                     n += k;
@@ -2027,7 +2043,7 @@ impl Recorder {
     /// now (renamed, replaced or removed since the write: `write big tmp; rename tmp final` is
     /// how most programs save a file), reading it would lose the bytes or journal another
     /// file's: the inode is marked instead and resynced where it is, after the records that
-    /// moved it (`moved_before_read`).
+    /// moved it (`resync_later`).
     fn written_file(
         &mut self,
         path: &RelPath,
@@ -2046,18 +2062,25 @@ impl Recorder {
         if same {
             return f;
         }
-        self.moved_before_read(path, key, out);
+        self.stats.moved_before_read += 1;
+        tracing::debug!(path = %path, ino = key.1, "a range to re-read left its path before it was read: the inode is resynced where it went");
+        self.resync_later(path, key, GapReason::MovedBeforeRead, out);
         None
     }
 
-    /// A range to re-read left its path before the recorder could read it: journal a gap
-    /// (once per heal: the window stays open until then) and mark the inode, resynced by the
-    /// next heal at the path it was renamed to (renames journaled meanwhile are followed, see
-    /// `append`; else the tree is walked for it). The heal waits until every rename in flight
-    /// now has been journaled (`moved_settled`), so none of them can undo it.
-    fn moved_before_read(&mut self, path: &RelPath, key: (u64, u64), out: &mut Vec<Event>) {
-        self.stats.moved_before_read += 1;
-        tracing::debug!(path = %path, ino = key.1, "a range to re-read left its path before it was read: the inode is resynced where it went");
+    /// The bytes of a change to `path` cannot be read now (its file left the path before the
+    /// recorder read it, or a write's position is unknown): journal a gap (once per heal: the
+    /// window stays open until then) and mark the inode, resynced whole by the next heal at the
+    /// path it is then (renames journaled meanwhile are followed, see `append`; else the tree
+    /// is walked for it). The heal waits until every rename in flight now has been journaled
+    /// (`moved_settled`), so none of them can undo it.
+    fn resync_later(
+        &mut self,
+        path: &RelPath,
+        key: (u64, u64),
+        reason: GapReason,
+        out: &mut Vec<Event>,
+    ) {
         if self.inode_paths.len() >= INODE_PATHS_MAX {
             self.inode_paths.clear();
         }
@@ -2067,7 +2090,7 @@ impl Recorder {
         self.moved_since.get_or_insert_with(Instant::now);
         self.moved_settled = false;
         if first {
-            self.gap_after(out, GapReason::MovedBeforeRead);
+            self.gap_after(out, reason);
         }
     }
 

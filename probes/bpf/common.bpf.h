@@ -89,6 +89,11 @@ struct fx_args {
 	__u64 wentry;
 	/* A rename or mount change counted in fx_ns_busy at enter (see fx_ns_change_begin). */
 	__u64 ns_change;
+	/* Writes at the file position: f_pos, O_APPEND and (with it) i_size at entry
+	 * (fx_pos_enter, fx_pos_range). */
+	__u64 pos_enter;
+	__u64 size_enter;
+	__u64 append;
 };
 /* Task-local storage (one slot per task, found through the task itself: no hash, no global
  * lock, no capacity limit, freed with the task). `valid` is 0 once the exit took the args. */
@@ -771,6 +776,57 @@ static __always_inline void fx_output(struct fx_scratch *s)
 	}
 	if (bpf_ringbuf_output(&events, &s->ev, size, 0))
 		fx_count_drop(&s->ev);
+}
+
+/* Writes at the file position (write, writev, pwritev2 at -1, sendfile, copy_file_range and
+ * splice without an offset) learn their offset from f_pos after the call, minus the bytes
+ * written. f_pos belongs to the open file, which forked children and threads share: another
+ * write or an lseek through it between this call's write and its exit moves f_pos, and the
+ * offset would be wrong (the bytes journaled at the wrong place, silently: found with
+ * `(a & b) >> log` and stress-ng iomix). So f_pos (and O_APPEND, and then i_size) is saved at
+ * entry, and fx_pos_range decides at exit. */
+#define FX_O_APPEND 02000
+
+static __always_inline void fx_pos_enter(struct fx_args *a, struct file *f)
+{
+	if (!f)
+		return;
+	struct fx_head hf;
+	fx_read_head(&hf, f);
+	a->pos_enter = FX_FIELD(&hf, f, f_pos);
+	a->append = FX_FIELD(&hf, f, f_flags) & FX_O_APPEND;
+	if (a->append) {
+		struct inode *inode = FX_FIELD(&hf, f, f_inode);
+		a->size_enter = BPF_CORE_READ(inode, i_size);
+	}
+}
+
+/* Where a write at the file position put its `len` bytes, f_pos being `pos_exit` now: sets
+ * *offset and *rlen; returns 0 when exact, else the flags to send (a re-read range, or the
+ * position unknown).
+ * - f_pos moved by exactly len from entry: the write was at the entry position.
+ * - O_APPEND: it wrote at the end; unless another write to the inode overlapped it in time
+ *   (only a write through this same open file can move f_pos past it), f_pos - len is where;
+ *   if one did, its bytes are among those appended since entry: re-read them.
+ * - Else another user of the open file moved f_pos (lseek, or a write): unknown. */
+static __always_inline __u32 fx_pos_range(const struct fx_args *a, struct file *f, __u64 pos_exit,
+					  __u64 len, __u64 *offset, __u64 *rlen)
+{
+	*offset = pos_exit - len;
+	*rlen = len;
+	if (pos_exit == a->pos_enter + len)
+		return 0;
+	if (a->append) {
+		if (!fx_writer_overlapped(a))
+			return 0;
+		__u64 size = BPF_CORE_READ(f, f_inode, i_size);
+		*offset = a->size_enter;
+		*rlen = size > a->size_enter + len ? size - a->size_enter : len;
+		return FX_F_INEXACT;
+	}
+	*offset = 0;
+	*rlen = 0;
+	return FX_F_INEXACT | FX_F_POS_UNKNOWN;
 }
 
 /* A successful fallocate(2), or a preallocation ioctl that the kernel turns into one

@@ -72,6 +72,10 @@ enum fx_flags {
 	FX_F_ABS_VIEW = 2048, /* a path op with an absolute name: dev = the caller's mount
 			       * namespace (its id, NS_GET_MNTNS_ID), ino = its root directory's inode, so that the
 			       * recorder resolves the name as the caller did (a container, a chroot) */
+	FX_F_POS_UNKNOWN = 4096, /* a write at the file position whose position another user of the
+				  * same open file moved meanwhile (a shared descriptor: forked
+				  * children, threads; lseek or write between): where its bytes went is
+				  * unknown, the recorder resyncs the whole file */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

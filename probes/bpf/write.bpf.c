@@ -2,12 +2,15 @@
 /* Writes through write(2) and pwrite64(2): exact payloads up to the cap, ranges beyond it. */
 #include "common.bpf.h"
 
-static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 count, __u64 pos)
+static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 count, __u64 pos, bool positional)
 {
 	if (fx_skip_task())
 		return 0;
 	struct fx_args a = { .fd = fd, .buf = buf, .count = count, .pos = pos };
-	fx_save_write_args(&a, fx_fd_file(fd));
+	struct file *f = fx_fd_file(fd);
+	if (!positional)
+		fx_pos_enter(&a, f);
+	fx_save_write_args(&a, f);
 	return 0;
 }
 
@@ -90,9 +93,18 @@ static __always_inline void write_event(const struct fx_args *a, long ret, bool 
 	if (!s)
 		return;
 	__u64 len = ret;
-	/* write(2) advanced f_pos past the bytes (also with O_APPEND). */
-	s->ev.offset = positional ? args.pos : FX_FIELD(&s->hf, f, f_pos) - len;
+	s->ev.offset = args.pos;
 	s->ev.len = len;
+	if (!positional) {
+		/* write(2) advanced f_pos past the bytes (also with O_APPEND). */
+		__u32 fl = fx_pos_range(&args, f, FX_FIELD(&s->hf, f, f_pos), len, &s->ev.offset,
+					&s->ev.len);
+		if (fl) {
+			s->ev.flags |= fl;
+			fx_submit_write(s, &args);
+			return;
+		}
+	}
 	__u32 cap = payload_cap_bytes;
 	if (cap > FX_PAYLOAD_MAX)
 		cap = FX_PAYLOAD_MAX;
@@ -128,7 +140,7 @@ static __always_inline int on_exit(long ret, bool positional)
 SEC("tracepoint/syscalls/sys_enter_write")
 int fx_enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], 0);
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], 0, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
@@ -140,7 +152,7 @@ int fx_exit_write(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_pwrite64")
 int fx_enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+	return on_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_pwrite64")
@@ -156,7 +168,10 @@ static __always_inline int range_enter(__u64 fd, __u64 pos, __u64 pos_ptr, __u64
 	if (fx_skip_task())
 		return 0;
 	struct fx_args a = { .fd = fd, .pos = pos, .buf = pos_ptr, .flags = positional };
-	fx_save_write_args(&a, fx_fd_file(fd));
+	struct file *f = fx_fd_file(fd);
+	if (!(positional == 1 && pos != (__u64)-1) && !pos_ptr)
+		fx_pos_enter(&a, f);
+	fx_save_write_args(&a, f);
 	return 0;
 }
 
@@ -170,16 +185,20 @@ static __always_inline void range_event(const struct fx_args *a, long ret)
 	if (!s)
 		return;
 	__u64 end = 0;
+	s->ev.flags = FX_F_INEXACT;
 	if (args.flags == 1 && args.pos != (__u64)-1) {
 		end = args.pos + ret;
 	} else if (args.buf) {
 		bpf_probe_read_user(&end, sizeof(end), (void *)args.buf);
 	} else {
-		end = FX_FIELD(&s->hf, f, f_pos);
+		/* At the file position: see fx_pos_range. */
+		s->ev.flags |= fx_pos_range(&args, f, FX_FIELD(&s->hf, f, f_pos), ret, &s->ev.offset,
+					    &s->ev.len);
+		fx_submit_write(s, &args);
+		return;
 	}
 	s->ev.offset = end - ret;
 	s->ev.len = ret;
-	s->ev.flags = FX_F_INEXACT;
 	fx_submit_write(s, &args);
 }
 

@@ -55,6 +55,9 @@ pub const FX_F_CONCURRENT: u32 = 1024;
 /// the NS_GET_MNTNS_ID ioctl gives it),
 /// `ino` its root directory's inode; the recorder resolves the name in that view.
 pub const FX_F_ABS_VIEW: u32 = 2048;
+/// A write at the file position whose position another user of the same open file moved
+/// meanwhile: where its bytes went is unknown; the recorder resyncs the whole file.
+pub const FX_F_POS_UNKNOWN: u32 = 4096;
 
 /// `struct fx_event`.
 #[repr(C)]

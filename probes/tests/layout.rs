@@ -6,7 +6,7 @@ use std::process::Command;
 use foxing_probes::layout::*;
 
 /// Every op code and flag, C name and Rust value.
-const OPS: [(&str, u32); 42] = [
+const OPS: [(&str, u32); 43] = [
     ("FX_OP_WRITE", FX_OP_WRITE),
     ("FX_OP_TRUNCATE", FX_OP_TRUNCATE),
     ("FX_OP_FSYNC", FX_OP_FSYNC),
@@ -49,6 +49,7 @@ const OPS: [(&str, u32); 42] = [
     ("FX_F_CATCHALL", FX_F_CATCHALL),
     ("FX_F_CONCURRENT", FX_F_CONCURRENT),
     ("FX_F_ABS_VIEW", FX_F_ABS_VIEW),
+    ("FX_F_POS_UNKNOWN", FX_F_POS_UNKNOWN),
 ];
 
 #[test]

@@ -903,6 +903,47 @@ fn files_written_large_then_renamed_at_once_keep_their_bytes() {
     apply_and_compare(&src, &jdir, d.path());
 }
 
+/// Writes at the file position through an open file that several processes share (a shell's
+/// `(a & b) >> log`, forked workers logging to an inherited descriptor, `make -j > log`): the
+/// probes took the offset from f_pos at the write's exit, which another process's write or
+/// lseek through the same open file could already have moved; the bytes were journaled at the
+/// wrong place, silently (no gap). Now f_pos is saved at entry: an O_APPEND write that raced
+/// another re-reads what was appended meanwhile, any other write whose position was moved is
+/// a gap healed by resyncing the whole file.
+#[test]
+fn writes_through_an_open_file_shared_by_processes_land_where_they_went() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new("sh")
+            .current_dir(&src)
+            .arg("-c")
+            .arg(
+                "w() { i=0; while [ $i -lt 2000 ]; do echo \"line from $1 $i\"; i=$((i+1)); done; }\n\
+                 ( w A & w B & w C & wait ) >> appended\n\
+                 ( w D & w E & wait ) > shared",
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    eprintln!(
+        "writes re-read or resynced for a shared position: {}",
+        stats.concurrent_writes
+    );
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// Writes running while the probes attach. The loader attached each syscall's enter program
 /// before its exit program: a write that entered in between counted itself into its inode's
 /// writers slot and never out, so every later write to that inode was re-read as concurrent
