@@ -829,6 +829,24 @@ static __always_inline __u32 fx_pos_range(const struct fx_args *a, struct file *
 	return FX_F_INEXACT | FX_F_POS_UNKNOWN;
 }
 
+/* pwrite and pwritev on an O_APPEND file, and pwritev2 with RWF_APPEND, write at the end of
+ * the file whatever offset they name (pwrite(2), BUGS): after the call, the end is the file's
+ * size, unless another write to the inode overlapped this one (then: unknown). */
+#define FX_RWF_APPEND 0x10
+
+static __always_inline __u32 fx_append_range(const struct fx_args *a, struct file *f, __u64 len,
+					     __u64 *offset, __u64 *rlen)
+{
+	__u64 size = BPF_CORE_READ(f, f_inode, i_size);
+	*offset = size >= len ? size - len : 0;
+	*rlen = len;
+	if (!fx_writer_overlapped(a))
+		return 0;
+	*offset = 0;
+	*rlen = 0;
+	return FX_F_INEXACT | FX_F_POS_UNKNOWN;
+}
+
 /* A successful fallocate(2), or a preallocation ioctl that the kernel turns into one
  * (FS_IOC_RESVSP, _UNRESVSP, _ZERO_RANGE): arg = mode, offset, len. */
 static __always_inline void fx_fallocate_event(const struct fx_args *a, long ret)

@@ -95,15 +95,16 @@ static __always_inline void write_event(const struct fx_args *a, long ret, bool 
 	__u64 len = ret;
 	s->ev.offset = args.pos;
 	s->ev.len = len;
-	if (!positional) {
+	__u32 fl = 0;
+	if (!positional)
 		/* write(2) advanced f_pos past the bytes (also with O_APPEND). */
-		__u32 fl = fx_pos_range(&args, f, FX_FIELD(&s->hf, f, f_pos), len, &s->ev.offset,
-					&s->ev.len);
-		if (fl) {
-			s->ev.flags |= fl;
-			fx_submit_write(s, &args);
-			return;
-		}
+		fl = fx_pos_range(&args, f, FX_FIELD(&s->hf, f, f_pos), len, &s->ev.offset, &s->ev.len);
+	else if (FX_FIELD(&s->hf, f, f_flags) & FX_O_APPEND)
+		fl = fx_append_range(&args, f, len, &s->ev.offset, &s->ev.len);
+	if (fl) {
+		s->ev.flags |= fl;
+		fx_submit_write(s, &args);
+		return;
 	}
 	__u32 cap = payload_cap_bytes;
 	if (cap > FX_PAYLOAD_MAX)
@@ -169,7 +170,7 @@ static __always_inline int range_enter(__u64 fd, __u64 pos, __u64 pos_ptr, __u64
 		return 0;
 	struct fx_args a = { .fd = fd, .pos = pos, .buf = pos_ptr, .flags = positional };
 	struct file *f = fx_fd_file(fd);
-	if (!(positional == 1 && pos != (__u64)-1) && !pos_ptr)
+	if (!((positional & 1) && pos != (__u64)-1) && !pos_ptr)
 		fx_pos_enter(&a, f);
 	fx_save_write_args(&a, f);
 	return 0;
@@ -186,7 +187,12 @@ static __always_inline void range_event(const struct fx_args *a, long ret)
 		return;
 	__u64 end = 0;
 	s->ev.flags = FX_F_INEXACT;
-	if (args.flags == 1 && args.pos != (__u64)-1) {
+	if ((args.flags & 1) && ((args.flags & 2) || (FX_FIELD(&s->hf, f, f_flags) & FX_O_APPEND))) {
+		/* Appended, whatever the offset (fx_append_range). */
+		s->ev.flags |= fx_append_range(&args, f, ret, &s->ev.offset, &s->ev.len);
+		fx_submit_write(s, &args);
+		return;
+	} else if (args.flags == 1 && args.pos != (__u64)-1) {
 		end = args.pos + ret;
 	} else if (args.buf) {
 		bpf_probe_read_user(&end, sizeof(end), (void *)args.buf);
@@ -220,9 +226,13 @@ SEC("tracepoint/syscalls/sys_enter_pwritev")
 int fx_enter_pwritev(struct trace_event_raw_sys_enter *ctx) { return range_enter(ctx->args[0], ctx->args[3], 0, 1); }
 SEC("tracepoint/syscalls/sys_exit_pwritev")
 int fx_exit_pwritev(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
-/* pwritev2 with offset -1 writes at the file position. */
+/* pwritev2 with offset -1 writes at the file position (but RWF_APPEND appends). */
 SEC("tracepoint/syscalls/sys_enter_pwritev2")
-int fx_enter_pwritev2(struct trace_event_raw_sys_enter *ctx) { return range_enter(ctx->args[0], ctx->args[3], 0, 1); }
+int fx_enter_pwritev2(struct trace_event_raw_sys_enter *ctx)
+{
+	/* flags bit 2: RWF_APPEND, an append whatever the offset. */
+	return range_enter(ctx->args[0], ctx->args[3], 0, 1 | ((ctx->args[5] & FX_RWF_APPEND) ? 2 : 0));
+}
 SEC("tracepoint/syscalls/sys_exit_pwritev2")
 int fx_exit_pwritev2(struct trace_event_raw_sys_exit *ctx) { return range_exit(ctx->ret); }
 /* copy_file_range(fd_in, off_in*, fd_out, off_out*, len, flags) */

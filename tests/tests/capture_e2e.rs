@@ -909,7 +909,8 @@ fn files_written_large_then_renamed_at_once_keep_their_bytes() {
 /// lseek through the same open file could already have moved; the bytes were journaled at the
 /// wrong place, silently (no gap). Now f_pos is saved at entry: an O_APPEND write that raced
 /// another re-reads what was appended meanwhile, any other write whose position was moved is
-/// a gap healed by resyncing the whole file.
+/// a gap healed by resyncing the whole file. Also pwrite on an O_APPEND file and pwritev2 with
+/// RWF_APPEND, which append whatever offset they name.
 #[test]
 fn writes_through_an_open_file_shared_by_processes_land_where_they_went() {
     if !require_bpf() {
@@ -927,6 +928,27 @@ fn writes_through_an_open_file_shared_by_processes_land_where_they_went() {
                 "w() { i=0; while [ $i -lt 2000 ]; do echo \"line from $1 $i\"; i=$((i+1)); done; }\n\
                  ( w A & w B & w C & wait ) >> appended\n\
                  ( w D & w E & wait ) > shared",
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // pwrite on an O_APPEND file and pwritev2 with RWF_APPEND append whatever offset they
+        // name (pwrite(2), BUGS): they were journaled at the named offset.
+        let out = std::process::Command::new("python3")
+            .current_dir(&src)
+            .arg("-c")
+            .arg(
+                "import os\n\
+                 fd = os.open('pw', os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)\n\
+                 os.write(fd, b'start ' * 1000)\n\
+                 for i in range(50): os.pwrite(fd, b'appended %d ' % i, 3)\n\
+                 fd2 = os.open('pv', os.O_CREAT | os.O_WRONLY, 0o644)\n\
+                 os.write(fd2, b'0123456789' * 100)\n\
+                 for i in range(50): os.pwritev(fd2, [b'rwf %d ' % i], 5, os.RWF_APPEND)\n",
             )
             .output()
             .unwrap();
