@@ -59,6 +59,8 @@ pub const HEAL_MAX_DEFER_MS: u64 = 5_000;
 /// How long a heal of files moved before their re-read waits at most for the renames and
 /// mount changes in flight to finish (see `resync_later`).
 pub const MOVED_SETTLE_MAX_MS: u64 = 30_000;
+/// Most chunks of one racy-path write re-read one by one; beyond, the whole inode.
+pub const RACY_CHUNKS_MAX: u64 = 64;
 /// Most inodes a ring loss is healed by resyncing one by one; beyond, a whole-tree base.
 pub const TARGETED_HEAL_MAX_INODES: usize = 4096;
 /// Most inode -> path entries remembered for targeted heals (then the map starts over).
@@ -113,6 +115,9 @@ pub struct RecorderStats {
     /// it (renamed, replaced or removed right after the write): each inode is resynced where
     /// it is then (a gap healed without a base).
     pub moved_before_read: u64,
+    /// File events whose path was named while a rename was in flight: what they changed is
+    /// re-read where the file is once the renames are journaled (a gap until then).
+    pub racy_paths: u64,
     /// Probe runs the kernel skipped (another BPF program on the CPU); each is healed by a base.
     pub missed_runs: u64,
     /// Files whose pages turned dirty outside every hooked syscall, tracked since.
@@ -274,6 +279,14 @@ impl RecorderStats {
         );
         metric(
             &mut o,
+            "foxing_recorder_racy_paths_total",
+            "counter",
+            "File events whose path was named while a rename was in flight; what they changed is re-read where the file is once the renames are journaled.",
+            &l,
+            self.racy_paths,
+        );
+        metric(
+            &mut o,
             "foxing_recorder_missed_probe_runs_total",
             "counter",
             "Probe runs the kernel skipped because another BPF program ran on that CPU; each is a gap healed by a base.",
@@ -400,6 +413,9 @@ pub struct Recorder {
     /// Inodes (kernel dev, ino) whose range to re-read had left its path before the recorder
     /// read it (see `resync_later`); resynced by the next heal.
     moved_marks: HashSet<(u64, u64)>,
+    /// Chunks (CHUNK_BYTES) of inodes to re-read at the next heal, where the inode is then
+    /// (writes whose path was named while a rename was in flight, see `racy_path`).
+    chunk_marks: HashMap<(u64, u64), Vec<u64>>,
     /// Every rename in flight when the last mark was taken has been journaled since: no
     /// rename or mount change was in flight at the start of a drain that emptied the ring.
     moved_settled: bool,
@@ -863,6 +879,7 @@ impl Recorder {
             last_loss: None,
             lost_seq_end: 0,
             moved_marks: HashSet::new(),
+            chunk_marks: HashMap::new(),
             moved_settled: true,
             moved_since: None,
             ring_clear_since_loss: true,
@@ -1021,7 +1038,7 @@ impl Recorder {
                 // Paths touched under a renamed directory are swept under their new names.
                 move_touched(touched, from, to, flags & RENAME_EXCHANGE != 0);
                 // Moved files are healed where they went.
-                for key in &self.moved_marks {
+                for key in self.moved_marks.iter().chain(self.chunk_marks.keys()) {
                     let moved = self
                         .inode_paths
                         .get(key)
@@ -1190,6 +1207,23 @@ impl Recorder {
                 }
             } else {
                 self.convert(ev, covered[i], &mut out);
+                // Sync points change nothing to re-read.
+                if ev.header.flags & FX_F_PATH_RACY != 0
+                    && matches!(
+                        ev.header.op,
+                        FX_OP_WRITE
+                            | FX_OP_TRUNCATE
+                            | FX_OP_CREATE
+                            | FX_OP_FCHMOD
+                            | FX_OP_FCHOWN
+                            | FX_OP_FALLOCATE
+                            | FX_OP_FUTIMES
+                            | FX_OP_FSETXATTR
+                            | FX_OP_FREMOVEXATTR
+                    )
+                {
+                    self.racy_path(ev, &mut out);
+                }
             }
             if !self.mapped.is_empty() {
                 for e in &out[first_new.min(out.len())..] {
@@ -1768,8 +1802,9 @@ impl Recorder {
         // Healed by the targeted heal or the base (which reads every file where it is). Files
         // found moved while this heal runs are marked anew, with a gap of their own.
         let moved = std::mem::take(&mut self.moved_marks);
+        let moved_chunks = std::mem::take(&mut self.chunk_marks);
         self.moved_since = None;
-        if full || !self.targeted_heal(&moved)? {
+        if full || !self.targeted_heal(&moved, &moved_chunks)? {
             self.base()?;
         }
         if self.journal_down() {
@@ -1801,7 +1836,11 @@ impl Recorder {
     /// when that cannot be trusted: marks lost (map full), a dropped event without an inode
     /// (path operations, syncs), too many inodes, an inode never seen or no longer at its last
     /// path (renamed or removed since): the caller then makes a whole-tree base.
-    fn targeted_heal(&mut self, moved: &HashSet<(u64, u64)>) -> anyhow::Result<bool> {
+    fn targeted_heal(
+        &mut self,
+        moved: &HashSet<(u64, u64)>,
+        moved_chunks: &HashMap<(u64, u64), Vec<u64>>,
+    ) -> anyhow::Result<bool> {
         use std::os::unix::fs::MetadataExt;
         let dirty = self.probes.take_dirty()?;
         // Whole inodes, and the chunks of the others (writes that touched few chunks).
@@ -1811,6 +1850,11 @@ impl Recorder {
         for (key, c) in &dirty.chunks {
             if !whole.contains(key) {
                 chunks.entry(*key).or_default().push(*c);
+            }
+        }
+        for (key, cs) in moved_chunks {
+            if !whole.contains(key) {
+                chunks.entry(*key).or_default().extend(cs);
             }
         }
         let count = whole.len() + chunks.len();
@@ -2025,6 +2069,38 @@ impl Recorder {
         self.gap_after(out, GapReason::UnresolvedName);
     }
 
+    /// A file event whose path the probes named while a rename or mount change was in flight
+    /// (`FX_F_PATH_RACY`): that rename may have moved the file already and be journaled after
+    /// this event, which then names a path the replica does not have yet (log rotation by
+    /// rename while the program writes lost those writes silently). The event is journaled as
+    /// it is, and what it changed is re-read where the file is once every rename in flight is
+    /// journaled: the chunks of a write, else the whole inode (a gap until then).
+    fn racy_path(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
+        let h = &ev.header;
+        let path = RelPath::new(ev.path.clone());
+        if h.ino == 0 || path.as_bytes().is_empty() || path.check().is_err() {
+            return;
+        }
+        if !regular_or_unknown(h.mode) {
+            return;
+        }
+        self.stats.racy_paths += 1;
+        let chunks = (h.op == FX_OP_WRITE && h.flags & FX_F_POS_UNKNOWN == 0)
+            .then(|| {
+                let first = h.offset / foxing_probes::CHUNK_BYTES;
+                let last = h.offset.saturating_add(h.len.max(1) - 1) / foxing_probes::CHUNK_BYTES;
+                (last - first < RACY_CHUNKS_MAX).then_some(first..=last)
+            })
+            .flatten();
+        self.mark_later(
+            &path,
+            (h.dev, h.ino),
+            chunks,
+            GapReason::ConcurrentWriters,
+            out,
+        );
+    }
+
     /// The size of the written file now, if it is still at its path (see `written_file`).
     fn current_size(
         &mut self,
@@ -2081,12 +2157,29 @@ impl Recorder {
         reason: GapReason,
         out: &mut Vec<Event>,
     ) {
+        self.mark_later(path, key, None, reason, out);
+    }
+
+    /// [`Recorder::resync_later`] for `chunks` of the inode only (None: all of it).
+    fn mark_later(
+        &mut self,
+        path: &RelPath,
+        key: (u64, u64),
+        chunks: Option<std::ops::RangeInclusive<u64>>,
+        reason: GapReason,
+        out: &mut Vec<Event>,
+    ) {
         if self.inode_paths.len() >= INODE_PATHS_MAX {
             self.inode_paths.clear();
         }
         self.inode_paths.insert(key, path.clone());
-        let first = self.moved_marks.is_empty();
-        self.moved_marks.insert(key);
+        let first = self.moved_marks.is_empty() && self.chunk_marks.is_empty();
+        match chunks {
+            Some(cs) => self.chunk_marks.entry(key).or_default().extend(cs),
+            None => {
+                self.moved_marks.insert(key);
+            }
+        }
         self.moved_since.get_or_insert_with(Instant::now);
         self.moved_settled = false;
         if first {

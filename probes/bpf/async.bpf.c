@@ -95,7 +95,7 @@ static __always_inline int fx_emit_file(struct fx_scratch *s, struct file *f, __
 	fx_header(s, op, BPF_CORE_READ(f, f_inode));
 	if (fx_event_path(s, f))
 		return -1;
-	s->ev.flags = flags;
+	s->ev.flags |= flags;
 	s->ev.offset = offset;
 	s->ev.len = len;
 	s->ev.arg = arg;

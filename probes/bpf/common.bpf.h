@@ -716,12 +716,25 @@ static __always_inline int fx_event_path_of(struct fx_scratch *s, struct dentry 
 }
 
 /* fx_event_path_of for a file (its head is copied into s->hf). */
+/* A file's path named while a rename or mount change was in flight anywhere: the rename may
+ * have moved the file already (its path is the new one) and still take its seq after this
+ * event's, so this event would be journaled, under the new name, before the rename that made
+ * it (log rotation by rename while the program writes). The recorder then re-reads what the
+ * event changed where the file is once the renames in flight are journaled. */
+static __always_inline void fx_mark_racy_path(struct fx_scratch *s)
+{
+	if (*(volatile __u64 *)&fx_ns_busy)
+		s->ev.flags |= FX_F_PATH_RACY;
+}
+
 static __always_inline int fx_event_path(struct fx_scratch *s, struct file *f)
 {
 	struct fx_head *hf = &s->hf;
 	fx_read_head(hf, f);
-	return fx_event_path_of(s, FX_FIELD(hf, f, f_path.dentry), FX_FIELD(hf, f, f_path.mnt),
-				FX_FIELD(hf, f, f_inode));
+	int r = fx_event_path_of(s, FX_FIELD(hf, f, f_path.dentry), FX_FIELD(hf, f, f_path.mnt),
+				 FX_FIELD(hf, f, f_inode));
+	fx_mark_racy_path(s);
+	return r;
 }
 
 /* Starts the event of an fd-based op: the scratch with header and path filled (and the file's
@@ -741,6 +754,7 @@ static __always_inline struct fx_scratch *fx_file_event(__u64 fd, __u32 op, stru
 	fx_header(s, op, inode);
 	if (fx_event_path_of(s, FX_FIELD(hf, f, f_path.dentry), FX_FIELD(hf, f, f_path.mnt), inode))
 		return NULL;
+	fx_mark_racy_path(s);
 	*fp = f;
 	return s;
 }

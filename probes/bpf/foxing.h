@@ -76,6 +76,8 @@ enum fx_flags {
 				  * same open file moved meanwhile (a shared descriptor: forked
 				  * children, threads; lseek or write between): where its bytes went is
 				  * unknown, the recorder resyncs the whole file */
+	FX_F_PATH_RACY = 8192, /* a file event whose path was named while a rename or mount
+				* change was in flight (see fx_mark_racy_path) */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

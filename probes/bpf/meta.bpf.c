@@ -94,7 +94,7 @@ static __always_inline int times_exit(long ret, __u32 kind)
 		fl |= FX_F_MTIME_OMIT;
 	else if (ts[3] == FX_UTIME_NOW)
 		fl |= FX_F_MTIME_NOW;
-	s->ev.flags = fl;
+	s->ev.flags |= fl;
 	s->ev.offset = ts[0] * 1000000000 + ts[1];
 	s->ev.len = ts[2] * 1000000000 + ts[3];
 	fx_submit(s);

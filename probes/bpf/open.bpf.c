@@ -26,7 +26,7 @@ static __always_inline int emit(__u64 fd, __u32 op, __u32 flags, __u64 len)
 	fx_header(s, op, BPF_CORE_READ(f, f_inode));
 	if (fx_event_path(s, f))
 		return 0;
-	s->ev.flags = flags;
+	s->ev.flags |= flags;
 	s->ev.len = len;
 	fx_submit(s);
 	return 0;

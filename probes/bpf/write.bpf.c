@@ -186,7 +186,7 @@ static __always_inline void range_event(const struct fx_args *a, long ret)
 	if (!s)
 		return;
 	__u64 end = 0;
-	s->ev.flags = FX_F_INEXACT;
+	s->ev.flags |= FX_F_INEXACT;
 	if ((args.flags & 1) && ((args.flags & 2) || (FX_FIELD(&s->hf, f, f_flags) & FX_O_APPEND))) {
 		/* Appended, whatever the offset (fx_append_range). */
 		s->ev.flags |= fx_append_range(&args, f, ret, &s->ev.offset, &s->ev.len);
@@ -340,7 +340,7 @@ static __always_inline void clone_event(const struct fx_args *a, long ret)
 		return;
 	s->ev.offset = args.pos;
 	s->ev.len = args.count;
-	s->ev.flags = FX_F_INEXACT;
+	s->ev.flags |= FX_F_INEXACT;
 	fx_submit_write(s, &args);
 }
 

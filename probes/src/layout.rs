@@ -58,6 +58,9 @@ pub const FX_F_ABS_VIEW: u32 = 2048;
 /// A write at the file position whose position another user of the same open file moved
 /// meanwhile: where its bytes went is unknown; the recorder resyncs the whole file.
 pub const FX_F_POS_UNKNOWN: u32 = 4096;
+/// A file event whose path was named while a rename or mount change was in flight: that
+/// rename may already have moved the file and be journaled after this event.
+pub const FX_F_PATH_RACY: u32 = 8192;
 
 /// `struct fx_event`.
 #[repr(C)]

@@ -6,7 +6,7 @@ use std::process::Command;
 use foxing_probes::layout::*;
 
 /// Every op code and flag, C name and Rust value.
-const OPS: [(&str, u32); 43] = [
+const OPS: [(&str, u32); 44] = [
     ("FX_OP_WRITE", FX_OP_WRITE),
     ("FX_OP_TRUNCATE", FX_OP_TRUNCATE),
     ("FX_OP_FSYNC", FX_OP_FSYNC),
@@ -50,6 +50,7 @@ const OPS: [(&str, u32); 43] = [
     ("FX_F_CONCURRENT", FX_F_CONCURRENT),
     ("FX_F_ABS_VIEW", FX_F_ABS_VIEW),
     ("FX_F_POS_UNKNOWN", FX_F_POS_UNKNOWN),
+    ("FX_F_PATH_RACY", FX_F_PATH_RACY),
 ];
 
 #[test]

@@ -966,6 +966,54 @@ fn writes_through_an_open_file_shared_by_processes_land_where_they_went() {
     apply_and_compare(&src, &jdir, d.path());
 }
 
+/// Log rotation by rename while the program writes: a write whose path the probes named just
+/// after a rename moved the file, but which took its seq before the rename did, was journaled
+/// under the new name before the rename that made it; the replica had no file there yet and
+/// skipped it, silently. Such events are flagged (`FX_F_PATH_RACY`: a rename was in flight
+/// when the path was named) and what they changed is re-read where the file is once the
+/// renames are journaled.
+#[test]
+fn writes_racing_a_rename_of_their_file_are_not_lost() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let stats = record_while(&src, &jdir, || {
+        let out = std::process::Command::new("python3")
+            .current_dir(&src)
+            .arg("-c")
+            .arg(
+                "import os, time\n\
+                 fd = os.open('log', os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)\n\
+                 pid = os.fork()\n\
+                 if pid == 0:\n\
+                 \x20   for i in range(300):\n\
+                 \x20       a, b = ('log', 'log.1') if i % 2 == 0 else ('log.1', 'log')\n\
+                 \x20       os.rename(a, b); time.sleep(0.001)\n\
+                 \x20   os._exit(0)\n\
+                 i = 0\n\
+                 while os.waitpid(pid, os.WNOHANG)[0] == 0:\n\
+                 \x20   os.write(fd, b'line %d\\n' % i); i += 1\n",
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    eprintln!(
+        "file events named while a rename was in flight: {}",
+        stats.racy_paths
+    );
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// Writes running while the probes attach. The loader attached each syscall's enter program
 /// before its exit program: a write that entered in between counted itself into its inode's
 /// writers slot and never out, so every later write to that inode was re-read as concurrent
