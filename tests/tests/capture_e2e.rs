@@ -854,6 +854,30 @@ fn collapse_and_insert_range_replicate_to_a_filesystem_without_them() {
     foxing_tests::apply_and_compare(&src, &jdir, replica.path());
 }
 
+/// Runs a workload command (a child process: the recorder ignores its own) and asserts it
+/// succeeded.
+fn run_ok(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Records `work(src)` on a tmpfs root (/dev/shm), requires no ring loss, applies the journal
+/// and compares; returns the recorder's stats.
+fn record_on_tmpfs_and_compare(work: impl FnOnce(&Path)) -> RecorderStats {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let stats = record_while(&src, &jdir, || work(&src));
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    apply_and_compare(&src, &jdir, d.path());
+    stats
+}
+
 /// How most programs save a file: write it under a temporary name (here in writes larger than
 /// the payload cap, so the recorder re-reads them), fsync, rename it over the real name; or
 /// write one name again and again, renaming each version away. The recorder re-read the range
@@ -866,16 +890,13 @@ fn files_written_large_then_renamed_at_once_keep_their_bytes() {
     if !require_bpf() {
         return;
     }
-    let d = tempfile::tempdir_in("/dev/shm").unwrap();
-    let src = d.path().join("src");
-    let jdir = d.path().join("journal");
-    std::fs::create_dir_all(&src).unwrap();
-    let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new("python3")
-            .current_dir(&src)
-            .arg("-c")
-            .arg(
-                "import os\n\
+    let stats = record_on_tmpfs_and_compare(|src| {
+        run_ok(
+            std::process::Command::new("python3")
+                .current_dir(src)
+                .arg("-c")
+                .arg(
+                    "import os\n\
                  os.mkdir('d')\n\
                  for i in range(60):\n\
                  \x20   fd = os.open('tmp%d' % i, os.O_CREAT | os.O_WRONLY, 0o644)\n\
@@ -886,21 +907,13 @@ fn files_written_large_then_renamed_at_once_keep_their_bytes() {
                  \x20   fd = os.open('x', os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)\n\
                  \x20   os.write(fd, os.urandom(150000)); os.close(fd)\n\
                  \x20   os.rename('x', 'y%d' % i)\n",
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+                ),
         );
     });
     eprintln!(
         "ranges moved before their re-read: {}",
         stats.moved_before_read
     );
-    assert_eq!(stats.lost_events, 0, "{stats:?}");
-    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// Writes at the file position through an open file that several processes share (a shell's
@@ -916,54 +929,35 @@ fn writes_through_an_open_file_shared_by_processes_land_where_they_went() {
     if !require_bpf() {
         return;
     }
-    let d = tempfile::tempdir_in("/dev/shm").unwrap();
-    let src = d.path().join("src");
-    let jdir = d.path().join("journal");
-    std::fs::create_dir_all(&src).unwrap();
-    let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new("sh")
-            .current_dir(&src)
-            .arg("-c")
-            .arg(
+    let stats = record_on_tmpfs_and_compare(|src| {
+        run_ok(
+            std::process::Command::new("sh").current_dir(src).arg("-c").arg(
                 "w() { i=0; while [ $i -lt 2000 ]; do echo \"line from $1 $i\"; i=$((i+1)); done; }\n\
                  ( w A & w B & w C & wait ) >> appended\n\
                  ( w D & w E & wait ) > shared",
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            ),
         );
         // pwrite on an O_APPEND file and pwritev2 with RWF_APPEND append whatever offset they
         // name (pwrite(2), BUGS): they were journaled at the named offset.
-        let out = std::process::Command::new("python3")
-            .current_dir(&src)
-            .arg("-c")
-            .arg(
-                "import os\n\
+        run_ok(
+            std::process::Command::new("python3")
+                .current_dir(src)
+                .arg("-c")
+                .arg(
+                    "import os\n\
                  fd = os.open('pw', os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)\n\
                  os.write(fd, b'start ' * 1000)\n\
                  for i in range(50): os.pwrite(fd, b'appended %d ' % i, 3)\n\
                  fd2 = os.open('pv', os.O_CREAT | os.O_WRONLY, 0o644)\n\
                  os.write(fd2, b'0123456789' * 100)\n\
                  for i in range(50): os.pwritev(fd2, [b'rwf %d ' % i], 5, os.RWF_APPEND)\n",
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+                ),
         );
     });
     eprintln!(
         "writes re-read or resynced for a shared position: {}",
         stats.concurrent_writes
     );
-    assert_eq!(stats.lost_events, 0, "{stats:?}");
-    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// Log rotation by rename while the program writes: a write whose path the probes named just
@@ -977,16 +971,13 @@ fn writes_racing_a_rename_of_their_file_are_not_lost() {
     if !require_bpf() {
         return;
     }
-    let d = tempfile::tempdir_in("/dev/shm").unwrap();
-    let src = d.path().join("src");
-    let jdir = d.path().join("journal");
-    std::fs::create_dir_all(&src).unwrap();
-    let stats = record_while(&src, &jdir, || {
-        let out = std::process::Command::new("python3")
-            .current_dir(&src)
-            .arg("-c")
-            .arg(
-                "import os, time\n\
+    let stats = record_on_tmpfs_and_compare(|src| {
+        run_ok(
+            std::process::Command::new("python3")
+                .current_dir(src)
+                .arg("-c")
+                .arg(
+                    "import os, time\n\
                  fd = os.open('log', os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)\n\
                  pid = os.fork()\n\
                  if pid == 0:\n\
@@ -997,21 +988,13 @@ fn writes_racing_a_rename_of_their_file_are_not_lost() {
                  i = 0\n\
                  while os.waitpid(pid, os.WNOHANG)[0] == 0:\n\
                  \x20   os.write(fd, b'line %d\\n' % i); i += 1\n",
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+                ),
         );
     });
     eprintln!(
         "file events named while a rename was in flight: {}",
         stats.racy_paths
     );
-    assert_eq!(stats.lost_events, 0, "{stats:?}");
-    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// Writes running while the probes attach. The loader attached each syscall's enter program
