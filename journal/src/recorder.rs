@@ -765,13 +765,19 @@ fn find_inodes(root: &Path, wanted: &mut HashSet<(u64, u64)>) -> Vec<((u64, u64)
 }
 
 fn open_source_file(p: &Path) -> Option<File> {
+    open_source_file_meta(p).map(|(f, _)| f)
+}
+
+/// [`open_source_file`] with the file's metadata (from the one fstat that checked its type).
+fn open_source_file_meta(p: &Path) -> Option<(File, std::fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
         .open(p)
         .ok()?;
-    f.metadata().ok()?.is_file().then_some(f)
+    let md = f.metadata().ok()?;
+    md.is_file().then_some((f, md))
 }
 
 /// Whether an event's inode (`i_mode` from the probes; 0 when unknown) is a regular file.
@@ -2108,10 +2114,7 @@ impl Recorder {
         key: (u64, u64),
         out: &mut Vec<Event>,
     ) -> Option<u64> {
-        self.written_file(path, key, out)?
-            .metadata()
-            .ok()
-            .map(|m| m.len())
+        self.written_file(path, key, out).map(|(_, size)| size)
     }
 
     /// The file an event wrote (`key`: its kernel dev and inode), opened for reading at the
@@ -2120,23 +2123,23 @@ impl Recorder {
     /// how most programs save a file), reading it would lose the bytes or journal another
     /// file's: the inode is marked instead and resynced where it is, after the records that
     /// moved it (`resync_later`).
+    /// Returns the file and its size.
     fn written_file(
         &mut self,
         path: &RelPath,
         key: (u64, u64),
         out: &mut Vec<Event>,
-    ) -> Option<File> {
+    ) -> Option<(File, u64)> {
         use std::os::unix::fs::MetadataExt;
-        let f = self.source_file(path);
-        if key.1 == 0 {
-            return f; // no inode to check (never from the probes' file events)
-        }
-        let same = f
-            .as_ref()
-            .and_then(|f| f.metadata().ok())
-            .is_some_and(|md| foxing_probes::kernel_dev(md.dev()) == key.0 && md.ino() == key.1);
-        if same {
-            return f;
+        let opened = self.source_file(path);
+        // No inode to check: never from the probes' file events.
+        let same = |md: &std::fs::Metadata| {
+            key.1 == 0 || (foxing_probes::kernel_dev(md.dev()) == key.0 && md.ino() == key.1)
+        };
+        match opened {
+            Some((f, md)) if same(&md) => return Some((f, md.len())),
+            None if key.1 == 0 => return None,
+            _ => {}
         }
         self.stats.moved_before_read += 1;
         tracing::debug!(path = %path, ino = key.1, "a range to re-read left its path before it was read: the inode is resynced where it went");
@@ -2188,9 +2191,10 @@ impl Recorder {
     }
 
     /// A regular source file under the root, opened for reading (open_source_file).
-    fn source_file(&self, path: &RelPath) -> Option<File> {
+    /// With its metadata (the fstat that checked its type).
+    fn source_file(&self, path: &RelPath) -> Option<(File, std::fs::Metadata)> {
         use std::os::unix::ffi::OsStrExt;
-        open_source_file(
+        open_source_file_meta(
             &self
                 .opts
                 .root
@@ -2209,10 +2213,9 @@ impl Recorder {
         out: &mut Vec<Event>,
     ) {
         use foxing_proto::record::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE};
-        let Some(f) = self.written_file(path, key, out) else {
+        let Some((f, size)) = self.written_file(path, key, out) else {
             return;
         };
-        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         let mk = |op| Event {
             time_ns,
             writer: recorder_writer(),
@@ -2245,10 +2248,9 @@ impl Recorder {
         time_ns: u64,
         out: &mut Vec<Event>,
     ) {
-        let Some(f) = self.written_file(path, key, out) else {
+        let Some((f, size)) = self.written_file(path, key, out) else {
             return;
         };
-        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         let end = offset.saturating_add(len).min(size);
         self.reread_into(&f, path, offset, end.saturating_sub(offset), time_ns, out);
     }
@@ -2424,16 +2426,14 @@ impl Recorder {
         self.last_mapped_read = now;
         for (path, ranges) in self.mapped.due(now) {
             use std::os::unix::fs::MetadataExt;
-            let Some(f) = self.source_file(&path) else {
+            let Some((f, md)) = self.source_file(&path) else {
                 continue;
             };
             // Renamed away (its rename not journaled yet) and maybe replaced: reading the path
             // would journal another file's pages. Its pages stay due: they are read at its new
             // path once the rename is journaled (`MappedFiles::renamed`).
             let key = self.mapped.inode_of(&path);
-            let same = f.metadata().ok().is_some_and(|md| {
-                key.is_none_or(|k| (foxing_probes::kernel_dev(md.dev()), md.ino()) == k)
-            });
+            let same = key.is_none_or(|k| (foxing_probes::kernel_dev(md.dev()), md.ino()) == k);
             if !same {
                 continue;
             }
