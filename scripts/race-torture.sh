@@ -6,8 +6,8 @@
 #     atomic     large writes to tmp files renamed at once (and a name rewritten and renamed away)
 #     shared     forked writers appending / writing through one shared open file
 #     rotate     a file renamed back and forth while another process appends to it
-#     dirs       files created inside a directory renamed back and forth (a KNOWN LIMIT:
-#                path operations racing a rename of their directory can still diverge)
+#     dirs       files created inside a directory renamed back and forth (path operations
+#                and file events racing a rename of their directory: re-stated names)
 #
 # Exit 1 when tree-diff finds a difference. Uses the debug binaries: `cargo build --workspace --bins`.
 set -u

@@ -136,33 +136,6 @@ fn check_range(seq: u64, offset: u64, len: u64) -> Result<(), ApplyError> {
     }
 }
 
-/// Every path a record names, for checking before anything is applied.
-pub fn record_paths(op: &Op) -> Vec<&RelPath> {
-    match op {
-        Op::Write { path, .. }
-        | Op::Dirty { path, .. }
-        | Op::Truncate { path, .. }
-        | Op::Fallocate { path, .. }
-        | Op::Create { path, .. }
-        | Op::Mknod { path, .. }
-        | Op::Mkdir { path, .. }
-        | Op::Unlink { path }
-        | Op::Rmdir { path }
-        | Op::Symlink { path, .. }
-        | Op::Chmod { path, .. }
-        | Op::Chown { path, .. }
-        | Op::SetXattr { path, .. }
-        | Op::RemoveXattr { path, .. }
-        | Op::SetTimes { path, .. }
-        | Op::Resync { path, .. }
-        | Op::ResyncData { path, .. } => vec![path],
-        Op::Rename { from, to, .. } => vec![from, to],
-        Op::Link { existing, new } => vec![existing, new],
-        Op::Sync { path, .. } => path.iter().collect(),
-        Op::BaseBegin { .. } | Op::BaseEnd { .. } | Op::Gap { .. } | Op::GapHealed { .. } => vec![],
-    }
-}
-
 /// Whether applying the record changes the namespace (names, not just content or metadata).
 /// The applier checkpoints around these, since replaying them in a later state is ambiguous.
 pub fn is_namespace_op(op: &Op) -> bool {
@@ -183,7 +156,7 @@ pub fn is_namespace_op(op: &Op) -> bool {
 
 /// Checks a record without touching anything: paths, ranges, symlink targets.
 pub fn validate(r: &Record) -> Result<(), ApplyError> {
-    for p in record_paths(&r.op) {
+    for p in r.op.paths() {
         check(r.seq, p)?;
     }
     match &r.op {
@@ -246,10 +219,11 @@ impl Applier {
         validate(r)?;
         let seq = r.seq;
         let op_name = r.op.kind_name();
-        let path_str = record_paths(&r.op)
-            .first()
-            .map(|p| p.to_string())
-            .unwrap_or_default();
+        let path_str =
+            r.op.paths()
+                .first()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
         match &r.op {
             Op::Gap { .. } => self.gap_windows.push((seq, u64::MAX)),
             Op::GapHealed { gap_seq } => {

@@ -10,6 +10,7 @@ pub mod mapped;
 pub mod metrics;
 pub mod newdb;
 pub mod prune;
+pub mod races;
 pub mod reader;
 #[cfg(feature = "recorder")]
 pub mod recorder;

@@ -281,7 +281,7 @@ impl RecorderStats {
             &mut o,
             "foxing_recorder_racy_paths_total",
             "counter",
-            "File events whose path was named while a rename was in flight; what they changed is re-read where the file is once the renames are journaled.",
+            "Events that raced a rename of their names (and may be journaled on its other side); their names are re-stated from the source, and a file's changes re-read where it is, once the renames are journaled.",
             &l,
             self.racy_paths,
         );
@@ -416,6 +416,9 @@ pub struct Recorder {
     /// Chunks (CHUNK_BYTES) of inodes to re-read at the next heal, where the inode is then
     /// (writes whose path was named while a rename was in flight, see `racy_path`).
     chunk_marks: HashMap<(u64, u64), Vec<u64>>,
+    /// Events that may be journaled in the other order than a rename they raced (see
+    /// `crate::races`): waiting for the renames to settle, and the names to re-state then.
+    races: crate::races::Races,
     /// Every rename in flight when the last mark was taken has been journaled since: no
     /// rename or mount change was in flight at the start of a drain that emptied the ring.
     moved_settled: bool,
@@ -453,21 +456,6 @@ pub struct Recorder {
 pub const PRUNE_REQUEST_FILE: &str = "prune.request";
 /// The recorder's answer: the first seqs of the segments it removed, or an error line.
 pub const PRUNE_RESULT_FILE: &str = "prune.result";
-
-/// Where `p` is after renaming `from` to `to` (both ways for an exchange); None if the
-/// rename did not move it.
-fn renamed_path(p: &RelPath, from: &RelPath, to: &RelPath, exchange: bool) -> Option<RelPath> {
-    let under = |dir: &RelPath, new: &RelPath| {
-        let rest = p.as_bytes().strip_prefix(dir.as_bytes())?;
-        if !rest.is_empty() && rest[0] != b'/' {
-            return None;
-        }
-        let mut b = new.as_bytes().to_vec();
-        b.extend_from_slice(rest);
-        Some(RelPath::new(b))
-    };
-    under(from, to).or_else(|| if exchange { under(to, from) } else { None })
-}
 
 /// Renames the paths remembered for the times sweep below `from/` to below `to/` (and, for an
 /// exchange, those below `to/` to below `from/`): a rename of a directory moves them.
@@ -886,6 +874,7 @@ impl Recorder {
             lost_seq_end: 0,
             moved_marks: HashSet::new(),
             chunk_marks: HashMap::new(),
+            races: Default::default(),
             moved_settled: true,
             moved_since: None,
             ring_clear_since_loss: true,
@@ -1043,12 +1032,12 @@ impl Recorder {
             if let Op::Rename { from, to, flags } = &ev.op {
                 // Paths touched under a renamed directory are swept under their new names.
                 move_touched(touched, from, to, flags & RENAME_EXCHANGE != 0);
+                self.races.follow(from, to, flags & RENAME_EXCHANGE != 0);
                 // Moved files are healed where they went.
                 for key in self.moved_marks.iter().chain(self.chunk_marks.keys()) {
-                    let moved = self
-                        .inode_paths
-                        .get(key)
-                        .and_then(|p| renamed_path(p, from, to, flags & RENAME_EXCHANGE != 0));
+                    let moved = self.inode_paths.get(key).and_then(|p| {
+                        crate::races::renamed_path(p, from, to, flags & RENAME_EXCHANGE != 0)
+                    });
                     if let Some(p) = moved {
                         self.inode_paths.insert(*key, p);
                     }
@@ -1210,6 +1199,44 @@ impl Recorder {
                 if let Err(e) = self.convert_path_op(ev, &mut out) {
                     self.in_resync = was_resyncing;
                     return Err(e);
+                }
+                // (A move into the root journaled `out` already and heals with a base.)
+                let made = out.get(first_new..).unwrap_or(&[]);
+                let names: Vec<RelPath> = made.iter().flat_map(|e| e.op.paths()).cloned().collect();
+                let rename = (ev.header.op == FX_OP_PATH_RENAME && !names.is_empty()).then(|| {
+                    let (from, to, exchange) = match made.first().map(|e| &e.op) {
+                        Some(Op::Rename { from, to, flags }) => (
+                            Some(from.clone()),
+                            Some(to.clone()),
+                            flags & RENAME_EXCHANGE != 0,
+                        ),
+                        // Moved out of the root: its name left.
+                        _ => (names.first().cloned(), None, false),
+                    };
+                    crate::races::RenameSeen {
+                        seq_named: ev.header.seq_named,
+                        seq: ev.header.seq,
+                        from,
+                        to,
+                        exchange,
+                    }
+                });
+                if ev.header.flags & FX_F_PATH_RACY != 0 && !names.is_empty() {
+                    self.racy_event(ev, names, None, &mut out);
+                }
+                if let Some(r) = rename {
+                    for m in self.races.rename(r) {
+                        self.stats.racy_paths += 1;
+                        if let Some(m) = m {
+                            self.mark_later(
+                                &m.path,
+                                m.key,
+                                m.chunks,
+                                GapReason::ConcurrentWriters,
+                                &mut out,
+                            );
+                        }
+                    }
                 }
             } else {
                 self.convert(ev, covered[i], &mut out);
@@ -1810,8 +1837,13 @@ impl Recorder {
         let moved = std::mem::take(&mut self.moved_marks);
         let moved_chunks = std::mem::take(&mut self.chunk_marks);
         self.moved_since = None;
-        if full || !self.targeted_heal(&moved, &moved_chunks)? {
+        // Every rename that could have raced a flagged event is journaled now (the heal waits
+        // for `moved_settled`).
+        let restate = self.races.settle();
+        if full || restate.is_none() || !self.targeted_heal(&moved, &moved_chunks)? {
             self.base()?;
+        } else if let Some(names) = restate {
+            self.restate(&names)?;
         }
         if self.journal_down() {
             // The journal failed during the heal: heal these with the next one, a base
@@ -2075,12 +2107,9 @@ impl Recorder {
         self.gap_after(out, GapReason::UnresolvedName);
     }
 
-    /// A file event whose path the probes named while a rename or mount change was in flight
-    /// (`FX_F_PATH_RACY`): that rename may have moved the file already and be journaled after
-    /// this event, which then names a path the replica does not have yet (log rotation by
-    /// rename while the program writes lost those writes silently). The event is journaled as
-    /// it is, and what it changed is re-read where the file is once every rename in flight is
-    /// journaled: the chunks of a write, else the whole inode (a gap until then).
+    /// A file event flagged `FX_F_PATH_RACY`: what it changed is re-read where the file is,
+    /// if a rename of its file or of a directory above it raced it (see `racy_event`): the
+    /// chunks of a write, else the whole inode.
     fn racy_path(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
         let h = &ev.header;
         let path = RelPath::new(ev.path.clone());
@@ -2090,7 +2119,6 @@ impl Recorder {
         if !regular_or_unknown(h.mode) {
             return;
         }
-        self.stats.racy_paths += 1;
         let chunks = (h.op == FX_OP_WRITE && h.flags & FX_F_POS_UNKNOWN == 0)
             .then(|| {
                 let first = h.offset / foxing_probes::CHUNK_BYTES;
@@ -2098,13 +2126,147 @@ impl Recorder {
                 (last - first < RACY_CHUNKS_MAX).then_some(first..=last)
             })
             .flatten();
-        self.mark_later(
-            &path,
-            (h.dev, h.ino),
+        let mark = crate::races::Mark {
+            path: path.clone(),
+            key: (h.dev, h.ino),
             chunks,
-            GapReason::ConcurrentWriters,
-            out,
-        );
+        };
+        self.racy_event(ev, vec![path], Some(mark), out);
+    }
+
+    /// An event flagged `FX_F_PATH_RACY` (a rename or mount change ran between the moment its
+    /// names were taken and its seq): it and a rename may be journaled in the other order than
+    /// they happened, and the replica would apply it at a place that does not exist there yet,
+    /// or no longer (a file created or written in a directory being renamed, log rotation).
+    /// The event is journaled as it is, behind a gap; once every rename that ran meanwhile is
+    /// journaled, if one of them touched its names (`crate::races`), those names are
+    /// re-stated from the source (`restate`) and a file event's inode re-read where it is.
+    fn racy_event(
+        &mut self,
+        ev: &RawEvent,
+        names: Vec<RelPath>,
+        mark: Option<crate::races::Mark>,
+        out: &mut Vec<Event>,
+    ) {
+        let first = !self.marks_pending();
+        let verdict = self.races.event(crate::races::RacyEvent {
+            seq_named: ev.header.seq_named,
+            seq: ev.header.seq,
+            names,
+            mark,
+        });
+        self.moved_since.get_or_insert_with(Instant::now);
+        self.moved_settled = false;
+        if first {
+            self.gap_after(out, GapReason::ConcurrentWriters);
+        }
+        use crate::races::Verdict;
+        match verdict {
+            Verdict::Waiting => {}
+            Verdict::Raced(m) | Verdict::Unknown(m @ Some(_)) => {
+                self.stats.racy_paths += 1;
+                if let Some(m) = m {
+                    self.mark_later(&m.path, m.key, m.chunks, GapReason::ConcurrentWriters, out);
+                }
+            }
+            Verdict::Unknown(None) => {
+                self.stats.racy_paths += 1;
+                tracing::info!(
+                    seq = ev.header.seq,
+                    "a path operation raced renames older than those remembered: a whole-tree base heals it"
+                );
+                self.full_heal = true;
+            }
+        }
+    }
+
+    /// Re-states `names` after a race (see `racy_event`): for each, what the source has there
+    /// now: the highest component that is missing gone (a `Resync` without metadata, which
+    /// removes what a misplaced record made on the replica), else the entry and everything
+    /// below it. Returns the entries journaled.
+    fn restate(&mut self, names: &[RelPath]) -> anyhow::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let root = self.opts.root.clone();
+        let mut links = HashMap::new();
+        let mut done: HashSet<RelPath> = HashSet::new();
+        let mut gone: HashSet<RelPath> = HashSet::new();
+        let mut n = 0;
+        let now = Instant::now();
+        for name in names {
+            if self.journal_down() {
+                break;
+            }
+            if name.check().is_err() {
+                continue;
+            }
+            // Below a name found gone: gone too. Below a directory resynced whole, only a name
+            // found gone needs a record (a resync adds and updates, it does not remove).
+            let b = name.as_bytes();
+            let below = |set: &HashSet<RelPath>| {
+                (0..b.len())
+                    .filter(|&i| b[i] == b'/')
+                    .any(|i| set.contains(&RelPath::new(&b[..i])))
+            };
+            if below(&gone) || gone.contains(name) || done.contains(name) {
+                continue;
+            }
+            let in_done = below(&done);
+            // Live events first, so that they keep their place before what is read now.
+            self.pump_nested()?;
+            // The first component missing at the source, or not a directory, or the name.
+            let mut end = 0;
+            let (prefix, exists) = loop {
+                let next = b[end..].iter().position(|&c| c == b'/').map(|i| end + i);
+                let prefix = RelPath::new(&b[..next.unwrap_or(b.len())]);
+                let full = root.join(std::ffi::OsStr::from_bytes(prefix.as_bytes()));
+                match (std::fs::symlink_metadata(&full), next) {
+                    (Ok(md), Some(i)) if md.is_dir() => end = i + 1,
+                    (Ok(_), _) => break (prefix, true),
+                    (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => {
+                        break (prefix, false)
+                    }
+                    (Err(e), _) => {
+                        tracing::warn!(path = %prefix, error = %e, "cannot read a raced name to re-state it");
+                        break (prefix, true);
+                    }
+                }
+            };
+            if exists {
+                if in_done || !done.insert(prefix.clone()) {
+                    continue;
+                }
+                let full = root.join(std::ffi::OsStr::from_bytes(prefix.as_bytes()));
+                n += self.resync_entry(&full, &mut links)?;
+            } else {
+                gone.insert(prefix.clone());
+                let ev = self.own(Op::Resync {
+                    path: prefix.clone(),
+                    meta: None,
+                });
+                self.append(vec![ev]);
+                n += 1;
+            }
+            // Its directory's mtime moves with the records that went to the wrong place.
+            if let Some(i) = prefix.as_bytes().iter().rposition(|&c| c == b'/') {
+                if !self.touched_all {
+                    self.touched.insert(RelPath::new(&prefix.as_bytes()[..i]));
+                    self.first_touch.get_or_insert(now);
+                }
+            }
+        }
+        if !names.is_empty() {
+            tracing::info!(
+                names = names.len(),
+                entries = n,
+                "names a rename raced re-stated from the source"
+            );
+        }
+        Ok(n)
+    }
+
+    /// Marks or raced events wait for a heal (a gap is open for them).
+    fn marks_pending(&self) -> bool {
+        !self.moved_marks.is_empty() || !self.chunk_marks.is_empty() || self.races.holding()
     }
 
     /// The size of the written file now, if it is still at its path (see `written_file`).
@@ -2176,7 +2338,7 @@ impl Recorder {
             self.inode_paths.clear();
         }
         self.inode_paths.insert(key, path.clone());
-        let first = self.moved_marks.is_empty() && self.chunk_marks.is_empty();
+        let first = !self.marks_pending();
         match chunks {
             Some(cs) => self.chunk_marks.entry(key).or_default().extend(cs),
             None => {
@@ -2775,27 +2937,6 @@ mod tests {
         assert!(shifts_bytes(FALLOC_FL_INSERT_RANGE));
         assert!(!shifts_bytes(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE));
         assert!(!shifts_bytes(FALLOC_FL_UNSHARE_RANGE));
-    }
-
-    #[test]
-    fn renamed_path_follows_a_file_or_its_directory_and_both_sides_of_an_exchange() {
-        use super::renamed_path;
-        let p = |s: &str| foxing_proto::RelPath::new(s);
-        assert_eq!(
-            renamed_path(&p("tmp"), &p("tmp"), &p("final"), false),
-            Some(p("final"))
-        );
-        assert_eq!(
-            renamed_path(&p("d/x"), &p("d"), &p("e/d2"), false),
-            Some(p("e/d2/x"))
-        );
-        // A sibling sharing the prefix is not under the renamed name.
-        assert_eq!(renamed_path(&p("dx/y"), &p("d"), &p("e"), false), None);
-        assert_eq!(renamed_path(&p("b"), &p("a"), &p("b"), false), None);
-        assert_eq!(
-            renamed_path(&p("b/z"), &p("a"), &p("b"), true),
-            Some(p("a/z"))
-        );
     }
 
     #[test]

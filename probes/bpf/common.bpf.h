@@ -94,6 +94,11 @@ struct fx_args {
 	__u64 pos_enter;
 	__u64 size_enter;
 	__u64 append;
+	/* Path ops: fx_ns_gen (after the op's own rename began), fx_seq and the renames in flight
+	 * (other than its own) at enter: see fx_racy_check. */
+	__u64 ns_gen;
+	__u64 seq_enter;
+	__u64 ns_busy;
 };
 /* Task-local storage (one slot per task, found through the task itself: no hash, no global
  * lock, no capacity limit, freed with the task). `valid` is 0 once the exit took the args. */
@@ -219,6 +224,11 @@ struct fx_scratch {
 	struct fx_head hf; /* the file */
 	struct fx_head hi; /* its inode */
 	struct fx_head hd; /* its dentry */
+	/* fx_racy_check: check (1) with fx_ns_gen as it was when the names were taken, and the
+	 * renames in flight that are the event's own (a rename's). */
+	__u64 named_gen;
+	__u32 name_check;
+	__u32 own_changes;
 };
 /* Two slots per CPU (a per-CPU array value cannot exceed 32 KiB): one for programs in task
  * context, one for programs that can run in interrupt context (so they never clobber an event
@@ -581,6 +591,9 @@ static __always_inline void fx_header(struct fx_scratch *s, __u32 op, struct ino
 	ev->owner_uid = 0;
 	ev->owner_gid = 0;
 	ev->umask = 0;
+	ev->seq_named = 0;
+	s->name_check = 0;
+	s->own_changes = 0;
 	if (!inode)
 		return;
 	struct fx_head *hi = &s->hi;
@@ -668,6 +681,9 @@ static __always_inline int fx_event_path_of(struct fx_scratch *s, struct dentry 
 	/* busy before gen: a change that begins after the busy read bumps gen before ours. */
 	__u64 busy = *(volatile __u64 *)&fx_ns_busy;
 	__u64 gen = *(volatile __u64 *)&fx_ns_gen;
+	s->named_gen = gen;
+	s->name_check = 1;
+	s->ev.seq_named = *(volatile __u64 *)&fx_seq;
 	struct fx_head *hd = &s->hd;
 	fx_read_head(hd, d);
 	struct fx_path_entry *pe = &s->pe;
@@ -715,16 +731,53 @@ static __always_inline int fx_event_path_of(struct fx_scratch *s, struct dentry 
 	return 0;
 }
 
-/* fx_event_path_of for a file (its head is copied into s->hf). */
 /* A file's path named while a rename or mount change was in flight anywhere: the rename may
  * have moved the file already (its path is the new one) and still take its seq after this
  * event's, so this event would be journaled, under the new name, before the rename that made
- * it (log rotation by rename while the program writes). The recorder then re-reads what the
- * event changed where the file is once the renames in flight are journaled. */
+ * it (log rotation by rename while the program writes). fx_racy_check covers the renames that
+ * begin later. The recorder then re-states what the event named once the renames that ran
+ * meanwhile are journaled. */
 static __always_inline void fx_mark_racy_path(struct fx_scratch *s)
 {
 	if (*(volatile __u64 *)&fx_ns_busy)
 		s->ev.flags |= FX_F_PATH_RACY;
+}
+
+/* A path op at syscall enter (a rename after its own fx_ns_change_begin): the renames in
+ * flight besides its own, fx_ns_gen and fx_seq, for fx_names_since_enter. */
+static __always_inline void fx_names_enter(struct fx_args *a)
+{
+	a->ns_busy = *(volatile __u64 *)&fx_ns_busy - (a->ns_change ? 1 : 0);
+	a->ns_gen = *(volatile __u64 *)&fx_ns_gen;
+	a->seq_enter = *(volatile __u64 *)&fx_seq;
+}
+
+/* A path op's event (after fx_header): the kernel looked its names up since the syscall
+ * entered, so that is the window fx_racy_check covers. */
+static __always_inline void fx_names_since_enter(struct fx_scratch *s, const struct fx_args *a)
+{
+	s->named_gen = a->ns_gen;
+	s->name_check = 1;
+	s->own_changes = a->ns_change ? 1 : 0;
+	s->ev.seq_named = a->seq_enter;
+	if (a->ns_busy)
+		s->ev.flags |= FX_F_PATH_RACY;
+}
+
+/* Called right after the event's seq is taken: a rename or mount change still in flight now
+ * (other than the event's own), or one that began or ended since the names were taken
+ * (fx_ns_gen moved), may be journaled in the other order than it happened relative to this
+ * event: a rename that began after a file's path was named (the old name) and took its seq
+ * first, or one in flight now. Flagged FX_F_PATH_RACY. The seq's atomic add orders the reads
+ * after it. */
+static __always_inline __u32 fx_racy_check(const struct fx_scratch *s)
+{
+	if (!s->name_check)
+		return 0;
+	if (*(volatile __u64 *)&fx_ns_busy > s->own_changes ||
+	    *(volatile __u64 *)&fx_ns_gen != s->named_gen)
+		return FX_F_PATH_RACY;
+	return 0;
 }
 
 static __always_inline int fx_event_path(struct fx_scratch *s, struct file *f)
@@ -765,6 +818,7 @@ static __always_inline void fx_output(struct fx_scratch *s);
 static __always_inline void fx_submit(struct fx_scratch *s)
 {
 	s->ev.seq = __sync_fetch_and_add(&fx_seq, 1);
+	s->ev.flags |= fx_racy_check(s);
 	fx_output(s);
 }
 
@@ -773,6 +827,7 @@ static __always_inline void fx_submit(struct fx_scratch *s)
 static __always_inline void fx_submit_write(struct fx_scratch *s, const struct fx_args *a)
 {
 	s->ev.seq = __sync_fetch_and_add(&fx_seq, 1);
+	s->ev.flags |= fx_racy_check(s);
 	if (fx_writer_overlapped(a)) {
 		s->ev.flags |= FX_F_CONCURRENT | FX_F_INEXACT;
 		s->ev.data_len = 0;

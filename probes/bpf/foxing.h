@@ -76,8 +76,9 @@ enum fx_flags {
 				  * same open file moved meanwhile (a shared descriptor: forked
 				  * children, threads; lseek or write between): where its bytes went is
 				  * unknown, the recorder resyncs the whole file */
-	FX_F_PATH_RACY = 8192, /* a file event whose path was named while a rename or mount
-				* change was in flight (see fx_mark_racy_path) */
+	FX_F_PATH_RACY = 8192, /* a rename or mount change ran while the event's names were
+				* taken and its seq: the two may be journaled in the other order
+				* than they happened (see fx_racy_check) */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the
@@ -104,6 +105,10 @@ struct fx_event {
 	__u32 owner_uid;  /* inode owner (CREATE, FCHOWN) */
 	__u32 owner_gid;
 	__u32 umask;      /* the caller's umask (path ops that create) */
+	__u64 seq_named;  /* fx_seq when the event's names were taken: a file event's path was
+			   * named, a path op entered its syscall (the kernel looks its names
+			   * up in between). A rename whose [seq_named, seq] overlaps an
+			   * event's may be journaled in the other order (FX_F_PATH_RACY). */
 };
 
 #endif

@@ -13,6 +13,7 @@ static __always_inline int save(__u64 dfd, __u64 path, __u64 a2, __u64 a3, __u64
 	if (fx_skip_task())
 		return 0;
 	struct fx_args a = { .fd = dfd, .buf = path, .count = a2, .pos = a3, .mode = a4, .flags = flags };
+	fx_names_enter(&a);
 	fx_save_args(&a);
 	return 0;
 }
@@ -38,6 +39,7 @@ static __always_inline int target(struct fx_scratch *s, struct fx_args *a, __u32
 		return fx_event_path(s, f);
 	}
 	fx_header(s, path_op, NULL);
+	fx_names_since_enter(s, a);
 	__u32 under = 0;
 	int n = fx_dir_name(s, a->fd, a->buf, &s->body[0], &under);
 	if (n < 0 || !under)

@@ -12,6 +12,7 @@ static __always_inline int save(__u64 dfd1, __u64 p1, __u64 dfd2, __u64 p2, __u6
 	if (fx_skip_task())
 		return 0;
 	struct fx_args a = { .fd = dfd1, .buf = p1, .count = dfd2, .pos = p2, .flags = flags, .mode = mode };
+	fx_names_enter(&a);
 	fx_save_args(&a);
 	return 0;
 }
@@ -23,6 +24,8 @@ static __always_inline int save_rename(__u64 dfd1, __u64 p1, __u64 dfd2, __u64 p
 		return 0;
 	struct fx_args a = { .fd = dfd1, .buf = p1, .count = dfd2, .pos = p2, .flags = flags, .ns_change = 1 };
 	fx_ns_change_begin();
+	/* After its own begin: only others' changes move fx_ns_gen from here. */
+	fx_names_enter(&a);
 	if (!fx_save_args(&a))
 		fx_ns_change_end();
 	return 0;
@@ -50,6 +53,7 @@ static __always_inline int path_event(const struct fx_args *a, long ret, __u32 o
 	if (!s)
 		return 0;
 	fx_header(s, op, NULL);
+	fx_names_since_enter(s, &args);
 	__u32 under1 = 0, under2 = 0;
 	int n1 = fx_dir_name(s, args.fd, args.buf, &s->body[0], &under1);
 	if (n1 < 0)

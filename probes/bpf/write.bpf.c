@@ -47,6 +47,7 @@ static __always_inline int on_enter(__u64 fd, __u64 buf, __u64 count, __u64 pos,
 			r->flags |= FX_F_INEXACT;                                                  \
 		}                                                                                  \
 		r->seq = __sync_fetch_and_add(&fx_seq, 1);                                         \
+		r->flags |= fx_racy_check(s);                                                      \
 		if (fx_writer_overlapped(a)) {                                                     \
 			r->flags |= FX_F_CONCURRENT | FX_F_INEXACT;                                \
 			r->data_len = 0;                                                           \

@@ -58,8 +58,8 @@ pub const FX_F_ABS_VIEW: u32 = 2048;
 /// A write at the file position whose position another user of the same open file moved
 /// meanwhile: where its bytes went is unknown; the recorder resyncs the whole file.
 pub const FX_F_POS_UNKNOWN: u32 = 4096;
-/// A file event whose path was named while a rename or mount change was in flight: that
-/// rename may already have moved the file and be journaled after this event.
+/// A rename or mount change ran between the moment the event's names were taken
+/// (`seq_named`) and its seq: the two may be journaled in the other order than they happened.
 pub const FX_F_PATH_RACY: u32 = 8192;
 
 /// `struct fx_event`.
@@ -87,6 +87,9 @@ pub struct FxEvent {
     pub owner_uid: u32,
     pub owner_gid: u32,
     pub umask: u32,
+    /// `fx_seq` when the event's names were taken (file events: the path; path ops: syscall
+    /// enter). See `FX_F_PATH_RACY`.
+    pub seq_named: u64,
 }
 
 pub const FX_EVENT_LEN: usize = std::mem::size_of::<FxEvent>();
@@ -130,6 +133,7 @@ impl FxEvent {
             owner_uid: u32_at(offset_of!(FxEvent, owner_uid)),
             owner_gid: u32_at(offset_of!(FxEvent, owner_gid)),
             umask: u32_at(offset_of!(FxEvent, umask)),
+            seq_named: u64_at(offset_of!(FxEvent, seq_named)),
         })
     }
 }

@@ -79,6 +79,7 @@ fn layout_matches_c() {
         "owner_uid",
         "owner_gid",
         "umask",
+        "seq_named",
     ];
     let mut src = String::from("#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include \"foxing.h\"\nint main(void) {\n");
     src.push_str("printf(\"size %zu\\n\", sizeof(struct fx_event));\n");
@@ -134,6 +135,7 @@ fn layout_matches_c() {
         ("owner_uid", offset_of!(FxEvent, owner_uid)),
         ("owner_gid", offset_of!(FxEvent, owner_gid)),
         ("umask", offset_of!(FxEvent, umask)),
+        ("seq_named", offset_of!(FxEvent, seq_named)),
     ];
     for (name, v) in OPS {
         assert_eq!(got[name], v as usize, "{name}: C and Rust differ");

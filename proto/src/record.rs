@@ -408,6 +408,36 @@ impl Op {
         }
     }
 
+    /// Every path the record names (the applier checks them before anything is applied; the
+    /// recorder re-states them after a race).
+    pub fn paths(&self) -> Vec<&RelPath> {
+        match self {
+            Op::Write { path, .. }
+            | Op::Dirty { path, .. }
+            | Op::Truncate { path, .. }
+            | Op::Fallocate { path, .. }
+            | Op::Create { path, .. }
+            | Op::Mknod { path, .. }
+            | Op::Mkdir { path, .. }
+            | Op::Unlink { path }
+            | Op::Rmdir { path }
+            | Op::Symlink { path, .. }
+            | Op::Chmod { path, .. }
+            | Op::Chown { path, .. }
+            | Op::SetXattr { path, .. }
+            | Op::RemoveXattr { path, .. }
+            | Op::SetTimes { path, .. }
+            | Op::Resync { path, .. }
+            | Op::ResyncData { path, .. } => vec![path],
+            Op::Rename { from, to, .. } => vec![from, to],
+            Op::Link { existing, new } => vec![existing, new],
+            Op::Sync { path, .. } => path.iter().collect(),
+            Op::BaseBegin { .. } | Op::BaseEnd { .. } | Op::Gap { .. } | Op::GapHealed { .. } => {
+                vec![]
+            }
+        }
+    }
+
     /// Payload bytes carried (for accounting).
     pub fn payload_len(&self) -> usize {
         match self {
