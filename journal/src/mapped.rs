@@ -204,32 +204,24 @@ impl MappedFiles {
     /// A file or directory was renamed or removed: follow the files at or below it, or forget
     /// them.
     pub fn renamed(&mut self, from: &RelPath, to: Option<&RelPath>) {
-        let from_b = from.as_bytes();
-        let moved: Vec<RelPath> = self
+        // Where each file under `from` goes (`from` itself for a removal: only "is it under").
+        let dest = to.unwrap_or(from);
+        let moved: Vec<(RelPath, RelPath)> = self
             .files
             .keys()
-            .filter(|p| {
-                let b = p.as_bytes();
-                b == from_b
-                    || (b.len() > from_b.len() && b.starts_with(from_b) && b[from_b.len()] == b'/')
+            .filter_map(|p| {
+                crate::races::renamed_path(p, from, dest, false).map(|np| (p.clone(), np))
             })
-            .cloned()
             .collect();
-        for p in moved {
+        for (p, np) in moved {
             let Some(f) = self.files.remove(&p) else {
                 continue;
             };
-            match to {
-                Some(t) => {
-                    let mut np = t.as_bytes().to_vec();
-                    np.extend_from_slice(&p.as_bytes()[from_b.len()..]);
-                    let np = RelPath::new(np);
-                    self.by_inode.insert(f.dev_ino, np.clone());
-                    self.files.insert(np, f);
-                }
-                None => {
-                    self.by_inode.remove(&f.dev_ino);
-                }
+            if to.is_some() {
+                self.by_inode.insert(f.dev_ino, np.clone());
+                self.files.insert(np, f);
+            } else {
+                self.by_inode.remove(&f.dev_ino);
             }
         }
     }

@@ -1032,7 +1032,6 @@ impl Recorder {
             if let Op::Rename { from, to, flags } = &ev.op {
                 // Paths touched under a renamed directory are swept under their new names.
                 move_touched(touched, from, to, flags & RENAME_EXCHANGE != 0);
-                self.races.follow(from, to, flags & RENAME_EXCHANGE != 0);
                 // Moved files are healed where they went.
                 for key in self.moved_marks.iter().chain(self.chunk_marks.keys()) {
                     let moved = self.inode_paths.get(key).and_then(|p| {
@@ -1221,6 +1220,14 @@ impl Recorder {
                         exchange,
                     }
                 });
+                // Names queued for re-statement by events before this rename (in seq order, the
+                // replica's order) move with it. Here, not when it is appended: a rename converted
+                // earlier in this batch must not move the names queued after it.
+                if let Some(r) = &rename {
+                    if let (Some(from), Some(to)) = (&r.from, &r.to) {
+                        self.races.follow(from, to, r.exchange);
+                    }
+                }
                 if ev.header.flags & FX_F_PATH_RACY != 0 && !names.is_empty() {
                     self.racy_event(ev, names, None, &mut out);
                 }
