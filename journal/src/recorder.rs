@@ -2116,14 +2116,17 @@ impl Recorder {
 
     /// A file event flagged `FX_F_PATH_RACY`: what it changed is re-read where the file is,
     /// if a rename of its file or of a directory above it raced it (see `racy_event`): the
-    /// chunks of a write, else the whole inode.
+    /// chunks of a write, else the whole inode; a directory's name is re-stated.
     fn racy_path(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
         let h = &ev.header;
         let path = RelPath::new(ev.path.clone());
-        if h.ino == 0 || path.as_bytes().is_empty() || path.check().is_err() {
+        if path.as_bytes().is_empty() || path.check().is_err() {
             return;
         }
-        if !regular_or_unknown(h.mode) {
+        if h.ino == 0 || !regular_or_unknown(h.mode) {
+            // A directory (fchmod, fsetxattr, futimes on its descriptor): its name is
+            // re-stated, nothing to re-read.
+            self.racy_event(ev, vec![path], None, out);
             return;
         }
         let chunks = (h.op == FX_OP_WRITE && h.flags & FX_F_POS_UNKNOWN == 0)

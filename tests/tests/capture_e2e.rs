@@ -998,7 +998,7 @@ fn writes_racing_a_rename_of_their_file_are_not_lost() {
 }
 
 /// Files created, written, renamed and removed, and directories made, inside a directory that
-/// another process renames back and forth. Each change's names are taken between its syscall's
+/// another process renames back and forth (and the directory's mode set through a descriptor). Each change's names are taken between its syscall's
 /// entry and its seq (at exit); a rename of the directory that ran in between could take its
 /// seq on the other side, so the change was journaled under a name the replica did not have
 /// yet, or no longer had: files missing or empty on the replica, stray directories, wrong
@@ -1035,6 +1035,9 @@ fn changes_inside_a_directory_being_renamed_are_not_lost() {
                  \x20           if i % 3 == 0: os.mkdir('%s/d%d' % (n, i))\n\
                  \x20           if i % 5 == 0: os.unlink('%s/f%d' % (n, i - 4))\n\
                  \x20           if i % 7 == 0: os.rename(p, '%s/r%d' % (n, i))\n\
+                 \x20           if i % 11 == 0:\n\
+                 \x20               d = os.open(n, os.O_RDONLY)\n\
+                 \x20               os.fchmod(d, 0o700 | (i % 64)); os.close(d)\n\
                  \x20       except FileNotFoundError: pass\n",
                 ),
         );
