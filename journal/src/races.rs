@@ -238,6 +238,33 @@ impl Races {
     }
 }
 
+/// What an entry is at the source, for [`restate_target`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    Missing,
+    Directory,
+    Other,
+}
+
+/// Where re-stating `name` starts: its first component that is missing at the source (`false`:
+/// journal it as gone, which removes whatever a misplaced record made below it on the replica),
+/// or that is not a directory, or the name itself (`true`: resync that entry, and everything
+/// below it). `look` tells what a path is at the source (an error counts as `Other`: the
+/// resync reads it again and skips it if it cannot).
+pub fn restate_target(name: &RelPath, mut look: impl FnMut(&RelPath) -> Found) -> (RelPath, bool) {
+    let b = name.as_bytes();
+    let mut end = 0;
+    loop {
+        let next = b[end..].iter().position(|&c| c == b'/').map(|i| end + i);
+        let prefix = RelPath::new(&b[..next.unwrap_or(b.len())]);
+        match (look(&prefix), next) {
+            (Found::Missing, _) => return (prefix, false),
+            (Found::Directory, Some(i)) => end = i + 1,
+            (_, _) => return (prefix, true),
+        }
+    }
+}
+
 /// `e` and `r` ran at once (their seq windows overlap) and touch related names.
 fn races(e: &RacyEvent, r: &RenameSeen) -> bool {
     r.seq != e.seq
@@ -290,6 +317,23 @@ mod tests {
             renamed_path(&p("b/z"), &p("a"), &p("b"), true),
             Some(p("a/z"))
         );
+    }
+
+    #[test]
+    fn restate_starts_at_the_first_missing_or_non_directory_component() {
+        let look = |have: &'static [(&'static str, Found)]| {
+            move |q: &RelPath| {
+                have.iter()
+                    .find(|(n, _)| n.as_bytes() == q.as_bytes())
+                    .map_or(Found::Missing, |(_, f)| *f)
+            }
+        };
+        let tree: &[(&str, Found)] = &[("a", Found::Directory), ("a/f", Found::Other)];
+        assert_eq!(restate_target(&p("b/d"), look(tree)), (p("b"), false));
+        assert_eq!(restate_target(&p("a/d/x"), look(tree)), (p("a/d"), false));
+        assert_eq!(restate_target(&p("a/f/x"), look(tree)), (p("a/f"), true));
+        assert_eq!(restate_target(&p("a/f"), look(tree)), (p("a/f"), true));
+        assert_eq!(restate_target(&p("a"), look(tree)), (p("a"), true));
     }
 
     #[test]

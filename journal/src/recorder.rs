@@ -2223,24 +2223,20 @@ impl Recorder {
             let in_done = below(&done);
             // Live events first, so that they keep their place before what is read now.
             self.pump_nested()?;
-            // The first component missing at the source, or not a directory, or the name.
-            let mut end = 0;
-            let (prefix, exists) = loop {
-                let next = b[end..].iter().position(|&c| c == b'/').map(|i| end + i);
-                let prefix = RelPath::new(&b[..next.unwrap_or(b.len())]);
-                let full = root.join(std::ffi::OsStr::from_bytes(prefix.as_bytes()));
-                match (std::fs::symlink_metadata(&full), next) {
-                    (Ok(md), Some(i)) if md.is_dir() => end = i + 1,
-                    (Ok(_), _) => break (prefix, true),
-                    (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => {
-                        break (prefix, false)
+            let (prefix, exists) = crate::races::restate_target(name, |q| {
+                let full = root.join(std::ffi::OsStr::from_bytes(q.as_bytes()));
+                match std::fs::symlink_metadata(&full) {
+                    Ok(md) if md.is_dir() => crate::races::Found::Directory,
+                    Ok(_) => crate::races::Found::Other,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        crate::races::Found::Missing
                     }
-                    (Err(e), _) => {
-                        tracing::warn!(path = %prefix, error = %e, "cannot read a raced name to re-state it");
-                        break (prefix, true);
+                    Err(e) => {
+                        tracing::warn!(path = %q, error = %e, "cannot read a raced name to re-state it");
+                        crate::races::Found::Other
                     }
                 }
-            };
+            });
             if exists {
                 if in_done || !done.insert(prefix.clone()) {
                     continue;
