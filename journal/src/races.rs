@@ -110,6 +110,8 @@ pub struct Races {
     waiting: Vec<(RacyEvent, bool)>,
     restate: Vec<RelPath>,
     restate_overflowed: bool,
+    /// The renames journaled during the re-statement pass in progress.
+    pass_renames: Option<Vec<(RelPath, RelPath, bool)>>,
 }
 
 impl Races {
@@ -155,6 +157,9 @@ impl Races {
     /// A rename journaled (after `event` if it was flagged itself). Returns, for each waiting
     /// event it raced that had not raced before, its mark (None for a path op).
     pub fn rename(&mut self, r: RenameSeen) -> Vec<Option<Mark>> {
+        if let (Some(pass), Some(from), Some(to)) = (&mut self.pass_renames, &r.from, &r.to) {
+            pass.push((from.clone(), to.clone(), r.exchange));
+        }
         let mut marks = Vec::new();
         let mut hits = Vec::new();
         // Events whose seq came before the rename's window began cannot have raced it.
@@ -205,6 +210,53 @@ impl Races {
         names.sort();
         names.dedup();
         Some(names)
+    }
+
+    /// A re-statement pass begins: renames journaled during it are remembered (`end_pass`).
+    pub fn begin_pass(&mut self) {
+        self.pass_renames = Some(Vec::new());
+    }
+
+    /// A re-statement pass ended. A name read while a rename moved it was re-stated before that
+    /// rename's record (a `Resync` of it as gone, then the rename of what the replica still had
+    /// there finds nothing). So if a rename related to the names was journaled during the pass,
+    /// the names are queued again, with where those renames took them; and if renames are
+    /// still in flight (`in_flight`), the names wait like a flagged event whose window began
+    /// at `seq_begin` (the kernel seq expected when the pass began) for a related rename.
+    /// Returns whether the names may need another pass (the caller opens a gap).
+    pub fn end_pass(&mut self, names: &[RelPath], seq_begin: u64, in_flight: bool) -> bool {
+        let pass = self.pass_renames.take().unwrap_or_default();
+        if names.is_empty() {
+            return false;
+        }
+        let touches =
+            |from: &RelPath, to: &RelPath| names.iter().any(|n| related(n, from) || related(n, to));
+        let moved: Vec<&(RelPath, RelPath, bool)> =
+            pass.iter().filter(|(f, t, _)| touches(f, t)).collect();
+        if !moved.is_empty() {
+            let mut again = Vec::with_capacity(names.len());
+            for n in names {
+                let mut cur = n.clone();
+                again.push(cur.clone());
+                for (from, to, exchange) in &moved {
+                    if let Some(p) = renamed_path(&cur, from, to, *exchange) {
+                        cur = p;
+                        again.push(cur.clone());
+                    }
+                }
+            }
+            self.push_names(again);
+        }
+        if in_flight && self.waiting.len() < WAITING_EVENTS_MAX {
+            let e = RacyEvent {
+                seq_named: seq_begin,
+                seq: u64::MAX,
+                names: names.to_vec(),
+                mark: None,
+            };
+            self.waiting.push((e, false));
+        }
+        !moved.is_empty() || in_flight
     }
 
     /// The names to re-state for `e` racing `r`: both sides' names, and the event's names seen
@@ -390,6 +442,39 @@ mod tests {
         assert_eq!(
             r.settle().unwrap(),
             vec![p("a"), p("a/d"), p("b"), p("b/d")]
+        );
+    }
+
+    /// Regression: a name re-stated while a rename moved it (read as gone, journaled before the
+    /// rename) removed the directory on the replica; the rename then found nothing to move
+    /// (`scripts/race-torture.sh dirs`: a file left on the replica, about 1 run in 15).
+    #[test]
+    fn a_restatement_pass_that_a_related_rename_ran_through_is_queued_again() {
+        let mut r = Races::default();
+        r.begin_pass();
+        assert!(!r.end_pass(&[p("a")], 5, false));
+        r.begin_pass();
+        assert!(
+            !r.end_pass(&[], 5, true),
+            "nothing re-stated: nothing to redo"
+        );
+        assert_eq!(r.settle().unwrap(), Vec::<RelPath>::new());
+        // An unrelated rename during the pass changes nothing.
+        r.begin_pass();
+        r.rename(rename(10, 11, "x", "y"));
+        assert!(!r.end_pass(&[p("a/x")], 9, false));
+        r.begin_pass();
+        r.rename(rename(12, 13, "a", "b"));
+        assert!(r.end_pass(&[p("a/x"), p("c")], 12, false));
+        assert!(r.holding());
+        assert_eq!(r.settle().unwrap(), vec![p("a/x"), p("b/x"), p("c")]);
+        // Renames in flight at the end: the names wait for a related one.
+        r.begin_pass();
+        assert!(r.end_pass(&[p("c/f")], 20, true));
+        assert!(r.rename(rename(19, 22, "c", "d")) == vec![None]);
+        assert_eq!(
+            r.settle().unwrap(),
+            vec![p("c"), p("c/f"), p("d"), p("d/f")]
         );
     }
 

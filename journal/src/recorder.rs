@@ -2202,6 +2202,8 @@ impl Recorder {
         let mut gone: HashSet<RelPath> = HashSet::new();
         let mut n = 0;
         let now = Instant::now();
+        let seq_begin = self.seqs.next.unwrap_or(0);
+        self.races.begin_pass();
         for name in names {
             if self.journal_down() {
                 break;
@@ -2259,6 +2261,13 @@ impl Recorder {
                     self.first_touch.get_or_insert(now);
                 }
             }
+        }
+        // Renames that ran during the pass: another pass once they settle, behind a gap.
+        let in_flight = self.probes.ns_changes_in_flight()? > 0;
+        if self.races.end_pass(names, seq_begin, in_flight) {
+            self.moved_since.get_or_insert_with(Instant::now);
+            self.moved_settled = false;
+            self.gap_after(&mut Vec::new(), GapReason::ConcurrentWriters);
         }
         if !names.is_empty() {
             tracing::info!(
