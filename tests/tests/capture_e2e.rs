@@ -865,6 +865,16 @@ fn run_ok(cmd: &mut std::process::Command) {
     );
 }
 
+/// [`run_ok`] of a python3 program run in `dir`.
+fn python_in(dir: &Path, code: &str) {
+    run_ok(
+        std::process::Command::new("python3")
+            .current_dir(dir)
+            .arg("-c")
+            .arg(code),
+    );
+}
+
 /// Records `work(src)` on a tmpfs root (/dev/shm), requires no ring loss, applies the journal
 /// and compares; returns the recorder's stats.
 fn record_on_tmpfs_and_compare(work: impl FnOnce(&Path)) -> RecorderStats {
@@ -891,12 +901,9 @@ fn files_written_large_then_renamed_at_once_keep_their_bytes() {
         return;
     }
     let stats = record_on_tmpfs_and_compare(|src| {
-        run_ok(
-            std::process::Command::new("python3")
-                .current_dir(src)
-                .arg("-c")
-                .arg(
-                    "import os\n\
+        python_in(
+            src,
+            "import os\n\
                  os.mkdir('d')\n\
                  for i in range(60):\n\
                  \x20   fd = os.open('tmp%d' % i, os.O_CREAT | os.O_WRONLY, 0o644)\n\
@@ -907,7 +914,6 @@ fn files_written_large_then_renamed_at_once_keep_their_bytes() {
                  \x20   fd = os.open('x', os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)\n\
                  \x20   os.write(fd, os.urandom(150000)); os.close(fd)\n\
                  \x20   os.rename('x', 'y%d' % i)\n",
-                ),
         );
     });
     eprintln!(
@@ -939,19 +945,15 @@ fn writes_through_an_open_file_shared_by_processes_land_where_they_went() {
         );
         // pwrite on an O_APPEND file and pwritev2 with RWF_APPEND append whatever offset they
         // name (pwrite(2), BUGS): they were journaled at the named offset.
-        run_ok(
-            std::process::Command::new("python3")
-                .current_dir(src)
-                .arg("-c")
-                .arg(
-                    "import os\n\
+        python_in(
+            src,
+            "import os\n\
                  fd = os.open('pw', os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)\n\
                  os.write(fd, b'start ' * 1000)\n\
                  for i in range(50): os.pwrite(fd, b'appended %d ' % i, 3)\n\
                  fd2 = os.open('pv', os.O_CREAT | os.O_WRONLY, 0o644)\n\
                  os.write(fd2, b'0123456789' * 100)\n\
                  for i in range(50): os.pwritev(fd2, [b'rwf %d ' % i], 5, os.RWF_APPEND)\n",
-                ),
         );
     });
     eprintln!(
@@ -972,12 +974,9 @@ fn writes_racing_a_rename_of_their_file_are_not_lost() {
         return;
     }
     let stats = record_on_tmpfs_and_compare(|src| {
-        run_ok(
-            std::process::Command::new("python3")
-                .current_dir(src)
-                .arg("-c")
-                .arg(
-                    "import os, time\n\
+        python_in(
+            src,
+            "import os, time\n\
                  fd = os.open('log', os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)\n\
                  pid = os.fork()\n\
                  if pid == 0:\n\
@@ -988,7 +987,6 @@ fn writes_racing_a_rename_of_their_file_are_not_lost() {
                  i = 0\n\
                  while os.waitpid(pid, os.WNOHANG)[0] == 0:\n\
                  \x20   os.write(fd, b'line %d\\n' % i); i += 1\n",
-                ),
         );
     });
     eprintln!(
@@ -998,25 +996,23 @@ fn writes_racing_a_rename_of_their_file_are_not_lost() {
 }
 
 /// Files created, written, renamed and removed, and directories made, inside a directory that
-/// another process renames back and forth (and the directory's mode set through a descriptor). Each change's names are taken between its syscall's
-/// entry and its seq (at exit); a rename of the directory that ran in between could take its
-/// seq on the other side, so the change was journaled under a name the replica did not have
-/// yet, or no longer had: files missing or empty on the replica, stray directories, wrong
-/// mtimes, silently (`scripts/race-torture.sh dirs`: 2 of 3 runs diverged). Such events are
-/// flagged by the probes (a rename ran in their window) and, when a journaled rename of one of
-/// their names overlaps that window, their names are re-stated from the source.
+/// another process renames back and forth (and the directory's mode set through a descriptor).
+/// Each change's names are taken between its syscall's entry and its seq (at exit); a rename
+/// of the directory that ran in between could take its seq on the other side, so the change
+/// was journaled under a name the replica did not have yet, or no longer had: files missing or
+/// empty on the replica, stray directories, wrong mtimes, silently (`scripts/race-torture.sh
+/// dirs`: 2 of 3 runs diverged). Such events are flagged by the probes (a rename ran in their
+/// window) and, when a journaled rename of one of their names overlaps that window, their names
+/// are re-stated from the source.
 #[test]
 fn changes_inside_a_directory_being_renamed_are_not_lost() {
     if !require_bpf() {
         return;
     }
     let stats = record_on_tmpfs_and_compare(|src| {
-        run_ok(
-            std::process::Command::new("python3")
-                .current_dir(src)
-                .arg("-c")
-                .arg(
-                    "import os, time\n\
+        python_in(
+            src,
+            "import os, time\n\
                  os.mkdir('a')\n\
                  pid = os.fork()\n\
                  if pid == 0:\n\
@@ -1039,7 +1035,6 @@ fn changes_inside_a_directory_being_renamed_are_not_lost() {
                  \x20               d = os.open(n, os.O_RDONLY)\n\
                  \x20               os.fchmod(d, 0o700 | (i % 64)); os.close(d)\n\
                  \x20       except FileNotFoundError: pass\n",
-                ),
         );
     });
     eprintln!(
