@@ -9,7 +9,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use foxing_proto::record::{EntryMeta, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
+use foxing_proto::record::{
+    EntryMeta, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, XATTR_FOLLOW,
+};
 use foxing_proto::{Op, Record, RelPath};
 
 use crate::tree::{join, remove_all, NodeKind, Tree, TreeError};
@@ -540,15 +542,29 @@ impl Applier {
                 }
             }
             Op::SetXattr {
-                path, name, value, ..
+                path,
+                name,
+                value,
+                flags,
             } => {
-                if self.present(t, path)? {
-                    t.set_xattr(path, name, value)?;
+                // Through a symlink the kernel followed: its target in the replica at this seq.
+                let target = if flags & XATTR_FOLLOW != 0 {
+                    self.deref(t, path)?
+                } else {
+                    self.present(t, path)?.then(|| path.clone())
+                };
+                if let Some(p) = target {
+                    t.set_xattr(&p, name, value)?;
                 }
             }
-            Op::RemoveXattr { path, name } => {
-                if self.present(t, path)? {
-                    match t.remove_xattr(path, name) {
+            Op::RemoveXattr { path, name } | Op::RemoveXattrFollow { path, name } => {
+                let target = if matches!(r.op, Op::RemoveXattrFollow { .. }) {
+                    self.deref(t, path)?
+                } else {
+                    self.present(t, path)?.then(|| path.clone())
+                };
+                if let Some(p) = target {
+                    match t.remove_xattr(&p, name) {
                         Ok(()) | Err(TreeError::NotFound) => {}
                         Err(e) => return Err(e),
                     }

@@ -84,3 +84,66 @@ proptest! {
         prop_assert!(d.is_empty(), "{:#?}\nrecords: {:#?}", d, recs);
     }
 }
+
+/// setxattr/removexattr through a symlink the kernel followed: the recorder resolved the link
+/// when it converted the event, by which time the symlink could be gone (the xattr was then
+/// journaled on the symlink's path and lost: the replica's target lacked it). The records now
+/// carry the follow, and the applier resolves it in the replica's state at their seq.
+#[test]
+fn xattr_calls_through_a_symlink_removed_since_reach_its_target() {
+    use foxing_proto::record::XATTR_FOLLOW;
+    use foxing_proto::{Op, RelPath, Writer};
+    let path = |s: &str| RelPath::new(s.as_bytes().to_vec());
+    let ops = vec![
+        Op::Create {
+            path: path("target"),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        },
+        Op::Symlink {
+            path: path("link"),
+            target: b"target".to_vec(),
+            uid: 0,
+            gid: 0,
+        },
+        Op::SetXattr {
+            path: path("link"),
+            name: b"user.a".to_vec(),
+            value: b"1".to_vec(),
+            flags: XATTR_FOLLOW,
+        },
+        Op::SetXattr {
+            path: path("link"),
+            name: b"user.b".to_vec(),
+            value: b"2".to_vec(),
+            flags: XATTR_FOLLOW,
+        },
+        Op::RemoveXattrFollow {
+            path: path("link"),
+            name: b"user.a".to_vec(),
+        },
+        Op::Unlink { path: path("link") },
+    ];
+    let recs: Vec<Record> = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| Record {
+            seq: i as u64 + 1,
+            time_ns: 0,
+            writer: Writer::default(),
+            op,
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut fs = FsTree::open(dir.path()).unwrap();
+    let mut model = ModelTree::default();
+    for t in [&mut fs as &mut dyn Tree, &mut model] {
+        apply_all(t, &recs);
+        assert_eq!(
+            t.get_xattr(&path("target"), b"user.b").unwrap(),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(t.get_xattr(&path("target"), b"user.a").unwrap(), None);
+    }
+}

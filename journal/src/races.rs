@@ -47,7 +47,7 @@ pub fn renamed_path(p: &RelPath, from: &RelPath, to: &RelPath, exchange: bool) -
 }
 
 /// `a` is `b`, or an ancestor or descendant of it.
-fn related(a: &RelPath, b: &RelPath) -> bool {
+pub fn related(a: &RelPath, b: &RelPath) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     long.starts_with(short) && (long.len() == short.len() || long[short.len()] == b'/')
@@ -196,6 +196,12 @@ impl Races {
                 *n = p;
             }
         }
+    }
+
+    /// Queues `name` for re-statement by the next heal (an entry that arrived from outside the
+    /// root): like the names of a raced event, it follows the renames converted after it.
+    pub fn restate_name(&mut self, name: RelPath) {
+        self.push_names([name]);
     }
 
     /// Every rename that could race a waiting event is journaled: stop waiting. Returns the
@@ -395,6 +401,21 @@ mod tests {
         assert!(related(&p("d/x"), &p("d/x")));
         assert!(!related(&p("d"), &p("dd/x")));
         assert!(!related(&p("d/x"), &p("d/y")));
+    }
+
+    /// A directory moved in from outside the root, then renamed twice inside it before the
+    /// heal: its subtree is re-stated where it is at the end, once.
+    #[test]
+    fn a_moved_in_name_follows_the_renames_after_it() {
+        let mut r = Races::default();
+        r.restate_name(p("in"));
+        assert!(r.holding());
+        r.follow(&p("in"), &p("d/in2"), false);
+        r.follow(&p("d"), &p("e"), false);
+        // A rename of something else leaves it alone.
+        r.follow(&p("x"), &p("in"), false);
+        assert_eq!(r.settle().unwrap(), vec![p("e/in2")]);
+        assert!(!r.holding());
     }
 
     /// The rename of d to e took its seq before a create inside d that the kernel did first

@@ -20,7 +20,9 @@ use foxing_probes::layout::*;
 use foxing_probes::{ProbeConfig, Probes, RawEvent};
 
 use crate::views;
-use foxing_proto::record::{EntryKind, EntryMeta, Xattr, RENAME_EXCHANGE, RENAME_WHITEOUT};
+use foxing_proto::record::{
+    EntryKind, EntryMeta, Xattr, RENAME_EXCHANGE, RENAME_WHITEOUT, XATTR_FOLLOW,
+};
 use foxing_proto::time::now_ns;
 use foxing_proto::{Event, GapReason, Op, RelPath, SyncKind, Writer, MAX_FILE_BYTES};
 
@@ -118,6 +120,12 @@ pub struct RecorderStats {
     /// File events whose path was named while a rename was in flight: what they changed is
     /// re-read where the file is once the renames are journaled (a gap until then).
     pub racy_paths: u64,
+    /// Entries that arrived from outside the root (renamed, exchanged or linked in, O_TMPFILE
+    /// files given a name): each re-stated from the source with its subtree by the next heal.
+    pub moved_in: u64,
+    /// Changes to files with no name left (removed while open, O_TMPFILE not linked yet):
+    /// nothing to journal.
+    pub unlinked_changes: u64,
     /// Probe runs the kernel skipped (another BPF program on the CPU); each is healed by a base.
     pub missed_runs: u64,
     /// Files whose pages turned dirty outside every hooked syscall, tracked since.
@@ -287,6 +295,22 @@ impl RecorderStats {
         );
         metric(
             &mut o,
+            "foxing_recorder_moved_in_total",
+            "counter",
+            "Entries that arrived from outside the root (renamed, exchanged or linked in, O_TMPFILE files given a name); each is re-stated from the source with its subtree by the next heal.",
+            &l,
+            self.moved_in,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_unlinked_changes_total",
+            "counter",
+            "Changes to files with no name left (removed while open, O_TMPFILE not linked yet): nothing to journal.",
+            &l,
+            self.unlinked_changes,
+        );
+        metric(
+            &mut o,
             "foxing_recorder_missed_probe_runs_total",
             "counter",
             "Probe runs the kernel skipped because another BPF program ran on that CPU; each is a gap healed by a base.",
@@ -371,6 +395,13 @@ impl SeqTracker {
 }
 
 /// The journal could not be written: recording goes on without it (see `Recorder::failed`).
+/// A re-statement pass (`Recorder::restate`): its names, and the hard-linked files whose other
+/// names are not on the replica (by their dev and inode: link count, names found by the pass).
+struct RestatePass {
+    names: Vec<RelPath>,
+    unplaced: HashMap<(u64, u64), (u64, u64)>,
+}
+
 struct Degraded {
     last_try: Instant,
     /// Records (and kernel events) not journaled since the failure.
@@ -399,6 +430,10 @@ pub struct Recorder {
     last_missed: u64,
     last_missed_check: Instant,
     in_resync: bool,
+    /// The re-statement pass running (`restate`).
+    restating: Option<RestatePass>,
+    /// Gaps opened by `gap_after` (each journals the events converted before it).
+    gaps_after: u64,
     /// Gap records journaled in this batch whose heal (a base) is still due.
     pending_heals: Vec<u64>,
     /// Some pending heal needs a whole-tree base (a loss the dirty-inode marks do not cover).
@@ -867,6 +902,8 @@ impl Recorder {
             last_missed: 0,
             last_missed_check: Instant::now(),
             in_resync: false,
+            gaps_after: 0,
+            restating: None,
             pending_heals: Vec::new(),
             full_heal: false,
             heals_pending_since: None,
@@ -1004,7 +1041,8 @@ impl Recorder {
                     Op::Gap {
                         reason: GapReason::RingFull
                             | GapReason::MovedBeforeRead
-                            | GapReason::ConcurrentWriters,
+                            | GapReason::ConcurrentWriters
+                            | GapReason::MovedIn,
                         ..
                     }
                 ) {
@@ -1168,6 +1206,20 @@ impl Recorder {
         for (i, ev) in evs.iter_mut().enumerate() {
             lost += self.seqs.observe(ev.header.seq, now);
             let first_new = out.len();
+            if changes_an_open_file(ev.header.op) {
+                if ev.header.flags & FX_F_UNLINKED != 0 {
+                    // A file removed while open, or an O_TMPFILE not linked yet: no entry of
+                    // the tree changed (journaled under the name its dentry still shows, the
+                    // change would land in whatever has that name now). A linked O_TMPFILE is
+                    // read whole when it arrives (`moved_in`).
+                    self.stats.unlinked_changes += 1;
+                    continue;
+                }
+                if ev.header.flags & FX_F_NAME_GONE != 0 {
+                    self.name_gone(ev, &mut out);
+                    continue;
+                }
+            }
             if ev.header.op == FX_OP_MSYNC {
                 self.reread_mapped(&mut out);
                 let h = &ev.header;
@@ -1195,12 +1247,17 @@ impl Recorder {
             } else if ev.header.op == FX_OP_UNTRACKED {
                 self.untracked(ev, &mut out);
             } else if (FX_OP_PATH_UNLINK..=FX_OP_PATH_MKNOD).contains(&ev.header.op) {
+                let drains = self.gaps_after;
                 if let Err(e) = self.convert_path_op(ev, &mut out) {
                     self.in_resync = was_resyncing;
                     return Err(e);
                 }
-                // (A move into the root journaled `out` already and heals with a base.)
-                let made = out.get(first_new..).unwrap_or(&[]);
+                // A gap opened by this op journaled `out` before it: what is left is this op's.
+                let made = if self.gaps_after != drains {
+                    &out[..]
+                } else {
+                    out.get(first_new..).unwrap_or(&[])
+                };
                 let names: Vec<RelPath> = made.iter().flat_map(|e| e.op.paths()).cloned().collect();
                 let rename = (ev.header.op == FX_OP_PATH_RENAME && !names.is_empty()).then(|| {
                     let (from, to, exchange) = match made.first().map(|e| &e.op) {
@@ -1681,6 +1738,15 @@ impl Recorder {
                 };
                 match (p1, p2) {
                     (Some(from), Some(to)) => out.push(mk(Op::Rename { from, to, flags })),
+                    // Exchanged with something outside the root: what was at `from` left, and
+                    // what was outside arrived there.
+                    (Some(from), None) if flags & RENAME_EXCHANGE != 0 => {
+                        let gone = mk(Op::Resync {
+                            path: from.clone(),
+                            meta: None,
+                        });
+                        self.moved_in(from, gone, out)?;
+                    }
                     // Moved out of the root: gone from the replica's point of view, and its
                     // whiteout (if the source holds one now; the target is outside, so the
                     // rename cannot have been a no-op between two names in the root).
@@ -1692,15 +1758,39 @@ impl Recorder {
                         }));
                         out.extend(w);
                     }
-                    // Moved in: its content is read by a base once this batch is journaled; reading
-                    // it now would read state newer than the records between here and then.
-                    (None, Some(_)) => self.moved_in(out)?,
+                    // Moved in (or exchanged in): whatever the replica had at `to` was replaced;
+                    // the arrival's content is read once the records before that read are
+                    // journaled (see `moved_in`).
+                    (None, Some(to)) => {
+                        let replaced = mk(Op::Resync {
+                            path: to.clone(),
+                            meta: None,
+                        });
+                        self.moved_in(to, replaced, out)?;
+                    }
                     (None, None) => {}
                 }
             }
+            // A link from outside the root: also O_TMPFILE + linkat (the file has no name).
             FX_OP_PATH_LINK => match (p1, p2) {
+                // The first name came from a descriptor whose dentry is unlinked (an
+                // O_TMPFILE's "#ino" through /proc/self/fd or AT_EMPTY_PATH): it names no entry
+                // the replica has; the new name is an arrival.
+                (Some(_), Some(new)) if h.flags & FX_F_NAME_GONE != 0 => {
+                    let none = mk(Op::Resync {
+                        path: new.clone(),
+                        meta: None,
+                    });
+                    self.moved_in(new, none, out)?;
+                }
                 (Some(existing), Some(new)) => out.push(mk(Op::Link { existing, new })),
-                (None, Some(_)) => self.moved_in(out)?,
+                (None, Some(new)) => {
+                    let none = mk(Op::Resync {
+                        path: new.clone(),
+                        meta: None,
+                    });
+                    self.moved_in(new, none, out)?;
+                }
                 _ => {}
             },
             FX_OP_PATH_SYMLINK => {
@@ -1760,26 +1850,28 @@ impl Recorder {
                 }
             }
             FX_OP_PATH_SETXATTR | FX_OP_PATH_REMOVEXATTR => {
-                // data is name '\0' value here, not a second dir/name pair.
-                let p = if h.flags & FX_F_NOFOLLOW != 0 {
-                    p1
-                } else {
-                    follow(p1)
-                };
-                if let Some(p) = p {
+                // data is name '\0' value here, not a second dir/name pair. A final symlink the
+                // kernel followed is followed by the applier, in the replica's state at this
+                // seq: resolved here, it would be resolved in a later state (regression: the
+                // symlink removed meanwhile, the xattr was journaled on it and lost).
+                let follow = h.flags & FX_F_NOFOLLOW == 0;
+                if let Some(p) = p1 {
                     let (name, value) = split_nul(&ev.data);
-                    out.push(mk(if h.op == FX_OP_PATH_SETXATTR {
-                        Op::SetXattr {
+                    out.push(mk(match (h.op == FX_OP_PATH_SETXATTR, follow) {
+                        (true, _) => Op::SetXattr {
                             path: p,
                             name: name.to_vec(),
                             value: value.to_vec(),
-                            flags: 0,
-                        }
-                    } else {
-                        Op::RemoveXattr {
+                            flags: if follow { XATTR_FOLLOW } else { 0 },
+                        },
+                        (false, true) => Op::RemoveXattrFollow {
                             path: p,
                             name: name.to_vec(),
-                        }
+                        },
+                        (false, false) => Op::RemoveXattr {
+                            path: p,
+                            name: name.to_vec(),
+                        },
                     }));
                 }
             }
@@ -1816,17 +1908,31 @@ impl Recorder {
         Ok(())
     }
 
-    /// Something arrived from outside the root: journal a gap now (the replica cannot know its
-    /// content from the records) and heal it with a base after this batch.
-    fn moved_in(&mut self, out: &mut Vec<Event>) -> anyhow::Result<()> {
+    /// Something arrived at `to` from outside the root (a rename, an exchange, a link, an
+    /// O_TMPFILE given a name): the records cannot tell its content, so a gap opens (unless one
+    /// is open for a heal not yet run), then `removal` (a `Resync` without metadata of `to`:
+    /// whatever the replica had there was replaced) is journaled inside it, and `to` is
+    /// re-stated from the source by the next heal: the entry and everything below it, where it
+    /// is then (the name follows later renames), or its removal if it is gone (`restate`). Not
+    /// read now: that would read state newer than the records still to be journaled before the
+    /// read, which would undo it on the replica.
+    fn moved_in(
+        &mut self,
+        to: RelPath,
+        removal: Event,
+        out: &mut Vec<Event>,
+    ) -> anyhow::Result<()> {
         // Inodes the kernel judged outside the root may be inside now.
         self.probes.forget_dirty_verdicts()?;
-        self.append(std::mem::take(out));
-        let gap = self.own(Op::Gap {
-            lost: 0,
-            reason: GapReason::MovedIn,
-        });
-        self.append_gap(gap);
+        self.stats.moved_in += 1;
+        let first = !self.marks_pending();
+        self.races.restate_name(to);
+        self.moved_since.get_or_insert_with(Instant::now);
+        self.moved_settled = false;
+        if first {
+            self.gap_after(out, GapReason::MovedIn);
+        }
+        out.push(removal);
         Ok(())
     }
 
@@ -1850,7 +1956,9 @@ impl Recorder {
         if full || restate.is_none() || !self.targeted_heal(&moved, &moved_chunks)? {
             self.base()?;
         } else if let Some(names) = restate {
-            self.restate(&names)?;
+            if !self.restate(&names)? {
+                self.base()?;
+            }
         }
         if self.journal_down() {
             // The journal failed during the heal: heal these with the next one, a base
@@ -2095,6 +2203,7 @@ impl Recorder {
 
     /// Journals what the batch converted so far, then a Gap (lost 0) that a base heals.
     fn gap_after(&mut self, out: &mut Vec<Event>, reason: GapReason) {
+        self.gaps_after += 1;
         self.append(std::mem::take(out));
         let gap = self.own(Op::Gap { lost: 0, reason });
         self.append_gap(gap);
@@ -2129,17 +2238,10 @@ impl Recorder {
             self.racy_event(ev, vec![path], None, out);
             return;
         }
-        let chunks = (h.op == FX_OP_WRITE && h.flags & FX_F_POS_UNKNOWN == 0)
-            .then(|| {
-                let first = h.offset / foxing_probes::CHUNK_BYTES;
-                let last = h.offset.saturating_add(h.len.max(1) - 1) / foxing_probes::CHUNK_BYTES;
-                (last - first < RACY_CHUNKS_MAX).then_some(first..=last)
-            })
-            .flatten();
         let mark = crate::races::Mark {
             path: path.clone(),
             key: (h.dev, h.ino),
-            chunks,
+            chunks: written_chunks(h),
         };
         self.racy_event(ev, vec![path], Some(mark), out);
     }
@@ -2193,8 +2295,11 @@ impl Recorder {
     /// Re-states `names` after a race (see `racy_event`): for each, what the source has there
     /// now: the highest component that is missing gone (a `Resync` without metadata, which
     /// removes what a misplaced record made on the replica), else the entry and everything
-    /// below it. Returns the entries journaled.
-    fn restate(&mut self, names: &[RelPath]) -> anyhow::Result<u64> {
+    /// below it. A file with more names than the pass found is linked to another name of it
+    /// on the replica (the last one seen for its inode, if the source still has it there);
+    /// returns false when such a name is unknown: the caller makes a whole-tree base, or the
+    /// replica would hold a copy where the source has one inode.
+    fn restate(&mut self, names: &[RelPath]) -> anyhow::Result<bool> {
         use std::os::unix::ffi::OsStrExt;
         let root = self.opts.root.clone();
         let mut links = HashMap::new();
@@ -2204,6 +2309,10 @@ impl Recorder {
         let now = Instant::now();
         let seq_begin = self.seqs.next.unwrap_or(0);
         self.races.begin_pass();
+        self.restating = Some(RestatePass {
+            names: names.to_vec(),
+            unplaced: HashMap::new(),
+        });
         for name in names {
             if self.journal_down() {
                 break;
@@ -2269,14 +2378,46 @@ impl Recorder {
             self.moved_settled = false;
             self.gap_after(&mut Vec::new(), GapReason::ConcurrentWriters);
         }
+        let unknown_links = self.restating.take().map_or(0, |p| {
+            p.unplaced
+                .values()
+                .filter(|(nlink, seen)| seen < nlink)
+                .count()
+        });
         if !names.is_empty() {
             tracing::info!(
                 names = names.len(),
                 entries = n,
-                "names a rename raced re-stated from the source"
+                "names that were raced or moved in re-stated from the source"
             );
         }
-        Ok(n)
+        if unknown_links > 0 {
+            tracing::info!(
+                files = unknown_links,
+                "re-stated files have hard links the recorder cannot place: a whole-tree base follows"
+            );
+        }
+        Ok(unknown_links == 0)
+    }
+
+    /// A change through a descriptor whose name was removed while the inode lives on under
+    /// other names (a hard link's other name removed while open; an O_TMPFILE written after
+    /// linkat named it, whose descriptor still shows "#ino"): the event's path names nothing,
+    /// or another file. The inode is resynced where it is (its last name seen, else found by
+    /// walking the tree), behind a gap: the chunks a write touched, else all of it.
+    fn name_gone(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
+        let h = &ev.header;
+        self.stats.moved_before_read += 1;
+        let key = (h.dev, h.ino);
+        let known = self.inode_paths.get(&key).cloned();
+        let stale = RelPath::new(ev.path.clone());
+        self.mark_later(
+            known.as_ref().unwrap_or(&stale),
+            key,
+            written_chunks(h),
+            GapReason::MovedBeforeRead,
+            out,
+        );
     }
 
     /// Marks or raced events wait for a heal (a gap is open for them).
@@ -2501,10 +2642,13 @@ impl Recorder {
             };
             n += 1;
             self.base_walked += 1;
-            if self.inode_paths.len() < INODE_PATHS_MAX {
-                self.inode_paths
-                    .insert((foxing_probes::kernel_dev(md.dev()), md.ino()), rp.clone());
-            }
+            let key = (foxing_probes::kernel_dev(md.dev()), md.ino());
+            // The name seen before for this inode: another name of a hard-linked file.
+            let seen_before = if self.inode_paths.len() < INODE_PATHS_MAX {
+                self.inode_paths.insert(key, rp.clone())
+            } else {
+                self.inode_paths.get(&key).cloned()
+            };
             if self.base_walked.is_multiple_of(256) {
                 if let Ok(mut sh) = self.shared.lock() {
                     sh.0.base_entries = self.stats.base_entries + self.base_walked;
@@ -2517,7 +2661,39 @@ impl Recorder {
                         new: rp.clone(),
                     });
                     self.append(vec![ev]);
+                    if let Some(seen) = self
+                        .restating
+                        .as_mut()
+                        .and_then(|p| p.unplaced.get_mut(&(md.dev(), md.ino())))
+                    {
+                        seen.1 += 1;
+                    }
                     continue;
+                }
+                if self.restating.is_some() {
+                    // A re-statement pass: the file's other names may be on the replica
+                    // already, outside what this pass re-states.
+                    match self.other_name_outside_pass(&md, &rp, seen_before) {
+                        Some(other) => {
+                            // Remembered for the inode, not `rp`: a pass that runs again finds
+                            // it there.
+                            self.inode_paths.insert(key, other.clone());
+                            links.insert((md.dev(), md.ino()), other.clone());
+                            let ev = self.own(Op::Link {
+                                existing: other,
+                                new: rp.clone(),
+                            });
+                            self.append(vec![ev]);
+                            continue;
+                        }
+                        None => {
+                            // Its other names may still come in this pass.
+                            tracing::debug!(path = %rp, nlink = md.nlink(), "a re-stated file's other names are not placed yet");
+                            if let Some(p) = &mut self.restating {
+                                p.unplaced.insert((md.dev(), md.ino()), (md.nlink(), 1));
+                            }
+                        }
+                    }
                 }
                 links.insert((md.dev(), md.ino()), rp.clone());
             }
@@ -2532,6 +2708,13 @@ impl Recorder {
                     }
                 }
             } else if md.is_dir() {
+                // A re-stated directory's entries are made on the replica after its record,
+                // which moves its mtime there: the times sweep states it again afterwards (a
+                // base does this at its end).
+                if self.restating.is_some() && !self.touched_all {
+                    self.touched.insert(rp.clone());
+                    self.first_touch.get_or_insert_with(Instant::now);
+                }
                 if let Ok(rd) = std::fs::read_dir(&p) {
                     let mut kids: Vec<PathBuf> =
                         rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
@@ -2542,6 +2725,29 @@ impl Recorder {
             self.append(evs);
         }
         Ok(n)
+    }
+
+    /// During a re-statement pass, another name of the hard-linked file `md` (found at `rp`)
+    /// that the replica holds already: `seen_before`, the last name seen for its inode, if the
+    /// source has the inode there now and the pass does not re-state it. None when the other
+    /// names are outside the root, or unknown (never seen, or forgotten).
+    fn other_name_outside_pass(
+        &self,
+        md: &std::fs::Metadata,
+        rp: &RelPath,
+        seen_before: Option<RelPath>,
+    ) -> Option<RelPath> {
+        let pass = self.restating.as_ref()?;
+        let other = seen_before.filter(|o| o != rp)?;
+        if pass.names.iter().any(|n| crate::races::related(n, &other)) {
+            return None;
+        }
+        let full = self
+            .opts
+            .root
+            .join(std::ffi::OsStr::from_bytes(other.as_bytes()));
+        let o = std::fs::symlink_metadata(full).ok()?;
+        (o.dev() == md.dev() && o.ino() == md.ino()).then_some(other)
     }
 
     /// Journals pending live events while a base or subtree resync is running (not recursing
@@ -2890,6 +3096,36 @@ const REREAD_RANGES_PER_INODE: usize = 256;
 /// them. Under a flood of large rewrites this turns a full ring of 1 MiB re-reads of the same
 /// chunks into one re-read per chunk per batch (regression:
 /// `recorder_memory_stays_bounded_under_large_rewrites` took >60 s to stop under CI load).
+/// The chunks (of CHUNK_BYTES) a write at a known position touched, when they are few (else
+/// None: the whole inode).
+fn written_chunks(h: &FxEvent) -> Option<std::ops::RangeInclusive<u64>> {
+    if h.op != FX_OP_WRITE || h.flags & FX_F_POS_UNKNOWN != 0 {
+        return None;
+    }
+    let first = h.offset / foxing_probes::CHUNK_BYTES;
+    let last = h.offset.saturating_add(h.len.max(1) - 1) / foxing_probes::CHUNK_BYTES;
+    (last - first < RACY_CHUNKS_MAX).then_some(first..=last)
+}
+
+/// Ops of an open file (by descriptor, a mapping or writeback) that change its content or
+/// metadata: nothing to journal when the file has no name left (`FX_F_UNLINKED`).
+fn changes_an_open_file(op: u32) -> bool {
+    matches!(
+        op,
+        FX_OP_WRITE
+            | FX_OP_TRUNCATE
+            | FX_OP_CREATE
+            | FX_OP_FCHMOD
+            | FX_OP_FCHOWN
+            | FX_OP_FALLOCATE
+            | FX_OP_FUTIMES
+            | FX_OP_FSETXATTR
+            | FX_OP_FREMOVEXATTR
+            | FX_OP_MMAP_SHARED
+            | FX_OP_DIRTY_MAPPED
+    )
+}
+
 fn covered_rereads(evs: &[RawEvent]) -> Vec<bool> {
     let mut covered = vec![false; evs.len()];
     // (dev, ino) -> the ranges of later inexact writes that re-read (the nearest last).
@@ -2902,7 +3138,7 @@ fn covered_rereads(evs: &[RawEvent]) -> Vec<bool> {
             }
             continue;
         }
-        if h.flags & FX_F_INEXACT == 0 {
+        if h.flags & FX_F_INEXACT == 0 || h.flags & FX_F_UNLINKED != 0 {
             continue;
         }
         let end = h.offset.saturating_add(h.len);
@@ -2984,10 +3220,15 @@ mod tests {
             w(9, 0, 4096), // a sync point follows: must re-read
             ev(FX_OP_FDATASYNC, 0, 9, 0, 0),
             w(9, 0, 4096),
+            w(10, 0, 4096), // the next write found the file unlinked: it re-reads nothing
+            ev(FX_OP_WRITE, FX_F_INEXACT | FX_F_UNLINKED, 10, 0, 1 << 20),
         ];
         assert_eq!(
             super::covered_rereads(&evs),
-            vec![true, false, false, false, false, false, false, false, false, false, false]
+            vec![
+                true, false, false, false, false, false, false, false, false, false, false, false,
+                false
+            ]
         );
     }
 

@@ -94,6 +94,9 @@ pub fn op_details(op: &Op) -> String {
             )
         }
         Op::RemoveXattr { path, name } => format!("{path} {}", bytes_str(name)),
+        Op::RemoveXattrFollow { path, name } => {
+            format!("{path} {} (following a symlink)", bytes_str(name))
+        }
         Op::SetTimes {
             path,
             atime_ns,
@@ -251,6 +254,11 @@ pub fn record_json(r: &Record) -> Value {
         Op::RemoveXattr { path, name } => {
             path_json(&mut m, "path", &path.0);
             path_json(&mut m, "name", name);
+        }
+        Op::RemoveXattrFollow { path, name } => {
+            path_json(&mut m, "path", &path.0);
+            path_json(&mut m, "name", name);
+            m.insert("follow".into(), json!(true));
         }
         Op::SetTimes {
             path,

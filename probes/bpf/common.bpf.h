@@ -610,6 +610,10 @@ static __always_inline void fx_header(struct fx_scratch *s, __u32 op, struct ino
 	else
 		bpf_probe_read_kernel(&m, sizeof(m), (void *)inode);
 	ev->mode = m;
+	/* A file removed while open (or an O_TMPFILE not linked yet) keeps its old dentry name
+	 * ("#ino" for an O_TMPFILE): its changes must not reach whatever has that name now. */
+	if (FX_FIELD(hi, inode, i_nlink) == 0)
+		ev->flags |= FX_F_UNLINKED;
 	/* The owner, for creations, fchmod and fchown only. */
 	if (op != FX_OP_WRITE && op != FX_OP_DIRTY_MAPPED) {
 		ev->owner_uid = FX_FIELD(hi, inode, i_uid.val);
@@ -691,6 +695,9 @@ static __always_inline int fx_event_path_of(struct fx_scratch *s, struct dentry 
 	pe->mnt = (__u64)m;
 	pe->parent = (__u64)FX_FIELD(hd, d, d_parent);
 	pe->hash_len = FX_FIELD(hd, d, d_name.hash_len);
+	/* d_unlinked(): unhashed and not a root. Its name (and a cached path) is stale. */
+	if (!FX_FIELD(hd, d, d_hash.pprev) && pe->parent != (__u64)d)
+		s->ev.flags |= FX_F_NAME_GONE;
 	pe->inode = (__u64)fi; /* the file's: the dentry's, but for stacked filesystems */
 	pe->dev = s->ev.dev;
 	pe->ino = s->ev.ino;
@@ -1146,7 +1153,13 @@ static __always_inline int fx_dir_name_from(struct fx_scratch *s, __u64 dirfd, _
 		struct file *f = fx_fd_file(dirfd);
 		if (!f)
 			return -1;
-		n = fx_dir_path(s, BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), dst, &under);
+		struct dentry *fd_d = BPF_CORE_READ(f, f_path.dentry);
+		/* An unlinked dentry (d_unlinked): linkat naming an O_TMPFILE ("#ino") or a file
+		 * removed while open by its descriptor (AT_EMPTY_PATH, /proc/self/fd/N). Its name
+		 * is no entry of the tree. */
+		if (!BPF_CORE_READ(fd_d, d_hash.pprev) && BPF_CORE_READ(fd_d, d_parent) != fd_d)
+			s->ev.flags |= FX_F_NAME_GONE;
+		n = fx_dir_path(s, fd_d, BPF_CORE_READ(f, f_path.mnt), dst, &under);
 	}
 	bool unnamed = n == FX_PATH_UNKNOWN;
 	if (unnamed && under) {

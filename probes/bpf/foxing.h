@@ -79,6 +79,14 @@ enum fx_flags {
 	FX_F_PATH_RACY = 8192, /* a rename or mount change ran while the event's names were
 				* taken and its seq: the two may be journaled in the other order
 				* than they happened (see fx_racy_check) */
+	FX_F_UNLINKED = 16384, /* the inode had no name left (i_nlink 0: removed while open, or an
+				* O_TMPFILE not linked yet): the change reaches no entry of the
+				* tree, whatever name its dentry still shows */
+	FX_F_NAME_GONE = 32768, /* the file's dentry is unlinked (removed while open, or an
+				 * O_TMPFILE's "#ino" even after linkat named it): the path names
+				 * no entry or another file; with i_nlink > 0 the inode lives on
+				 * under other names, where the recorder resyncs it. On a path op:
+				 * a name was given by such a descriptor (linkat of an O_TMPFILE) */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

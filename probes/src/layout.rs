@@ -61,6 +61,12 @@ pub const FX_F_POS_UNKNOWN: u32 = 4096;
 /// A rename or mount change ran between the moment the event's names were taken
 /// (`seq_named`) and its seq: the two may be journaled in the other order than they happened.
 pub const FX_F_PATH_RACY: u32 = 8192;
+/// The inode had no name left when the event was taken (removed while open, or an O_TMPFILE
+/// not linked yet): its change reaches no entry of the tree.
+pub const FX_F_UNLINKED: u32 = 16384;
+/// The file's dentry was unlinked (removed while open, an O_TMPFILE's "#ino" dentry): the
+/// event's path names no entry or another file.
+pub const FX_F_NAME_GONE: u32 = 32768;
 
 /// `struct fx_event`.
 #[repr(C)]

@@ -6,7 +6,7 @@ use std::process::Command;
 use foxing_probes::layout::*;
 
 /// Every op code and flag, C name and Rust value.
-const OPS: [(&str, u32); 44] = [
+const OPS: [(&str, u32); 46] = [
     ("FX_OP_WRITE", FX_OP_WRITE),
     ("FX_OP_TRUNCATE", FX_OP_TRUNCATE),
     ("FX_OP_FSYNC", FX_OP_FSYNC),
@@ -51,6 +51,8 @@ const OPS: [(&str, u32); 44] = [
     ("FX_F_ABS_VIEW", FX_F_ABS_VIEW),
     ("FX_F_POS_UNKNOWN", FX_F_POS_UNKNOWN),
     ("FX_F_PATH_RACY", FX_F_PATH_RACY),
+    ("FX_F_UNLINKED", FX_F_UNLINKED),
+    ("FX_F_NAME_GONE", FX_F_NAME_GONE),
 ];
 
 #[test]

@@ -375,7 +375,20 @@ pub enum Op {
     GapHealed {
         gap_seq: u64,
     },
+    /// removexattr(2) by a path whose final symlink the kernel followed: the applier resolves
+    /// it in the replica's state at this seq, as the kernel did (see [`XATTR_FOLLOW`]).
+    RemoveXattrFollow {
+        path: RelPath,
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+    },
 }
+
+/// In `SetXattr::flags` (beside the kernel's XATTR_CREATE 1 and XATTR_REPLACE 2): the call named
+/// a path whose final symlink the kernel followed (setxattr(2), not lsetxattr); the applier
+/// resolves it in the replica's state at this seq. A recorder cannot resolve it itself: by the
+/// time it converts the event, the symlink may be gone or point elsewhere.
+pub const XATTR_FOLLOW: u32 = 1 << 31;
 
 impl Op {
     /// A short, stable name of the operation kind (dump, metrics).
@@ -396,7 +409,7 @@ impl Op {
             Op::Chmod { .. } => "chmod",
             Op::Chown { .. } => "chown",
             Op::SetXattr { .. } => "setxattr",
-            Op::RemoveXattr { .. } => "removexattr",
+            Op::RemoveXattr { .. } | Op::RemoveXattrFollow { .. } => "removexattr",
             Op::SetTimes { .. } => "settimes",
             Op::Sync { .. } => "sync",
             Op::Resync { .. } => "resync",
@@ -426,6 +439,7 @@ impl Op {
             | Op::Chown { path, .. }
             | Op::SetXattr { path, .. }
             | Op::RemoveXattr { path, .. }
+            | Op::RemoveXattrFollow { path, .. }
             | Op::SetTimes { path, .. }
             | Op::Resync { path, .. }
             | Op::ResyncData { path, .. } => vec![path],
