@@ -541,6 +541,11 @@ impl Applier {
                     self.owner(t, path, *uid, *gid)?;
                 }
             }
+            Op::ChownFollow { path, uid, gid } => {
+                if let Some(p) = self.deref(t, path)? {
+                    self.owner(t, &p, *uid, *gid)?;
+                }
+            }
             Op::SetXattr {
                 path,
                 name,

@@ -85,7 +85,7 @@ proptest! {
     }
 }
 
-/// setxattr/removexattr through a symlink the kernel followed: the recorder resolved the link
+/// setxattr/removexattr/chown through a symlink the kernel followed: the recorder resolved the link
 /// when it converted the event, by which time the symlink could be gone (the xattr was then
 /// journaled on the symlink's path and lost: the replica's target lacked it). The records now
 /// carry the follow, and the applier resolves it in the replica's state at their seq.
@@ -123,6 +123,11 @@ fn xattr_calls_through_a_symlink_removed_since_reach_its_target() {
             path: path("link"),
             name: b"user.a".to_vec(),
         },
+        Op::ChownFollow {
+            path: path("link"),
+            uid: Some(4321),
+            gid: None,
+        },
         Op::Unlink { path: path("link") },
     ];
     let recs: Vec<Record> = ops
@@ -145,5 +150,6 @@ fn xattr_calls_through_a_symlink_removed_since_reach_its_target() {
             Some(b"2".to_vec())
         );
         assert_eq!(t.get_xattr(&path("target"), b"user.a").unwrap(), None);
+        assert_eq!(t.stat(&path("target")).unwrap().unwrap().uid, 4321);
     }
 }

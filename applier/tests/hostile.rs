@@ -197,6 +197,8 @@ fn op(outside: &'static str) -> impl Strategy<Value = Op> {
         }),
         (p(), xattr_name()).prop_map(|(path, name)| Op::RemoveXattr { path, name }),
         (p(), xattr_name()).prop_map(|(path, name)| Op::RemoveXattrFollow { path, name }),
+        (p(), any::<Option<u32>>(), any::<Option<u32>>())
+            .prop_map(|(path, uid, gid)| Op::ChownFollow { path, uid, gid }),
         (p(), any::<Option<i64>>(), any::<Option<i64>>()).prop_map(|(path, atime_ns, mtime_ns)| {
             Op::SetTimes {
                 path,

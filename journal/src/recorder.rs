@@ -1676,17 +1676,6 @@ impl Recorder {
             op,
         };
         let root = self.opts.root.clone();
-        // A path op that follows a final symlink acts on its target: resolve it as the kernel did.
-        let follow = |p: Option<RelPath>| -> Option<RelPath> {
-            let p = p?;
-            let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
-            match physical(&full) {
-                Some(c) => {
-                    resolve_under(&root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new)
-                }
-                None => Some(p),
-            }
-        };
         match h.op {
             FX_OP_PATH_UNLINK => {
                 if let Some(p) = p1 {
@@ -1816,17 +1805,15 @@ impl Recorder {
                 }
             }
             FX_OP_PATH_CHOWN => {
-                let p = if h.flags & FX_F_NOFOLLOW != 0 {
-                    p1
-                } else {
-                    follow(p1)
-                };
-                if let Some(p) = p {
+                // chown (not lchown) follows a final symlink: the applier does, in the replica's
+                // state at this seq (see SETXATTR below).
+                if let Some(path) = p1 {
                     let opt = |v: u32| (v != u32::MAX).then_some(v);
-                    out.push(mk(Op::Chown {
-                        path: p,
-                        uid: opt(h.arg as u32),
-                        gid: opt((h.arg >> 32) as u32),
+                    let (uid, gid) = (opt(h.arg as u32), opt((h.arg >> 32) as u32));
+                    out.push(mk(if h.flags & FX_F_NOFOLLOW != 0 {
+                        Op::Chown { path, uid, gid }
+                    } else {
+                        Op::ChownFollow { path, uid, gid }
                     }));
                 }
             }
@@ -3050,12 +3037,28 @@ impl Recorder {
         }
         self.first_touch = None;
         let mut out = Vec::with_capacity(paths.len());
-        for p in paths {
+        let root_abs = root.as_os_str().as_bytes().to_vec();
+        let mut targets = HashSet::new();
+        let mut i = 0;
+        while let Some(p) = paths.get(i).cloned() {
+            i += 1;
             let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
             // Gone since: its removal is journaled; nothing to set.
             let Ok(md) = std::fs::symlink_metadata(&full) else {
                 continue;
             };
+            // A symlink touched by a call that followed it (utimes, truncate by path) changed
+            // its target's times: sweep the target too, if it is under the root.
+            if md.file_type().is_symlink() {
+                if let Some(t) = physical(&full).and_then(|c| {
+                    resolve_under(&root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new)
+                }) {
+                    // Resolved whole (never a symlink itself); each target once.
+                    if !t.as_bytes().is_empty() && targets.insert(t.clone()) {
+                        paths.push(t);
+                    }
+                }
+            }
             out.push(self.own(Op::SetTimes {
                 path: p,
                 atime_ns: None,

@@ -81,6 +81,9 @@ pub fn op_details(op: &Op) -> String {
         Op::Link { existing, new } => format!("{new} = {existing}"),
         Op::Chmod { path, mode } => format!("{path} mode={mode:o}"),
         Op::Chown { path, uid, gid } => format!("{path} uid={uid:?} gid={gid:?}"),
+        Op::ChownFollow { path, uid, gid } => {
+            format!("{path} uid={uid:?} gid={gid:?} (following a symlink)")
+        }
         Op::SetXattr {
             path,
             name,
@@ -239,6 +242,12 @@ pub fn record_json(r: &Record) -> Value {
             path_json(&mut m, "path", &path.0);
             m.insert("uid".into(), json!(uid));
             m.insert("gid".into(), json!(gid));
+        }
+        Op::ChownFollow { path, uid, gid } => {
+            path_json(&mut m, "path", &path.0);
+            m.insert("uid".into(), json!(uid));
+            m.insert("gid".into(), json!(gid));
+            m.insert("follow".into(), json!(true));
         }
         Op::SetXattr {
             path,

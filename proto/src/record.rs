@@ -382,6 +382,13 @@ pub enum Op {
         #[serde(with = "serde_bytes")]
         name: Vec<u8>,
     },
+    /// chown(2) by a path whose final symlink the kernel followed (not lchown): as `Chown`, on
+    /// what the symlink names in the replica's state at this seq.
+    ChownFollow {
+        path: RelPath,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
 }
 
 /// In `SetXattr::flags` (beside the kernel's XATTR_CREATE 1 and XATTR_REPLACE 2): the call named
@@ -407,7 +414,7 @@ impl Op {
             Op::Symlink { .. } => "symlink",
             Op::Link { .. } => "link",
             Op::Chmod { .. } => "chmod",
-            Op::Chown { .. } => "chown",
+            Op::Chown { .. } | Op::ChownFollow { .. } => "chown",
             Op::SetXattr { .. } => "setxattr",
             Op::RemoveXattr { .. } | Op::RemoveXattrFollow { .. } => "removexattr",
             Op::SetTimes { .. } => "settimes",
@@ -437,6 +444,7 @@ impl Op {
             | Op::Symlink { path, .. }
             | Op::Chmod { path, .. }
             | Op::Chown { path, .. }
+            | Op::ChownFollow { path, .. }
             | Op::SetXattr { path, .. }
             | Op::RemoveXattr { path, .. }
             | Op::RemoveXattrFollow { path, .. }

@@ -152,6 +152,8 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (path(), bytes(20)).prop_map(|(path, name)| Op::RemoveXattr { path, name }),
         (path(), bytes(20)).prop_map(|(path, name)| Op::RemoveXattrFollow { path, name }),
+        (path(), any::<(Option<u32>, Option<u32>)>())
+            .prop_map(|(path, (uid, gid))| Op::ChownFollow { path, uid, gid }),
         (path(), any::<(Option<i64>, Option<i64>)>()).prop_map(|(path, (atime_ns, mtime_ns))| {
             Op::SetTimes {
                 path,
@@ -280,9 +282,10 @@ fn the_op_strategy_covers_every_variant() {
             Op::Gap { .. } => 22,
             Op::GapHealed { .. } => 23,
             Op::RemoveXattrFollow { .. } => 24,
+            Op::ChownFollow { .. } => 25,
         }
     }
-    let mut seen = [false; 25];
+    let mut seen = [false; 26];
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for _ in 0..5000 {
         let op = op().new_tree(&mut runner).unwrap().current();

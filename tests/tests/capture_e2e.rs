@@ -1165,6 +1165,31 @@ fn writes_through_a_removed_name_land_nowhere_else() {
     assert_eq!(stats.bases, 1, "{stats:?}");
 }
 
+/// Calls by a path whose final symlink the kernel followed: utimes and truncate changed the
+/// target's times, but the times sweep only re-stated the symlink's (`touch link` on a file
+/// not changed for a while left the replica's target with its old mtime); xattrs and owners set
+/// through a link removed right after were journaled on the link and lost.
+#[test]
+fn changes_through_a_symlink_reach_its_target() {
+    if !require_bpf() {
+        return;
+    }
+    record_on_tmpfs_and_compare(|src| {
+        python_in(
+            src,
+            "import os, time\n\
+             for i in range(3):\n\
+             \x20   with open('t%d' % i, 'wb') as f: f.write(b'x' * 100)\n\
+             \x20   os.symlink('t%d' % i, 'l%d' % i)\n\
+             time.sleep(1.5)\n\
+             os.utime('l0', (1000000000, 1000000000))\n\
+             os.truncate('l1', 10)\n\
+             os.setxattr('l2', 'user.k', b'v'); os.chown('l2', 1234, 1234)\n\
+             os.unlink('l2')\n",
+        );
+    });
+}
+
 /// Writes running while the probes attach. The loader attached each syscall's enter program
 /// before its exit program: a write that entered in between counted itself into its inode's
 /// writers slot and never out, so every later write to that inode was re-read as concurrent
