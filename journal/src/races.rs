@@ -46,6 +46,12 @@ pub fn renamed_path(p: &RelPath, from: &RelPath, to: &RelPath, exchange: bool) -
     under(from, to).or_else(|| if exchange { under(to, from) } else { None })
 }
 
+/// `a` is strictly below `b`.
+fn below(a: &RelPath, b: &RelPath) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() > b.len() && a.starts_with(b) && a[b.len()] == b'/'
+}
+
 /// `a` is `b`, or an ancestor or descendant of it.
 pub fn related(a: &RelPath, b: &RelPath) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -190,11 +196,38 @@ impl Races {
     /// A rename, in seq order among the events given to `event` and `rename`, before either is
     /// called for it: names queued by earlier events move with it (they name places in the
     /// replica, which applies it after them).
+    ///
+    /// A part of a queued name moved out of it (a rename of something below it) is not on the
+    /// replica either (the name is re-stated because the replica's copy is missing or wrong):
+    /// where it went is queued too.
     pub fn follow(&mut self, from: &RelPath, to: &RelPath, exchange: bool) {
+        let mut out = Vec::new();
         for n in &mut self.restate {
             if let Some(p) = renamed_path(n, from, to, exchange) {
                 *n = p;
+            } else if below(from, n) {
+                out.push(to.clone());
+            } else if exchange && below(to, n) {
+                out.push(from.clone());
             }
+        }
+        self.push_names(out);
+    }
+
+    /// Whether `name` itself waits to be re-stated.
+    pub fn queued(&self, name: &RelPath) -> bool {
+        self.restate.iter().any(|n| n == name)
+    }
+
+    /// A hard link journaled, in seq order as `follow`: a new name of a file below a queued name
+    /// is queued too (its first name is not on the replica, so neither is the link).
+    pub fn follow_link(&mut self, existing: &RelPath, new: &RelPath) {
+        if self
+            .restate
+            .iter()
+            .any(|n| n == existing || below(existing, n))
+        {
+            self.push_names([new.clone()]);
         }
     }
 
@@ -416,6 +449,24 @@ mod tests {
         r.follow(&p("x"), &p("in"), false);
         assert_eq!(r.settle().unwrap(), vec![p("e/in2")]);
         assert!(!r.holding());
+    }
+
+    /// An arrival's part renamed (or hard-linked) out of it before the heal: the replica has
+    /// neither the arrival nor that part, so where the part went is re-stated too (regression:
+    /// the namespace workload left a directory's moved-in `sub/file` missing on the replica).
+    #[test]
+    fn a_part_moved_out_of_a_queued_name_is_queued_where_it_went() {
+        let mut r = Races::default();
+        r.restate_name(p("in"));
+        r.follow(&p("in/sub"), &p("elsewhere"), false);
+        r.follow(&p("x"), &p("in/y"), true); // exchanged: in/y's old content is now at x
+        r.follow_link(&p("in/file"), &p("link"));
+        r.follow_link(&p("other"), &p("link2")); // unrelated: nothing queued
+        r.follow(&p("inx/a"), &p("b"), false); // a sibling sharing the prefix: nothing
+        assert_eq!(
+            r.settle().unwrap(),
+            vec![p("elsewhere"), p("in"), p("link"), p("x")]
+        );
     }
 
     /// The rename of d to e took its seq before a create inside d that the kernel did first

@@ -63,6 +63,9 @@ pub const HEAL_MAX_DEFER_MS: u64 = 5_000;
 pub const MOVED_SETTLE_MAX_MS: u64 = 30_000;
 /// Most chunks of one racy-path write re-read one by one; beyond, the whole inode.
 pub const RACY_CHUNKS_MAX: u64 = 64;
+/// Ring batches drained at the end of a re-statement pass to find the renames that ran during
+/// it; past this the renames are treated as still in flight (the names wait for a related one).
+pub const RESTATE_DRAIN_BATCHES_MAX: usize = 64;
 /// Most inodes a ring loss is healed by resyncing one by one; beyond, a whole-tree base.
 pub const TARGETED_HEAL_MAX_INODES: usize = 4096;
 /// Most inode -> path entries remembered for targeted heals (then the map starts over).
@@ -1282,8 +1285,23 @@ impl Recorder {
                 // earlier in this batch must not move the names queued after it.
                 if let Some(r) = &rename {
                     if let (Some(from), Some(to)) = (&r.from, &r.to) {
+                        // A whiteout rename leaves a whiteout at `from`, which the replica
+                        // makes only if it had something there to move: not for a name still
+                        // waiting to be re-stated (regression: the namespace workload's
+                        // whiteout left behind by a moved-in directory never reached the
+                        // replica).
+                        let whiteout = matches!(
+                            made.first().map(|e| &e.op),
+                            Some(Op::Rename { flags, .. }) if flags & RENAME_WHITEOUT != 0
+                        ) && self.races.queued(from);
                         self.races.follow(from, to, r.exchange);
+                        if whiteout {
+                            self.races.restate_name(from.clone());
+                        }
                     }
+                }
+                if let Some(Op::Link { existing, new }) = made.first().map(|e| &e.op) {
+                    self.races.follow_link(existing, new);
                 }
                 if ev.header.flags & FX_F_PATH_RACY != 0 && !names.is_empty() {
                     self.racy_event(ev, names, None, &mut out);
@@ -1676,6 +1694,38 @@ impl Recorder {
             op,
         };
         let root = self.opts.root.clone();
+        // A call through a final symlink (chmod, chown, truncate, xattrs, utimes by path) is
+        // followed by the applier in the replica's state at its seq. Inside a gap window the
+        // replica may lack the symlink (a name waiting to be re-stated) and skip the call, and
+        // the target is no name the heal re-states: queue the target as the source resolves it
+        // now (regression: the namespace workload's chmod and setxattr through a symlink that
+        // had just arrived by rename, inside an arrival's gap, never reached the target).
+        let follows = match h.op {
+            FX_OP_PATH_CHMOD | FX_OP_PATH_TRUNCATE => true,
+            FX_OP_PATH_CHOWN | FX_OP_PATH_SETXATTR | FX_OP_PATH_REMOVEXATTR | FX_OP_PATH_UTIMES => {
+                h.flags & FX_F_NOFOLLOW == 0
+            }
+            _ => false,
+        };
+        if follows && self.in_gap_window() {
+            if let Some(p) = &p1 {
+                let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+                if std::fs::symlink_metadata(&full).is_ok_and(|m| m.file_type().is_symlink()) {
+                    let target = physical(&full).and_then(|c| {
+                        resolve_under(&root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new)
+                    });
+                    if let Some(t) = target.filter(|t| !t.as_bytes().is_empty()) {
+                        let first = self.no_gap_pending();
+                        self.races.restate_name(t);
+                        self.moved_since.get_or_insert_with(Instant::now);
+                        self.moved_settled = false;
+                        if first {
+                            self.gap_after(out, GapReason::ConcurrentWriters);
+                        }
+                    }
+                }
+            }
+        }
         match h.op {
             FX_OP_PATH_UNLINK => {
                 if let Some(p) = p1 {
@@ -1912,7 +1962,7 @@ impl Recorder {
         // Inodes the kernel judged outside the root may be inside now.
         self.probes.forget_dirty_verdicts()?;
         self.stats.moved_in += 1;
-        let first = !self.marks_pending();
+        let first = self.no_gap_pending();
         self.races.restate_name(to);
         self.moved_since.get_or_insert_with(Instant::now);
         self.moved_settled = false;
@@ -2247,7 +2297,7 @@ impl Recorder {
         mark: Option<crate::races::Mark>,
         out: &mut Vec<Event>,
     ) {
-        let first = !self.marks_pending();
+        let first = self.no_gap_pending();
         let verdict = self.races.event(crate::races::RacyEvent {
             seq_named: ev.header.seq_named,
             seq: ev.header.seq,
@@ -2358,8 +2408,21 @@ impl Recorder {
                 }
             }
         }
-        // Renames that ran during the pass: another pass once they settle, behind a gap.
-        let in_flight = self.probes.ns_changes_in_flight()? > 0;
+        // Renames that ran during the pass: another pass once they settle, behind a gap. Those
+        // not in flight now have their events in the ring (a rename's event precedes the end of
+        // its in-flight count): drained first, so that `end_pass` sees them (regression: a
+        // moved-in directory renamed while the pass read it lost its subdirectory on the
+        // replica, the rename's event still in the ring when the pass ended). Past
+        // RESTATE_DRAIN_BATCHES_MAX batches (continuous load), they count as in flight.
+        let mut in_flight = self.probes.ns_changes_in_flight()? > 0;
+        let mut drained = false;
+        for _ in 0..RESTATE_DRAIN_BATCHES_MAX {
+            if self.pump_nested_count()? == 0 {
+                drained = true;
+                break;
+            }
+        }
+        in_flight |= !drained;
         if self.races.end_pass(names, seq_begin, in_flight) {
             self.moved_since.get_or_insert_with(Instant::now);
             self.moved_settled = false;
@@ -2405,6 +2468,21 @@ impl Recorder {
             GapReason::MovedBeforeRead,
             out,
         );
+    }
+
+    /// No gap waits for a heal: something to heal later needs a gap of its own. (Not
+    /// `!marks_pending()`: marks or names can be left waiting with no gap open, when they were
+    /// queued while a heal ran after it had taken its gaps; their heal then never came, and an
+    /// arrival queued behind them was never re-stated: the namespace workload left a moved-in
+    /// directory's `sub/file` missing on the replica.)
+    fn no_gap_pending(&self) -> bool {
+        self.pending_heals.is_empty()
+    }
+
+    /// The replica is inside a gap window now: a gap journaled and not healed yet (its heal
+    /// may be running).
+    fn in_gap_window(&self) -> bool {
+        !self.pending_heals.is_empty() || self.restating.is_some() || self.marks_pending()
     }
 
     /// Marks or raced events wait for a heal (a gap is open for them).
@@ -2481,7 +2559,7 @@ impl Recorder {
             self.inode_paths.clear();
         }
         self.inode_paths.insert(key, path.clone());
-        let first = !self.marks_pending();
+        let first = self.no_gap_pending();
         match chunks {
             Some(cs) => self.chunk_marks.entry(key).or_default().extend(cs),
             None => {
@@ -2740,13 +2818,18 @@ impl Recorder {
     /// Journals pending live events while a base or subtree resync is running (not recursing
     /// into another resync: moved-in subtrees found meanwhile are read by this walk or the next).
     fn pump_nested(&mut self) -> anyhow::Result<()> {
+        self.pump_nested_count().map(|_| ())
+    }
+
+    /// [`Recorder::pump_nested`], returning the events drained (0 also when nested).
+    fn pump_nested_count(&mut self) -> anyhow::Result<usize> {
         if self.in_resync {
-            return Ok(());
+            return Ok(0);
         }
         self.in_resync = true;
         let r = self.pump(Duration::ZERO);
         self.in_resync = false;
-        r.map(|_| ())
+        r
     }
 
     /// A shared writable mapping: remember the file; its pages are re-read as they turn dirty.
