@@ -281,6 +281,11 @@ impl Races {
                     if let Some(p) = renamed_path(&cur, from, to, *exchange) {
                         cur = p;
                         again.push(cur.clone());
+                    } else if below(from, &cur) {
+                        // A part of it moved out while it was read (as in `follow`).
+                        again.push(to.clone());
+                    } else if *exchange && below(to, &cur) {
+                        again.push(from.clone());
                     }
                 }
             }
@@ -540,6 +545,11 @@ mod tests {
         assert!(r.end_pass(&[p("a/x"), p("c")], 12, false));
         assert!(r.holding());
         assert_eq!(r.settle().unwrap(), vec![p("a/x"), p("b/x"), p("c")]);
+        // A part renamed out of a name while it was read: where it went too.
+        r.begin_pass();
+        r.rename(rename(14, 15, "c/sub", "elsewhere"));
+        assert!(r.end_pass(&[p("c")], 14, false));
+        assert_eq!(r.settle().unwrap(), vec![p("c"), p("elsewhere")]);
         // Renames in flight at the end: the names wait for a related one.
         r.begin_pass();
         assert!(r.end_pass(&[p("c/f")], 20, true));

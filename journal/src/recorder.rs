@@ -114,7 +114,8 @@ pub struct RecorderStats {
     /// each a gap healed by a base.
     pub untracked: u64,
     /// Path ops whose absolute name could not be mapped into the caller's view (its mount
-    /// namespace had no process left): each a gap healed by a base.
+    /// namespace had no process left), or that named a descriptor whose name was removed:
+    /// each a gap healed by a base.
     pub unresolved_names: u64,
     /// Ranges to re-read whose file was no longer at the written path when the recorder read
     /// it (renamed, replaced or removed right after the write): each inode is resynced where
@@ -276,7 +277,7 @@ impl RecorderStats {
             &mut o,
             "foxing_recorder_unresolved_names_total",
             "counter",
-            "Absolute names from another mount namespace or root that could not be mapped (its processes were gone); each is a gap healed by a base.",
+            "Absolute names from another mount namespace or root that could not be mapped (its processes were gone), and path calls on a descriptor whose name was removed; each is a gap healed by a base.",
             &l,
             self.unresolved_names,
         );
@@ -397,7 +398,6 @@ impl SeqTracker {
     }
 }
 
-/// The journal could not be written: recording goes on without it (see `Recorder::failed`).
 /// A re-statement pass (`Recorder::restate`): its names, and the hard-linked files whose other
 /// names are not on the replica (by their dev and inode: link count, names found by the pass).
 struct RestatePass {
@@ -405,6 +405,7 @@ struct RestatePass {
     unplaced: HashMap<(u64, u64), (u64, u64)>,
 }
 
+/// The journal could not be written: recording goes on without it (see `Recorder::failed`).
 struct Degraded {
     last_try: Instant,
     /// Records (and kernel events) not journaled since the failure.
@@ -1675,6 +1676,19 @@ impl Recorder {
         if unresolved {
             self.unresolved_name(ev, out);
         }
+        if h.flags & FX_F_NAME_GONE != 0 && h.op != FX_OP_PATH_LINK {
+            // A call on a descriptor whose name was removed (fchmodat(fd, "", AT_EMPTY_PATH),
+            // "/proc/self/fd/N" of a removed file): the name it shows is none of the tree's, or
+            // another file's. Which inode it changed is not in a path op's event: a gap healed
+            // by a base (rare; a linkat of such a descriptor is an arrival, below).
+            self.stats.unresolved_names += 1;
+            tracing::info!(
+                op = h.op,
+                "a path call on a descriptor whose name was removed: journaling a gap and a new base to heal it"
+            );
+            self.gap_after(out, GapReason::UnresolvedName);
+            return Ok(());
+        }
         let resolve = |p: Option<Vec<u8>>, n: &[u8]| {
             p.map(|p| {
                 if n.contains(&b'/') {
@@ -2334,8 +2348,8 @@ impl Recorder {
     /// removes what a misplaced record made on the replica), else the entry and everything
     /// below it. A file with more names than the pass found is linked to another name of it
     /// on the replica (the last one seen for its inode, if the source still has it there);
-    /// returns false when such a name is unknown: the caller makes a whole-tree base, or the
-    /// replica would hold a copy where the source has one inode.
+    /// returns false when such a name is unknown and the pass is not to be redone: the caller
+    /// makes a whole-tree base, or the replica would hold a copy where the source has one inode.
     fn restate(&mut self, names: &[RelPath]) -> anyhow::Result<bool> {
         use std::os::unix::ffi::OsStrExt;
         let root = self.opts.root.clone();
@@ -2415,15 +2429,18 @@ impl Recorder {
         // replica, the rename's event still in the ring when the pass ended). Past
         // RESTATE_DRAIN_BATCHES_MAX batches (continuous load), they count as in flight.
         let mut in_flight = self.probes.ns_changes_in_flight()? > 0;
-        let mut drained = false;
-        for _ in 0..RESTATE_DRAIN_BATCHES_MAX {
-            if self.pump_nested_count()? == 0 {
-                drained = true;
-                break;
+        let mut drained = names.is_empty();
+        if !drained {
+            for _ in 0..RESTATE_DRAIN_BATCHES_MAX {
+                if self.pump_nested_count()? == 0 {
+                    drained = true;
+                    break;
+                }
             }
         }
         in_flight |= !drained;
-        if self.races.end_pass(names, seq_begin, in_flight) {
+        let redo = self.races.end_pass(names, seq_begin, in_flight);
+        if redo {
             self.moved_since.get_or_insert_with(Instant::now);
             self.moved_settled = false;
             self.gap_after(&mut Vec::new(), GapReason::ConcurrentWriters);
@@ -2441,13 +2458,15 @@ impl Recorder {
                 "names that were raced or moved in re-stated from the source"
             );
         }
-        if unknown_links > 0 {
+        // A pass to be redone (renames ran through it) may have missed a file's other names
+        // because they moved: the next pass places them.
+        if unknown_links > 0 && !redo {
             tracing::info!(
                 files = unknown_links,
                 "re-stated files have hard links the recorder cannot place: a whole-tree base follows"
             );
         }
-        Ok(unknown_links == 0)
+        Ok(unknown_links == 0 || redo)
     }
 
     /// A change through a descriptor whose name was removed while the inode lives on under

@@ -1165,6 +1165,32 @@ fn writes_through_a_removed_name_land_nowhere_else() {
     assert_eq!(stats.bases, 1, "{stats:?}");
 }
 
+/// A path call on a descriptor whose name was removed (chmod of /proc/self/fd/N, as glibc
+/// implements fchmodat(AT_SYMLINK_NOFOLLOW)), on a file that lives on under another name: the
+/// probes named the removed dentry, and the chmod was journaled on a name the replica no longer
+/// had (or that another file had taken). It is now a gap healed by a base.
+#[test]
+fn path_calls_on_a_descriptor_whose_name_was_removed_are_healed() {
+    if !require_bpf() {
+        return;
+    }
+    let stats = record_on_tmpfs_and_compare(|src| {
+        python_in(
+            src,
+            "import os\n\
+             with open('a', 'wb') as f: f.write(b'0123456789')\n\
+             os.link('a', 'b')\n\
+             fd = os.open('a', os.O_RDONLY)\n\
+             os.unlink('a')\n\
+             with open('a', 'wb') as f: f.write(b'a new file')\n\
+             os.chmod('/proc/self/fd/%d' % fd, 0o600)\n\
+             os.close(fd)\n",
+        );
+    });
+    assert!(stats.unresolved_names >= 1, "{stats:?}");
+    assert!(stats.bases >= 2, "{stats:?}");
+}
+
 /// Calls by a path whose final symlink the kernel followed: utimes and truncate changed the
 /// target's times, but the times sweep only re-stated the symlink's (`touch link` on a file
 /// not changed for a while left the replica's target with its old mtime); xattrs and owners set
