@@ -406,6 +406,21 @@ impl Applier {
         }
     }
 
+    /// What a call on `p` acts on in the replica: its final symlink's target when the kernel
+    /// followed it (`follow`), else `p` itself; None when absent (counted as skipped).
+    fn target(
+        &mut self,
+        t: &mut dyn Tree,
+        p: &RelPath,
+        follow: bool,
+    ) -> Result<Option<RelPath>, TreeError> {
+        if follow {
+            self.deref(t, p)
+        } else {
+            Ok(self.present(t, p)?.then(|| p.clone()))
+        }
+    }
+
     fn present(&mut self, t: &mut dyn Tree, p: &RelPath) -> Result<bool, TreeError> {
         if t.stat(p)?.is_some() {
             Ok(true)
@@ -536,13 +551,9 @@ impl Applier {
                     t.chmod(&p, *mode)?;
                 }
             }
-            Op::Chown { path, uid, gid } => {
-                if self.present(t, path)? {
-                    self.owner(t, path, *uid, *gid)?;
-                }
-            }
-            Op::ChownFollow { path, uid, gid } => {
-                if let Some(p) = self.deref(t, path)? {
+            Op::Chown { path, uid, gid } | Op::ChownFollow { path, uid, gid } => {
+                let follow = matches!(r.op, Op::ChownFollow { .. });
+                if let Some(p) = self.target(t, path, follow)? {
                     self.owner(t, &p, *uid, *gid)?;
                 }
             }
@@ -552,23 +563,13 @@ impl Applier {
                 value,
                 flags,
             } => {
-                // Through a symlink the kernel followed: its target in the replica at this seq.
-                let target = if flags & XATTR_FOLLOW != 0 {
-                    self.deref(t, path)?
-                } else {
-                    self.present(t, path)?.then(|| path.clone())
-                };
-                if let Some(p) = target {
+                if let Some(p) = self.target(t, path, flags & XATTR_FOLLOW != 0)? {
                     t.set_xattr(&p, name, value)?;
                 }
             }
             Op::RemoveXattr { path, name } | Op::RemoveXattrFollow { path, name } => {
-                let target = if matches!(r.op, Op::RemoveXattrFollow { .. }) {
-                    self.deref(t, path)?
-                } else {
-                    self.present(t, path)?.then(|| path.clone())
-                };
-                if let Some(p) = target {
+                let follow = matches!(r.op, Op::RemoveXattrFollow { .. });
+                if let Some(p) = self.target(t, path, follow)? {
                     match t.remove_xattr(&p, name) {
                         Ok(()) | Err(TreeError::NotFound) => {}
                         Err(e) => return Err(e),

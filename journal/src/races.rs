@@ -52,6 +52,18 @@ fn below(a: &RelPath, b: &RelPath) -> bool {
     a.len() > b.len() && a.starts_with(b) && a[b.len()] == b'/'
 }
 
+/// Where a part of `n` went when renaming `from` to `to` moved it out of `n` (both ways for
+/// an exchange); None if the rename moved nothing from below `n`.
+fn moved_out_of(n: &RelPath, from: &RelPath, to: &RelPath, exchange: bool) -> Option<RelPath> {
+    if below(from, n) {
+        Some(to.clone())
+    } else if exchange && below(to, n) {
+        Some(from.clone())
+    } else {
+        None
+    }
+}
+
 /// `a` is `b`, or an ancestor or descendant of it.
 pub fn related(a: &RelPath, b: &RelPath) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -205,10 +217,8 @@ impl Races {
         for n in &mut self.restate {
             if let Some(p) = renamed_path(n, from, to, exchange) {
                 *n = p;
-            } else if below(from, n) {
-                out.push(to.clone());
-            } else if exchange && below(to, n) {
-                out.push(from.clone());
+            } else {
+                out.extend(moved_out_of(n, from, to, exchange));
             }
         }
         self.push_names(out);
@@ -281,11 +291,9 @@ impl Races {
                     if let Some(p) = renamed_path(&cur, from, to, *exchange) {
                         cur = p;
                         again.push(cur.clone());
-                    } else if below(from, &cur) {
+                    } else {
                         // A part of it moved out while it was read (as in `follow`).
-                        again.push(to.clone());
-                    } else if *exchange && below(to, &cur) {
-                        again.push(from.clone());
+                        again.extend(moved_out_of(&cur, from, to, *exchange));
                     }
                 }
             }

@@ -1262,6 +1262,21 @@ impl Recorder {
                 } else {
                     out.get(first_new..).unwrap_or(&[])
                 };
+                // Shared mappings are re-read at their files' paths: those follow the op here,
+                // from `made` (a gap opened below, for a raced op, journals `out` first).
+                if !self.mapped.is_empty() {
+                    for e in made {
+                        match &e.op {
+                            Op::Rename { from, to, flags } if flags & RENAME_EXCHANGE == 0 => {
+                                self.mapped.renamed(from, Some(to))
+                            }
+                            Op::Rename { from, .. }
+                            | Op::Unlink { path: from }
+                            | Op::Rmdir { path: from } => self.mapped.renamed(from, None),
+                            _ => {}
+                        }
+                    }
+                }
                 let names: Vec<RelPath> = made.iter().flat_map(|e| e.op.paths()).cloned().collect();
                 let rename = (ev.header.op == FX_OP_PATH_RENAME && !names.is_empty()).then(|| {
                     let (from, to, exchange) = match made.first().map(|e| &e.op) {
@@ -1324,34 +1339,8 @@ impl Recorder {
             } else {
                 self.convert(ev, covered[i], &mut out);
                 // Sync points change nothing to re-read.
-                if ev.header.flags & FX_F_PATH_RACY != 0
-                    && matches!(
-                        ev.header.op,
-                        FX_OP_WRITE
-                            | FX_OP_TRUNCATE
-                            | FX_OP_CREATE
-                            | FX_OP_FCHMOD
-                            | FX_OP_FCHOWN
-                            | FX_OP_FALLOCATE
-                            | FX_OP_FUTIMES
-                            | FX_OP_FSETXATTR
-                            | FX_OP_FREMOVEXATTR
-                    )
-                {
+                if ev.header.flags & FX_F_PATH_RACY != 0 && changes_an_open_file(ev.header.op) {
                     self.racy_path(ev, &mut out);
-                }
-            }
-            if !self.mapped.is_empty() {
-                for e in &out[first_new.min(out.len())..] {
-                    match &e.op {
-                        Op::Rename { from, to, flags } if flags & RENAME_EXCHANGE == 0 => {
-                            self.mapped.renamed(from, Some(to))
-                        }
-                        Op::Rename { from, .. }
-                        | Op::Unlink { path: from }
-                        | Op::Rmdir { path: from } => self.mapped.renamed(from, None),
-                        _ => {}
-                    }
                 }
             }
             // Re-read ranges (writes above the payload cap) can turn each event of a batch
@@ -1729,13 +1718,7 @@ impl Recorder {
                         resolve_under(&root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new)
                     });
                     if let Some(t) = target.filter(|t| !t.as_bytes().is_empty()) {
-                        let first = self.no_gap_pending();
-                        self.races.restate_name(t);
-                        self.moved_since.get_or_insert_with(Instant::now);
-                        self.moved_settled = false;
-                        if first {
-                            self.gap_after(out, GapReason::ConcurrentWriters);
-                        }
+                        self.restate_later(t, GapReason::ConcurrentWriters, out);
                     }
                 }
             }
@@ -1824,20 +1807,14 @@ impl Recorder {
                     (None, None) => {}
                 }
             }
-            // A link from outside the root: also O_TMPFILE + linkat (the file has no name).
             FX_OP_PATH_LINK => match (p1, p2) {
-                // The first name came from a descriptor whose dentry is unlinked (an
-                // O_TMPFILE's "#ino" through /proc/self/fd or AT_EMPTY_PATH): it names no entry
-                // the replica has; the new name is an arrival.
-                (Some(_), Some(new)) if h.flags & FX_F_NAME_GONE != 0 => {
-                    let none = mk(Op::Resync {
-                        path: new.clone(),
-                        meta: None,
-                    });
-                    self.moved_in(new, none, out)?;
+                (Some(existing), Some(new)) if h.flags & FX_F_NAME_GONE == 0 => {
+                    out.push(mk(Op::Link { existing, new }))
                 }
-                (Some(existing), Some(new)) => out.push(mk(Op::Link { existing, new })),
-                (None, Some(new)) => {
+                // A link from outside the root, or whose first name came from a descriptor
+                // whose dentry is unlinked (an O_TMPFILE's "#ino" through /proc/self/fd or
+                // AT_EMPTY_PATH: no entry the replica has): the new name is an arrival.
+                (_, Some(new)) => {
                     let none = mk(Op::Resync {
                         path: new.clone(),
                         meta: None,
@@ -1976,15 +1953,21 @@ impl Recorder {
         // Inodes the kernel judged outside the root may be inside now.
         self.probes.forget_dirty_verdicts()?;
         self.stats.moved_in += 1;
+        self.restate_later(to, GapReason::MovedIn, out);
+        out.push(removal);
+        Ok(())
+    }
+
+    /// Queues `name` to be re-stated by the next heal, once the renames in flight are journaled
+    /// (it follows those journaled after it); opens a gap for `reason` unless one is pending.
+    fn restate_later(&mut self, name: RelPath, reason: GapReason, out: &mut Vec<Event>) {
         let first = self.no_gap_pending();
-        self.races.restate_name(to);
+        self.races.restate_name(name);
         self.moved_since.get_or_insert_with(Instant::now);
         self.moved_settled = false;
         if first {
-            self.gap_after(out, GapReason::MovedIn);
+            self.gap_after(out, reason);
         }
-        out.push(removal);
-        Ok(())
     }
 
     /// Heals the journaled gaps waiting for it: by the marked inodes/chunks when they can be
