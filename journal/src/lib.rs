@@ -6,6 +6,8 @@ mod commit;
 pub mod config;
 pub mod error;
 pub mod index;
+#[cfg(feature = "recorder")]
+pub mod links;
 pub mod mapped;
 pub mod metrics;
 pub mod newdb;

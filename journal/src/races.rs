@@ -46,6 +46,11 @@ pub fn renamed_path(p: &RelPath, from: &RelPath, to: &RelPath, exchange: bool) -
     under(from, to).or_else(|| if exchange { under(to, from) } else { None })
 }
 
+/// `a` is `b` or lies below it.
+pub fn at_or_below(a: &RelPath, b: &RelPath) -> bool {
+    a == b || below(a, b)
+}
+
 /// `a` is strictly below `b`.
 fn below(a: &RelPath, b: &RelPath) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -227,6 +232,11 @@ impl Races {
     /// Whether `name` itself waits to be re-stated.
     pub fn queued(&self, name: &RelPath) -> bool {
         self.restate.iter().any(|n| n == name)
+    }
+
+    /// `p` is a queued name or lies below one (the replica's state there is not the source's).
+    pub fn waiting_at_or_above(&self, p: &RelPath) -> bool {
+        self.restate.iter().any(|n| at_or_below(p, n))
     }
 
     /// A hard link journaled, in seq order as `follow`: a new name of a file below a queued name

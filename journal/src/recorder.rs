@@ -436,6 +436,8 @@ pub struct Recorder {
     in_resync: bool,
     /// The re-statement pass running (`restate`).
     restating: Option<RestatePass>,
+    /// Where the source's symlinks pointed, in seq order (calls through a removed symlink).
+    links: crate::links::SymlinkTargets,
     /// Gaps opened by `gap_after` (each journals the events converted before it).
     gaps_after: u64,
     /// Gap records journaled in this batch whose heal (a base) is still due.
@@ -908,6 +910,7 @@ impl Recorder {
             in_resync: false,
             gaps_after: 0,
             restating: None,
+            links: Default::default(),
             pending_heals: Vec::new(),
             full_heal: false,
             heals_pending_since: None,
@@ -1070,6 +1073,7 @@ impl Recorder {
             return;
         }
         for ev in &evs {
+            self.links.read(&ev.op);
             let (touched, all) = (&mut self.touched, &mut self.touched_all);
             if let Op::Rename { from, to, flags } = &ev.op {
                 // Paths touched under a renamed directory are swept under their new names.
@@ -1276,6 +1280,9 @@ impl Recorder {
                             _ => {}
                         }
                     }
+                }
+                for e in made {
+                    self.links.live(&e.op);
                 }
                 let names: Vec<RelPath> = made.iter().flat_map(|e| e.op.paths()).cloned().collect();
                 let rename = (ev.header.op == FX_OP_PATH_RENAME && !names.is_empty()).then(|| {
@@ -1699,10 +1706,13 @@ impl Recorder {
         let root = self.opts.root.clone();
         // A call through a final symlink (chmod, chown, truncate, xattrs, utimes by path) is
         // followed by the applier in the replica's state at its seq. Inside a gap window the
-        // replica may lack the symlink (a name waiting to be re-stated) and skip the call, and
-        // the target is no name the heal re-states: queue the target as the source resolves it
-        // now (regression: the namespace workload's chmod and setxattr through a symlink that
-        // had just arrived by rename, inside an arrival's gap, never reached the target).
+        // replica may lack the symlink (a name waiting to be re-stated, or re-stated from a
+        // later state of the source that no longer had it) and skip the call, and the target
+        // is no name the heal re-states: queue the target, as the symlinks seen in seq order
+        // say (crate::links) and as the source resolves it now (regressions: the namespace
+        // workload's chmod and setxattr through a symlink that had just arrived by rename,
+        // inside an arrival's gap; and, under load, a setxattr through `ns/a` removed before
+        // the recorder converted the call, after a re-statement had read it gone).
         let follows = match h.op {
             FX_OP_PATH_CHMOD | FX_OP_PATH_TRUNCATE => true,
             FX_OP_PATH_CHOWN | FX_OP_PATH_SETXATTR | FX_OP_PATH_REMOVEXATTR | FX_OP_PATH_UTIMES => {
@@ -1712,15 +1722,7 @@ impl Recorder {
         };
         if follows && self.in_gap_window() {
             if let Some(p) = &p1 {
-                let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
-                if std::fs::symlink_metadata(&full).is_ok_and(|m| m.file_type().is_symlink()) {
-                    let target = physical(&full).and_then(|c| {
-                        resolve_under(&root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new)
-                    });
-                    if let Some(t) = target.filter(|t| !t.as_bytes().is_empty()) {
-                        self.restate_later(t, GapReason::ConcurrentWriters, out);
-                    }
-                }
+                self.queue_symlink_target(p, &root_abs, out);
             }
         }
         match h.op {
@@ -2479,6 +2481,46 @@ impl Recorder {
     /// directory's `sub/file` missing on the replica.)
     fn no_gap_pending(&self) -> bool {
         self.pending_heals.is_empty()
+    }
+
+    /// A call through `p` that may have followed a symlink, inside a gap window: queues what
+    /// it reached for re-statement (see `convert_path_op`). When that cannot be known, a gap
+    /// healed by a base: `p` is gone from the source, no symlink remembered, and either some
+    /// symlinks could not be remembered or `p` lies at or below a name waiting to be (or being)
+    /// re-stated, whose symlinks the recorder may never have read.
+    fn queue_symlink_target(&mut self, p: &RelPath, root_abs: &[u8], out: &mut Vec<Event>) {
+        use std::os::unix::ffi::OsStrExt;
+        let full = self
+            .opts
+            .root
+            .join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+        let now = std::fs::symlink_metadata(&full);
+        let mut targets = Vec::new();
+        if now.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
+            targets.extend(physical(&full).and_then(|c| {
+                resolve_under(root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new)
+            }));
+        }
+        let seen = self.links.target(p).is_some();
+        targets.extend(self.links.follow(root_abs, p));
+        let waiting = self.races.waiting_at_or_above(p)
+            || self
+                .restating
+                .as_ref()
+                .is_some_and(|r| r.names.iter().any(|n| crate::races::at_or_below(p, n)));
+        if !seen && now.is_err() && (!self.links.complete() || waiting) {
+            self.stats.unresolved_names += 1;
+            tracing::info!(
+                path = %p,
+                "a call that may have followed a symlink removed before it was read, inside a gap window: journaling a gap and a new base to heal what it changed"
+            );
+            self.gap_after(out, GapReason::UnresolvedName);
+            return;
+        }
+        targets.dedup();
+        for t in targets.into_iter().filter(|t| !t.as_bytes().is_empty()) {
+            self.restate_later(t, GapReason::ConcurrentWriters, out);
+        }
     }
 
     /// The replica is inside a gap window now: a gap journaled and not healed yet (its heal

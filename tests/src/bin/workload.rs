@@ -276,6 +276,8 @@ fn namespace(
     std::fs::create_dir_all(outside)?;
     let names = ["a", "b", "c", "d", "d/x", "d/y", "e", "e/z", "f/g"];
     let pick = |rng: &mut fastrand::Rng| ns.join(names[rng.usize(..names.len())]);
+    // FOXING_WORKLOAD_TRACE=1 prints every operation and its outcome (to match a journal).
+    let trace = std::env::var_os("FOXING_WORKLOAD_TRACE").is_some();
     for i in 0..ops {
         let p = pick(&mut rng);
         let q = pick(&mut rng);
@@ -295,7 +297,7 @@ fn namespace(
             continue;
         }
         // Every call may fail (missing parent, not empty, ...): like a real program, go on.
-        let _ = match op {
+        let r = match op {
             0 | 1
                 if std::fs::metadata(&p)
                     .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
@@ -491,6 +493,14 @@ fn namespace(
                 )
             }),
         };
+        if trace {
+            eprintln!(
+                "{i} op={op} p={} q={} -> {:?}",
+                p.display(),
+                q.display(),
+                r.err()
+            );
+        }
     }
     Ok(())
 }
