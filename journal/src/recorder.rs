@@ -1472,6 +1472,18 @@ impl Recorder {
             return;
         }
         self.note_inode_path(h.dev, h.ino, &path);
+        // A change to a file with other names through a name the replica does not hold yet:
+        // the replica skips it, and the re-statement reads that name only (gone by then, it
+        // reads nothing); the file is resynced where it is (regression: a hard link arrived
+        // inside a directory from outside, written and removed at once: its other name in
+        // the root kept the old bytes on the replica).
+        if h.flags & FX_F_LINKED != 0
+            && changes_an_open_file(h.op)
+            && self.not_held_by_the_replica(&path)
+        {
+            let (key, chunks) = ((h.dev, h.ino), written_chunks(h));
+            self.mark_later(&path, key, chunks, GapReason::MovedBeforeRead, out);
+        }
         let time_ns = self.probes.wall_ns(h.time_ns);
         let w = writer_of(h);
         let mk = |op| Event {
@@ -1713,16 +1725,18 @@ impl Recorder {
         // workload's chmod and setxattr through a symlink that had just arrived by rename,
         // inside an arrival's gap; and, under load, a setxattr through `ns/a` removed before
         // the recorder converted the call, after a re-statement had read it gone).
+        // The same call through a removed name that held a file with other names (lchown,
+        // lsetxattr too) changed those: see `queue_what_a_call_reached`.
         let follows = match h.op {
-            FX_OP_PATH_CHMOD | FX_OP_PATH_TRUNCATE => true,
+            FX_OP_PATH_CHMOD | FX_OP_PATH_TRUNCATE => Some(true),
             FX_OP_PATH_CHOWN | FX_OP_PATH_SETXATTR | FX_OP_PATH_REMOVEXATTR | FX_OP_PATH_UTIMES => {
-                h.flags & FX_F_NOFOLLOW == 0
+                Some(h.flags & FX_F_NOFOLLOW == 0)
             }
-            _ => false,
+            _ => None,
         };
-        if follows && self.in_gap_window() {
-            if let Some(p) = &p1 {
-                self.queue_symlink_target(p, &root_abs, out);
+        if let (Some(follows), Some(p)) = (follows, &p1) {
+            if self.in_gap_window() {
+                self.queue_what_a_call_reached(p, follows, &root_abs, out);
             }
         }
         match h.op {
@@ -2483,12 +2497,21 @@ impl Recorder {
         self.pending_heals.is_empty()
     }
 
-    /// A call through `p` that may have followed a symlink, inside a gap window: queues what
-    /// it reached for re-statement (see `convert_path_op`). When that cannot be known, a gap
-    /// healed by a base: `p` is gone from the source, no symlink remembered, and either some
-    /// symlinks could not be remembered or `p` lies at or below a name waiting to be (or being)
-    /// re-stated, whose symlinks the recorder may never have read.
-    fn queue_symlink_target(&mut self, p: &RelPath, root_abs: &[u8], out: &mut Vec<Event>) {
+    /// A metadata call by path (chmod, chown, truncate, xattrs, times) inside a gap window:
+    /// queues for re-statement what it reached through a symlink (`follows`; see
+    /// `convert_path_op`). When what it changed cannot be known, a gap healed by a base: `p` is
+    /// gone from the source, no symlink remembered there, and `p` lies at or below a name
+    /// waiting to be (or being) re-stated, which the replica does not hold and the recorder
+    /// never read: a symlink there named some other file, and a file there may have had other
+    /// names, which the call changed too (a path op's event has no inode). Also when `follows`
+    /// and some symlinks could not be remembered.
+    fn queue_what_a_call_reached(
+        &mut self,
+        p: &RelPath,
+        follows: bool,
+        root_abs: &[u8],
+        out: &mut Vec<Event>,
+    ) {
         use std::os::unix::ffi::OsStrExt;
         let full = self
             .opts
@@ -2496,23 +2519,21 @@ impl Recorder {
             .join(std::ffi::OsStr::from_bytes(p.as_bytes()));
         let now = std::fs::symlink_metadata(&full);
         let mut targets = Vec::new();
-        if now.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
+        if follows && now.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
             targets.extend(physical(&full).and_then(|c| {
                 resolve_under(root_abs, b"", c.as_os_str().as_bytes()).map(RelPath::new)
             }));
         }
-        let seen = self.links.target(p).is_some();
-        targets.extend(self.links.follow(root_abs, p));
-        let waiting = self.races.waiting_at_or_above(p)
-            || self
-                .restating
-                .as_ref()
-                .is_some_and(|r| r.names.iter().any(|n| crate::races::at_or_below(p, n)));
-        if !seen && now.is_err() && (!self.links.complete() || waiting) {
+        let seen = follows && self.links.target(p).is_some();
+        if follows {
+            targets.extend(self.links.follow(root_abs, p));
+        }
+        let unknown = self.not_held_by_the_replica(p) || (follows && !self.links.complete());
+        if !seen && now.is_err() && unknown {
             self.stats.unresolved_names += 1;
             tracing::info!(
                 path = %p,
-                "a call that may have followed a symlink removed before it was read, inside a gap window: journaling a gap and a new base to heal what it changed"
+                "a call through a name removed before it was read, inside a gap window, may have changed a file under other names: journaling a gap and a new base to heal it"
             );
             self.gap_after(out, GapReason::UnresolvedName);
             return;
@@ -2521,6 +2542,16 @@ impl Recorder {
         for t in targets.into_iter().filter(|t| !t.as_bytes().is_empty()) {
             self.restate_later(t, GapReason::ConcurrentWriters, out);
         }
+    }
+
+    /// `p` is at or below a name waiting for its re-statement, or being re-stated: the replica
+    /// does not hold the source's entry there (yet), and skips calls on it.
+    fn not_held_by_the_replica(&self, p: &RelPath) -> bool {
+        self.races.waiting_at_or_above(p)
+            || self
+                .restating
+                .as_ref()
+                .is_some_and(|r| r.names.iter().any(|n| crate::races::at_or_below(p, n)))
     }
 
     /// The replica is inside a gap window now: a gap journaled and not healed yet (its heal

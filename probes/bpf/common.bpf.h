@@ -612,8 +612,11 @@ static __always_inline void fx_header(struct fx_scratch *s, __u32 op, struct ino
 	ev->mode = m;
 	/* A file removed while open (or an O_TMPFILE not linked yet) keeps its old dentry name
 	 * ("#ino" for an O_TMPFILE): its changes must not reach whatever has that name now. */
-	if (FX_FIELD(hi, inode, i_nlink) == 0)
+	__u32 nlink = FX_FIELD(hi, inode, i_nlink);
+	if (nlink == 0)
 		ev->flags |= FX_F_UNLINKED;
+	else if (nlink > 1 && (m & 0170000) != 0040000)
+		ev->flags |= FX_F_LINKED;
 	/* The owner, for creations, fchmod and fchown only. */
 	if (op != FX_OP_WRITE && op != FX_OP_DIRTY_MAPPED) {
 		ev->owner_uid = FX_FIELD(hi, inode, i_uid.val);

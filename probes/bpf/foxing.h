@@ -87,6 +87,8 @@ enum fx_flags {
 				 * no entry or another file; with i_nlink > 0 the inode lives on
 				 * under other names, where the recorder resyncs it. On a path op:
 				 * a name was given by such a descriptor (linkat of an O_TMPFILE) */
+	FX_F_LINKED = 65536, /* a file with other names (i_nlink > 1, not a directory): a change
+			      * through a name the replica does not hold yet reaches them too */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

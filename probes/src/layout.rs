@@ -67,6 +67,9 @@ pub const FX_F_UNLINKED: u32 = 16384;
 /// The file's dentry was unlinked (removed while open, an O_TMPFILE's "#ino" dentry): the
 /// event's path names no entry or another file.
 pub const FX_F_NAME_GONE: u32 = 32768;
+/// The file has other names (i_nlink > 1, not a directory): a change through a name the
+/// replica does not hold yet reaches them too.
+pub const FX_F_LINKED: u32 = 65536;
 
 /// `struct fx_event`.
 #[repr(C)]

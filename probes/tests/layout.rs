@@ -6,7 +6,7 @@ use std::process::Command;
 use foxing_probes::layout::*;
 
 /// Every op code and flag, C name and Rust value.
-const OPS: [(&str, u32); 46] = [
+const OPS: [(&str, u32); 47] = [
     ("FX_OP_WRITE", FX_OP_WRITE),
     ("FX_OP_TRUNCATE", FX_OP_TRUNCATE),
     ("FX_OP_FSYNC", FX_OP_FSYNC),
@@ -53,6 +53,7 @@ const OPS: [(&str, u32); 46] = [
     ("FX_F_PATH_RACY", FX_F_PATH_RACY),
     ("FX_F_UNLINKED", FX_F_UNLINKED),
     ("FX_F_NAME_GONE", FX_F_NAME_GONE),
+    ("FX_F_LINKED", FX_F_LINKED),
 ];
 
 #[test]

@@ -1198,9 +1198,11 @@ fn path_calls_on_a_descriptor_whose_name_was_removed_are_healed() {
 /// the target (outside the arrived directory) kept its old mode and no xattrs on the replica.
 /// Now a gap healed by a base. (Symlinks the recorder did see are followed from what it saw,
 /// without a base: journal/src/links.rs, whose unit tests pin the CI case, a setxattr through
-/// `ns/a` after a re-statement had read `ns/a` gone.)
+/// `ns/a` after a re-statement had read `ns/a` gone.) The same for a hard link that arrived
+/// to a file in the root: a write through it and an lchown left the file's other name with
+/// its old bytes and owner; the write now marks the inode (FX_F_LINKED), resynced where it is.
 #[test]
-fn calls_through_an_arrived_symlink_removed_before_conversion_reach_the_target() {
+fn calls_through_arrived_names_removed_before_conversion_reach_the_files_they_changed() {
     if !require_bpf() {
         return;
     }
@@ -1214,16 +1216,22 @@ fn calls_through_an_arrived_symlink_removed_before_conversion_reach_the_target()
                  out = '{out}'\n\
                  with open('t', 'wb') as f: f.write(b'target ' * 100)\n\
                  with open('t2', 'wb') as f: f.write(b'second target ' * 100)\n\
+                 with open('f', 'wb') as f: f.write(b'hard-linked ' * 100)\n\
                  for i in range(20):\n\
                  \x20   os.makedirs(out + '/x%d/sub' % i)\n\
                  \x20   os.symlink('../t', out + '/x%d/l' % i)\n\
                  \x20   os.symlink('../t2', out + '/x%d/m' % i)\n\
+                 \x20   os.link('f', out + '/x%d/h' % i)\n\
                  \x20   os.rename(out + '/x%d' % i, 'x%d' % i)\n\
                  \x20   os.setxattr('x%d/l' % i, 'user.r%d' % i, b'through a symlink')\n\
                  \x20   os.chmod('x%d/l' % i, 0o600 + i)\n\
                  \x20   os.truncate('x%d/m' % i, 1000 - i)\n\
+                 \x20   os.chown('x%d/h' % i, 1000 + i, -1, follow_symlinks=False)\n\
+                 \x20   fd = os.open('x%d/h' % i, os.O_WRONLY)\n\
+                 \x20   os.pwrite(fd, b'W%d' % i, 10 * i); os.close(fd)\n\
                  \x20   os.unlink('x%d/l' % i)\n\
-                 \x20   os.unlink('x%d/m' % i)\n"
+                 \x20   os.unlink('x%d/m' % i)\n\
+                 \x20   os.unlink('x%d/h' % i)\n"
             ),
         );
     });
