@@ -114,8 +114,9 @@ pub struct RecorderStats {
     /// each a gap healed by a base.
     pub untracked: u64,
     /// Path ops whose absolute name could not be mapped into the caller's view (its mount
-    /// namespace had no process left), or that named a descriptor whose name was removed:
-    /// each a gap healed by a base.
+    /// namespace had no process left), that named a descriptor whose name was removed, or
+    /// that went through a name arrived from outside and removed before it was read (what
+    /// they changed is unknown): each a gap healed by a base.
     pub unresolved_names: u64,
     /// Ranges to re-read whose file was no longer at the written path when the recorder read
     /// it (renamed, replaced or removed right after the write): each inode is resynced where
@@ -277,7 +278,7 @@ impl RecorderStats {
             &mut o,
             "foxing_recorder_unresolved_names_total",
             "counter",
-            "Absolute names from another mount namespace or root that could not be mapped (its processes were gone), and path calls on a descriptor whose name was removed; each is a gap healed by a base.",
+            "Absolute names from another mount namespace or root that could not be mapped (its processes were gone), path calls on a descriptor whose name was removed, and metadata calls through an arrived name removed before it was read; each is a gap healed by a base.",
             &l,
             self.unresolved_names,
         );
@@ -2513,6 +2514,10 @@ impl Recorder {
         out: &mut Vec<Event>,
     ) {
         use std::os::unix::ffi::OsStrExt;
+        let waiting = self.not_held_by_the_replica(p);
+        if !follows && !waiting {
+            return; // the replica holds the name: it applies the call there
+        }
         let full = self
             .opts
             .root
@@ -2528,7 +2533,7 @@ impl Recorder {
         if follows {
             targets.extend(self.links.follow(root_abs, p));
         }
-        let unknown = self.not_held_by_the_replica(p) || (follows && !self.links.complete());
+        let unknown = waiting || (follows && !self.links.complete());
         if !seen && now.is_err() && unknown {
             self.stats.unresolved_names += 1;
             tracing::info!(
