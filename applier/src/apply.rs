@@ -352,6 +352,30 @@ impl Applier {
         }
     }
 
+    /// The group and mode a new entry at `p` gets: in a setgid directory the directory's group,
+    /// and for a new directory its setgid bit too, as the kernel gave them on the source
+    /// (records made without reading the source's entry, which was gone, carry the caller's
+    /// fsgid). The root's own mode is not replicated, so an entry right below it keeps `gid`.
+    fn inherit(
+        &mut self,
+        t: &mut dyn Tree,
+        p: &RelPath,
+        gid: u32,
+        mode: u32,
+        dir: bool,
+    ) -> Result<(u32, u32), TreeError> {
+        let b = p.as_bytes();
+        let Some(i) = b.iter().rposition(|&c| c == b'/') else {
+            return Ok((gid, mode));
+        };
+        match t.stat(&RelPath::new(&b[..i]))? {
+            Some(s) if s.kind == NodeKind::Directory && s.mode & 0o2000 != 0 => {
+                Ok((s.gid, if dir { mode | 0o2000 } else { mode }))
+            }
+            _ => Ok((gid, mode)),
+        }
+    }
+
     /// Creates `p` as `kind` unless it already is one; replaces anything else there.
     fn ensure_kind(
         &mut self,
@@ -474,9 +498,10 @@ impl Applier {
                 gid,
             } => {
                 if self.ensure_kind(t, path, &NodeKind::Regular, *mode)? {
+                    let (gid, mode) = self.inherit(t, path, *gid, *mode, false)?;
                     // chown clears setuid/setgid: owner first, then mode.
-                    self.owner(t, path, Some(*uid), Some(*gid))?;
-                    t.chmod(path, *mode)?;
+                    self.owner(t, path, Some(*uid), Some(gid))?;
+                    t.chmod(path, mode)?;
                 }
                 self.touch(path);
             }
@@ -487,9 +512,10 @@ impl Applier {
                 gid,
             } => {
                 if self.ensure_kind(t, path, &NodeKind::Directory, *mode)? {
+                    let (gid, mode) = self.inherit(t, path, *gid, *mode, true)?;
                     // chown clears setuid/setgid: owner first, then mode.
-                    self.owner(t, path, Some(*uid), Some(*gid))?;
-                    t.chmod(path, *mode)?;
+                    self.owner(t, path, Some(*uid), Some(gid))?;
+                    t.chmod(path, mode)?;
                 }
                 self.touch(path);
             }
@@ -507,7 +533,8 @@ impl Applier {
                 gid,
             } => {
                 if self.ensure_kind(t, path, &NodeKind::Symlink(target.clone()), 0o777)? {
-                    self.owner(t, path, Some(*uid), Some(*gid))?;
+                    let (gid, _) = self.inherit(t, path, *gid, 0o777, false)?;
+                    self.owner(t, path, Some(*uid), Some(gid))?;
                 }
                 self.touch(path);
             }
@@ -625,6 +652,7 @@ impl Applier {
         gid: u32,
     ) -> Result<(), TreeError> {
         if self.ensure_kind(t, path, kind, mode)? {
+            let (gid, mode) = self.inherit(t, path, gid, mode, false)?;
             // chown clears setuid/setgid: owner first, then mode.
             self.owner(t, path, Some(uid), Some(gid))?;
             t.chmod(path, mode)?;

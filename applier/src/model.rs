@@ -102,10 +102,18 @@ impl ModelTree {
         self.lookup(p)?.ok_or(TreeError::NotFound)
     }
 
-    fn add(&mut self, p: &RelPath, inode: Inode) -> TreeResult<u64> {
+    fn add(&mut self, p: &RelPath, mut inode: Inode) -> TreeResult<u64> {
         let (d, name) = self.parent(p)?;
         if self.dirs[&d].contains_key(&name) {
             return Err(TreeError::Exists);
+        }
+        // As Linux (inode_init_owner): in a setgid directory a new entry takes the directory's
+        // group, and a new directory its setgid bit.
+        if let Some(dir) = self.inodes.get(&d).filter(|i| i.mode & 0o2000 != 0) {
+            inode.gid = dir.gid;
+            if inode.kind == NodeKind::Directory {
+                inode.mode |= 0o2000;
+            }
         }
         let ino = self.next_ino;
         self.next_ino += 1;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{act, record, Act};
+use common::{act_with_setgid_dirs as act, record, Act};
 use foxing_applier::apply::Applier;
 use foxing_applier::fs::FsTree;
 use foxing_applier::model::ModelTree;

@@ -10,6 +10,8 @@ pub mod index;
 pub mod links;
 pub mod mapped;
 pub mod metrics;
+#[cfg(feature = "recorder")]
+pub mod modes;
 pub mod newdb;
 pub mod prune;
 pub mod races;

@@ -118,6 +118,10 @@ pub struct RecorderStats {
     /// that went through a name arrived from outside and removed before it was read (what
     /// they changed is unknown): each a gap healed by a base.
     pub unresolved_names: u64,
+    /// Setuid/setgid bits the kernel cleared on its own (a write, truncate, fallocate, O_TRUNC
+    /// or chown by a caller without CAP_FSETID, or chmod g+s by one outside the file's group),
+    /// journaled as a `Chmod` after the call.
+    pub implicit_mode_changes: u64,
     /// Ranges to re-read whose file was no longer at the written path when the recorder read
     /// it (renamed, replaced or removed right after the write): each inode is resynced where
     /// it is then (a gap healed without a base).
@@ -284,6 +288,14 @@ impl RecorderStats {
         );
         metric(
             &mut o,
+            "foxing_recorder_implicit_mode_changes_total",
+            "counter",
+            "Setuid/setgid bits the kernel cleared on its own (a write, truncate or chown by a caller without CAP_FSETID), journaled as a chmod after the call.",
+            &l,
+            self.implicit_mode_changes,
+        );
+        metric(
+            &mut o,
             "foxing_recorder_moved_before_read_total",
             "counter",
             "Ranges to re-read whose file had been renamed, replaced or removed before the recorder read them; each inode is resynced where it is then.",
@@ -439,6 +451,8 @@ pub struct Recorder {
     restating: Option<RestatePass>,
     /// Where the source's symlinks pointed, in seq order (calls through a removed symlink).
     links: crate::links::SymlinkTargets,
+    /// Setuid/setgid files and their modes as journaled (bits the kernel drops on its own).
+    special_modes: crate::modes::SpecialModes,
     /// Gaps opened by `gap_after` (each journals the events converted before it).
     gaps_after: u64,
     /// Gap records journaled in this batch whose heal (a base) is still due.
@@ -912,6 +926,7 @@ impl Recorder {
             gaps_after: 0,
             restating: None,
             links: Default::default(),
+            special_modes: Default::default(),
             pending_heals: Vec::new(),
             full_heal: false,
             heals_pending_since: None,
@@ -1492,6 +1507,15 @@ impl Recorder {
             writer: w.clone(),
             op,
         };
+        // The kernel clears setuid/setgid on a write, truncate or fallocate by a caller without
+        // CAP_FSETID (and on O_TRUNC and chown): the mode after the call says so (see
+        // `crate::modes`). Only files with such bits are remembered: one lookup otherwise.
+        // (A Create record sets the mode only when it makes the file, not on an O_TRUNC open.)
+        let journals_mode = h.op == FX_OP_FCHMOD;
+        let mode_change = self
+            .special_modes
+            .after_event((h.dev, h.ino), h.mode, journals_mode)
+            .map(|mode| (path.clone(), mode));
         match h.op {
             FX_OP_WRITE if h.flags & FX_F_INEXACT == 0 => {
                 self.stats.payload_bytes += ev.data.len() as u64;
@@ -1644,6 +1668,42 @@ impl Recorder {
             }
             other => tracing::warn!(op = other, "unknown event op skipped"),
         }
+        if let Some((path, mode)) = mode_change {
+            tracing::debug!(path = %path, mode = format_args!("{mode:o}"), "the kernel changed a setuid/setgid file's mode on its own");
+            self.stats.implicit_mode_changes += 1;
+            out.push(mk(Op::Chmod { path, mode }));
+        }
+    }
+
+    /// After truncate or chown by path: the mode to journal when the call cleared a remembered
+    /// setuid/setgid file's bits (see `crate::modes`), from the source now. A call that does not
+    /// follow a final symlink changed no file's bits through one.
+    fn mode_dropped_by_path_call(&mut self, p: &RelPath, follows: bool) -> Option<u32> {
+        if self.special_modes.is_empty() {
+            return None;
+        }
+        let (key, i_mode) = self.source_file_mode(p, follows)?;
+        let mode = self.special_modes.after_event(key, i_mode, false)?;
+        self.stats.implicit_mode_changes += 1;
+        Some(mode)
+    }
+
+    /// The (kernel dev, ino) and full mode of the regular file `p` names on the source now
+    /// (`follows`: after a final symlink, as truncate, chown and chmod do); None when it names
+    /// no regular file.
+    fn source_file_mode(&self, p: &RelPath, follows: bool) -> Option<((u64, u64), u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let full = self
+            .opts
+            .root
+            .join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+        let md = if follows {
+            std::fs::metadata(full)
+        } else {
+            std::fs::symlink_metadata(full)
+        };
+        let md = md.ok().filter(|m| m.is_file())?;
+        Some(((foxing_probes::kernel_dev(md.dev()), md.ino()), md.mode()))
     }
 
     /// Converts a path-based event (dir + name pairs, resolved here against the root).
@@ -1753,9 +1813,12 @@ impl Recorder {
             FX_OP_PATH_MKDIR => {
                 if let Some(p) = p1 {
                     let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+                    // As the source has it (a default ACL, a setgid parent); gone already, as
+                    // asked, owned by the caller's fsuid/fsgid (the applier gives it a setgid
+                    // parent's group and setgid bit, as the kernel did).
                     let (mode, uid, gid) = match std::fs::symlink_metadata(&full) {
                         Ok(md) if md.is_dir() => (md.mode() & 0o7777, md.uid(), md.gid()),
-                        _ => ((h.arg as u32 & 0o7777) & !h.umask, h.uid, h.gid),
+                        _ => ((h.arg as u32 & 0o7777) & !h.umask, h.owner_uid, h.owner_gid),
                     };
                     out.push(mk(Op::Mkdir {
                         path: p,
@@ -1843,11 +1906,23 @@ impl Recorder {
             FX_OP_PATH_SYMLINK => {
                 if let Some(p) = p2 {
                     if !n1.is_empty() {
+                        // Owned as the source's symlink is (a setgid parent's group), else by
+                        // the caller's fsuid/fsgid (see MKDIR).
+                        let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+                        let same = |md: &std::fs::Metadata| {
+                            md.file_type().is_symlink()
+                                && std::fs::read_link(&full)
+                                    .is_ok_and(|t| t.as_os_str().as_bytes() == n1)
+                        };
+                        let (uid, gid) = match std::fs::symlink_metadata(&full) {
+                            Ok(md) if same(&md) => (md.uid(), md.gid()),
+                            _ => (h.owner_uid, h.owner_gid),
+                        };
                         out.push(mk(Op::Symlink {
                             path: p,
                             target: n1.to_vec(),
-                            uid: h.uid,
-                            gid: h.gid,
+                            uid,
+                            gid,
                         }));
                     }
                 }
@@ -1856,10 +1931,23 @@ impl Recorder {
                 // A symlink's own mode cannot change: the applier follows a symlink path itself,
                 // in the replica's state at this seq, which is exactly what the kernel did here.
                 if let Some(p) = p1 {
-                    out.push(mk(Op::Chmod {
-                        path: p,
-                        mode: h.arg as u32 & 0o7777,
-                    }));
+                    let asked = h.arg as u32 & 0o7777;
+                    let mut mode = asked;
+                    // Setting setuid/setgid: the file is remembered for the bits' later drop
+                    // (see `crate::modes`); and the kernel clears setgid for a caller outside the
+                    // file's group without CAP_FSETID, which only the source shows.
+                    // The file is remembered with the mode journaled, not the one read now (a
+                    // write may have dropped the bits since; its event compares with this).
+                    if asked & 0o6000 != 0 {
+                        if let Some((key, now)) = self.source_file_mode(&p, true) {
+                            if asked & 0o2000 != 0 && now & 0o7777 == asked & !0o2000 {
+                                self.stats.implicit_mode_changes += 1;
+                                mode = now & 0o7777;
+                            }
+                            self.special_modes.journaled(key, 0o100000 | mode);
+                        }
+                    }
+                    out.push(mk(Op::Chmod { path: p, mode }));
                 }
             }
             FX_OP_PATH_CHOWN => {
@@ -1868,20 +1956,33 @@ impl Recorder {
                 if let Some(path) = p1 {
                     let opt = |v: u32| (v != u32::MAX).then_some(v);
                     let (uid, gid) = (opt(h.arg as u32), opt((h.arg >> 32) as u32));
-                    out.push(mk(if h.flags & FX_F_NOFOLLOW != 0 {
-                        Op::Chown { path, uid, gid }
+                    let nofollow = h.flags & FX_F_NOFOLLOW != 0;
+                    let mode = self.mode_dropped_by_path_call(&path, !nofollow);
+                    out.push(mk(if nofollow {
+                        Op::Chown {
+                            path: path.clone(),
+                            uid,
+                            gid,
+                        }
                     } else {
-                        Op::ChownFollow { path, uid, gid }
+                        Op::ChownFollow {
+                            path: path.clone(),
+                            uid,
+                            gid,
+                        }
                     }));
+                    out.extend(mode.map(|mode| mk(Op::Chmod { path, mode })));
                 }
             }
             FX_OP_PATH_TRUNCATE => {
                 // truncate(2) follows symlinks; the applier does the same (see Chmod).
                 if let Some(p) = p1 {
+                    let mode = self.mode_dropped_by_path_call(&p, true);
                     out.push(mk(Op::Truncate {
-                        path: p,
+                        path: p.clone(),
                         size: h.arg,
                     }));
+                    out.extend(mode.map(|mode| mk(Op::Chmod { path: p, mode })));
                 }
             }
             FX_OP_PATH_UTIMES => {
@@ -1931,19 +2032,34 @@ impl Recorder {
                         0o060000 => Some(EntryKind::BlockDevice { rdev: h.offset }),
                         _ => None,
                     };
+                    // Mode and owner as the source's node has them (a default ACL, a setgid
+                    // parent, setgid cleared for a caller outside that group), else as asked,
+                    // owned by the caller's fsuid/fsgid (see MKDIR).
+                    let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+                    let want = if kind.is_some() {
+                        mode & 0o170000
+                    } else {
+                        0o100000
+                    };
+                    let (perm, uid, gid) = match std::fs::symlink_metadata(&full) {
+                        Ok(md) if md.mode() & 0o170000 == want => {
+                            (md.mode() & 0o7777, md.uid(), md.gid())
+                        }
+                        _ => (perm, h.owner_uid, h.owner_gid),
+                    };
                     out.push(mk(match kind {
                         Some(kind) => Op::Mknod {
                             path: p,
                             kind,
                             mode: perm,
-                            uid: h.uid,
-                            gid: h.gid,
+                            uid,
+                            gid,
                         },
                         None => Op::Create {
                             path: p,
                             mode: perm,
-                            uid: h.uid,
-                            gid: h.gid,
+                            uid,
+                            gid,
                         },
                     }));
                 }
@@ -2788,6 +2904,8 @@ impl Recorder {
             n += 1;
             self.base_walked += 1;
             let key = (foxing_probes::kernel_dev(md.dev()), md.ino());
+            // The Resync journals the mode: a setuid/setgid file is remembered with it.
+            self.special_modes.journaled(key, md.mode());
             // The name seen before for this inode: another name of a hard-linked file.
             let seen_before = if self.inode_paths.len() < INODE_PATHS_MAX {
                 self.inode_paths.insert(key, rp.clone())

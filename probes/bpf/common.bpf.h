@@ -588,8 +588,10 @@ static __always_inline void fx_header(struct fx_scratch *s, __u32 op, struct ino
 	ev->data_len = 0;
 	ev->path_len = 0;
 	ev->mode = 0;
-	ev->owner_uid = 0;
-	ev->owner_gid = 0;
+	/* A path op has no inode: its owner fields are the caller's fsuid and fsgid, the
+	 * owner a creation gets (unless its directory is setgid; the applier applies that). */
+	ev->owner_uid = c->fsuid.val;
+	ev->owner_gid = c->fsgid.val;
 	ev->umask = 0;
 	ev->seq_named = 0;
 	s->name_check = 0;

@@ -112,7 +112,7 @@ struct fx_event {
 	__u32 path_len;
 	__u32 data_len;
 	__u32 mode;       /* inode i_mode (CREATE, FCHMOD) */
-	__u32 owner_uid;  /* inode owner (CREATE, FCHOWN) */
+	__u32 owner_uid;  /* inode owner (CREATE, FCHOWN); for path ops the caller's fsuid/fsgid */
 	__u32 owner_gid;
 	__u32 umask;      /* the caller's umask (path ops that create) */
 	__u64 seq_named;  /* fx_seq when the event's names were taken: a file event's path was

@@ -3,7 +3,7 @@
 //! are identical (content, holes' zeros, modes, owners, symlinks, xattrs).
 //! Needs root and BPF: skipped without them unless FOXING_REQUIRE_BPF=1 (CI), where it fails.
 
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -888,6 +888,76 @@ fn record_on_tmpfs_and_compare(work: impl FnOnce(&Path)) -> RecorderStats {
     assert_eq!(stats.lost_events, 0, "{stats:?}");
     apply_and_compare(&src, &jdir, d.path());
     stats
+}
+
+/// Modes and owners the kernel decides without a syscall argument naming them: a write,
+/// truncate (by descriptor or path) or O_TRUNC open by a caller without CAP_FSETID clears a
+/// file's setuid and setgid bits; chmod g+s by a caller outside the file's group is stripped; an
+/// entry made in a setgid directory takes its group (a directory also its setgid bit), even when
+/// renamed away before the recorder read it; and a creation belongs to the caller's fsuid, not
+/// its real uid. The replica, written by a root applier (which has CAP_FSETID), kept every bit
+/// and gave symlinks and fifos the caller's real ids (found by hand, 2026-12-01, replicating an
+/// unprivileged workload; pjdfstest checks the same rules).
+#[test]
+fn setuid_bits_the_kernel_drops_and_setgid_directory_groups_reach_the_replica() {
+    if !require_bpf() {
+        return;
+    }
+    let stats = record_on_tmpfs_and_compare(|src| {
+        python_in(
+            src,
+            r#"
+import os
+os.chmod(".", 0o777)
+os.mkdir("sg"); os.chown("sg", 65534, 1); os.chmod("sg", 0o2777)
+for n in ("f", "g", "h", "o", "grp"):
+    open(n, "w").write("a"); os.chown(n, 65534, 65534)
+os.chown("grp", 65534, 1)
+# root keeps the bits it writes through (CAP_FSETID)
+open("keep", "w").write("a"); os.chmod("keep", 0o6755)
+with open("keep", "a") as f: f.write("b")
+"#,
+        );
+        python_in(
+            src,
+            r#"
+import os
+os.setgroups([])
+os.setresgid(1000, 65534, 1000)
+os.setresuid(1000, 65534, 1000)
+os.chmod("f", 0o6755)
+with open("f", "a") as f: f.write("more")
+fd = os.open("g", os.O_RDWR); os.fchmod(fd, 0o4711); os.ftruncate(fd, 1); os.close(fd)
+os.chmod("h", 0o2755); os.truncate("h", 0)
+os.chmod("o", 0o4755); os.close(os.open("o", os.O_WRONLY | os.O_TRUNC))
+os.chmod("grp", 0o2755)
+for i in range(10):
+    os.mkdir(f"sg/t{i}"); os.rename(f"sg/t{i}", f"sg/d{i}")
+    os.symlink("x", f"sg/l{i}.tmp"); os.rename(f"sg/l{i}.tmp", f"sg/l{i}")
+    os.mkfifo(f"sg/p{i}.tmp"); os.rename(f"sg/p{i}.tmp", f"sg/p{i}")
+    os.symlink("y", f"top{i}.tmp"); os.rename(f"top{i}.tmp", f"top{i}")
+os.symlink("x", "sg/stays"); os.mkfifo("sg/fifo")
+"#,
+        );
+        let mode = |n: &str| std::fs::metadata(src.join(n)).unwrap().mode() & 0o7777;
+        // What the kernel did (the test's premise).
+        assert_eq!(
+            [
+                mode("f"),
+                mode("g"),
+                mode("h"),
+                mode("o"),
+                mode("grp"),
+                mode("keep")
+            ],
+            [0o755, 0o711, 0o755, 0o755, 0o755, 0o6755]
+        );
+        let md = std::fs::symlink_metadata(src.join("sg/l3")).unwrap();
+        assert_eq!((md.uid(), md.gid()), (65534, 1));
+        assert_eq!(mode("sg/d3"), 0o2755);
+    });
+    // f, g, h, o dropped their bits; grp's setgid was stripped.
+    assert_eq!(stats.implicit_mode_changes, 5, "{stats:?}");
 }
 
 /// How most programs save a file: write it under a temporary name (here in writes larger than

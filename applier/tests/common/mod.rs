@@ -39,6 +39,18 @@ pub enum Act {
     Fsync,
 }
 
+/// `act()` plus directories made or turned setgid (their new entries inherit group and bit).
+/// Separate so the fixed-seed workloads of the CLI tests stay what they were.
+#[allow(dead_code)]
+pub fn act_with_setgid_dirs() -> impl Strategy<Value = Act> {
+    let i = 0..NAMES.len();
+    prop_oneof![
+        12 => act(),
+        1 => i.clone().prop_map(|p| Act::Mkdir(p, 0o2775)),
+        1 => i.prop_map(|p| Act::Chmod(p, 0o2775)),
+    ]
+}
+
 pub fn act() -> impl Strategy<Value = Act> {
     let i = 0..NAMES.len();
     let mode = prop_oneof![
