@@ -72,6 +72,27 @@ pub const TARGETED_HEAL_MAX_INODES: usize = 4096;
 pub const INODE_PATHS_MAX: usize = 262_144;
 /// How often the probes' skipped-run counters are read (one bpf syscall per program).
 pub const MISSED_RUNS_CHECK_MS: u64 = 100;
+/// How often the root path is checked to still name the watched directory when no event
+/// arrives (a drain with events checks it every time, before converting them).
+pub const ROOT_CHECK_IDLE_MS: u64 = 1_000;
+
+/// The root path no longer names the directory the probes watch: it was moved, removed or
+/// replaced (`mv data data.old; mv restored data`), or a filesystem was mounted over it. The
+/// probes would keep reporting the old directory while every read by path (re-reads, heals,
+/// bases) reads the new one, and changes under the new one would go unseen. The recorder
+/// stops at the last batch it verified; `foxing-journal record` starts again on what the path
+/// names then (a new base).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the watched root {root} no longer names the directory being recorded (was dev {was_dev:#x} ino {was_ino}, now {now}): it was moved, removed, replaced or mounted over"
+)]
+pub struct RootReplaced {
+    pub root: String,
+    pub was_dev: u64,
+    pub was_ino: u64,
+    /// What the path names now ("gone: ..." or "dev 0x.. ino ..").
+    pub now: String,
+}
 
 #[derive(Clone, Debug)]
 pub struct RecorderOptions {
@@ -453,6 +474,8 @@ pub struct Recorder {
     links: crate::links::SymlinkTargets,
     /// Setuid/setgid files and their modes as journaled (bits the kernel drops on its own).
     special_modes: crate::modes::SpecialModes,
+    /// When the root path was last found to name the watched directory (`check_root`).
+    last_root_check: Instant,
     /// Gaps opened by `gap_after` (each journals the events converted before it).
     gaps_after: u64,
     /// Gap records journaled in this batch whose heal (a base) is still due.
@@ -927,6 +950,7 @@ impl Recorder {
             restating: None,
             links: Default::default(),
             special_modes: Default::default(),
+            last_root_check: Instant::now(),
             pending_heals: Vec::new(),
             full_heal: false,
             heals_pending_since: None,
@@ -1166,6 +1190,30 @@ impl Recorder {
     }
 
     /// Drains the ring buffer, waiting up to `timeout` for the first event; journals them.
+    /// Fails with [`RootReplaced`] when the root path no longer names the watched directory.
+    fn check_root(&mut self) -> anyhow::Result<()> {
+        self.last_root_check = Instant::now();
+        let (was_dev, was_ino) = self.probes.root_id();
+        let now = match std::fs::metadata(&self.opts.root) {
+            Ok(md) if (foxing_probes::kernel_dev(md.dev()), md.ino()) == (was_dev, was_ino) => {
+                return Ok(())
+            }
+            Ok(md) => format!(
+                "dev {:#x} ino {}",
+                foxing_probes::kernel_dev(md.dev()),
+                md.ino()
+            ),
+            Err(e) => format!("gone: {e}"),
+        };
+        Err(RootReplaced {
+            root: self.opts.root.display().to_string(),
+            was_dev,
+            was_ino,
+            now,
+        }
+        .into())
+    }
+
     pub fn pump(&mut self, timeout: Duration) -> anyhow::Result<usize> {
         let mut evs = std::mem::take(&mut self.events);
         evs.clear();
@@ -1174,6 +1222,13 @@ impl Recorder {
         // drain that empties the ring below mean it has been (see `resync_later`).
         let renames_settled = !self.moved_settled && self.probes.ns_changes_in_flight()? == 0;
         self.probes.poll(timeout, EVENTS_PER_BATCH, &mut evs)?;
+        // Every event drained happened before this check: if the root path still names the
+        // watched directory now, it did when they happened (see `RootReplaced`).
+        if !evs.is_empty()
+            || self.last_root_check.elapsed() >= Duration::from_millis(ROOT_CHECK_IDLE_MS)
+        {
+            self.check_root()?;
+        }
         if renames_settled && self.probes.ring_drained() {
             self.moved_settled = true;
         }
@@ -2837,6 +2892,8 @@ impl Recorder {
     /// A base epoch: BaseBegin, every entry's metadata and content, BaseEnd. Live events keep
     /// being journaled between entries.
     pub fn base(&mut self) -> anyhow::Result<u64> {
+        // A base reads by path: the path must name the watched directory before and after.
+        self.check_root()?;
         let base_id = now_ns();
         let begin = self.own(Op::BaseBegin { base_id });
         self.append(vec![begin]);
@@ -2862,6 +2919,7 @@ impl Recorder {
         })();
         self.base_active = false;
         n += walked?;
+        self.check_root()?;
         if self.journal_down() {
             // Cut short: the next heal starts a new base.
             self.base_walked = 0;
@@ -3158,6 +3216,21 @@ impl Recorder {
 
     /// Base first, then live events until `stop` is set; then a final drain and sync.
     pub fn run(&mut self, stop: &AtomicBool, base_requested: &AtomicBool) -> anyhow::Result<()> {
+        let r = self.run_until_stopped(stop, base_requested);
+        if r.as_ref().is_err_and(|e| e.is::<RootReplaced>()) {
+            // What was journaled came from the watched directory while the path named it:
+            // made durable; the batch that found it replaced was not journaled.
+            self.sync();
+            self.publish_stats();
+        }
+        r
+    }
+
+    fn run_until_stopped(
+        &mut self,
+        stop: &AtomicBool,
+        base_requested: &AtomicBool,
+    ) -> anyhow::Result<()> {
         if self.durable_seq() > 0 {
             // A restart: the tree may have changed while no recorder ran. Until the first base
             // ends, the journal's tree is a mix of old entries and resynced ones: a gap window

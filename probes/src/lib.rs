@@ -243,6 +243,8 @@ pub struct Probes {
     links: Vec<Box<dyn Send>>,
     /// The watched root, open for as long as the probes run (`self_root_fd`).
     _root_dir: std::fs::File,
+    /// The watched root's (kernel dev, ino): the directory the probes filter by.
+    root_id: (u64, u64),
     _ebpf: Ebpf,
     /// Every attached program, to read how often the kernel skipped running it.
     programs: Vec<std::os::fd::OwnedFd>,
@@ -341,20 +343,27 @@ fn boot_to_wall_ns() -> i128 {
 }
 
 impl Probes {
+    /// The watched root's (kernel dev, ino): the directory whose subtree the probes report,
+    /// whatever name it has now.
+    pub fn root_id(&self) -> (u64, u64) {
+        self.root_id
+    }
+
     /// Loads and attaches every probe for `cfg.root`. Needs root (CAP_BPF + CAP_PERFMON).
     pub fn load(cfg: &ProbeConfig) -> Result<Probes, ProbeError> {
-        let st = rustix::fs::stat(&cfg.root).map_err(|e| ProbeError::Root {
+        // Held open while the probes run: through it they learn the root's superblock (to tell
+        // which mount namespaces can reach the root at all). Its identity is the open
+        // directory's, so both name the same directory even if the path is replaced meanwhile.
+        let root_dir = std::fs::File::open(&cfg.root).map_err(|e| ProbeError::Root {
+            path: cfg.root.clone(),
+            source: e,
+        })?;
+        let st = rustix::fs::fstat(&root_dir).map_err(|e| ProbeError::Root {
             path: cfg.root.clone(),
             source: e.into(),
         })?;
         let dev = kernel_dev(st.st_dev);
         let ino = st.st_ino;
-        // Held open while the probes run: through it they learn the root's superblock (to tell
-        // which mount namespaces can reach the root at all).
-        let root_dir = std::fs::File::open(&cfg.root).map_err(|e| ProbeError::Root {
-            path: cfg.root.clone(),
-            source: e,
-        })?;
         let root_fd: i32 = std::os::fd::AsRawFd::as_raw_fd(&root_dir);
         let tgid = std::process::id();
         let cap = cfg.payload_cap_bytes.min(layout::FX_PAYLOAD_MAX as u32);
@@ -486,6 +495,7 @@ impl Probes {
             attached_boot_ns,
             links,
             _root_dir: root_dir,
+            root_id: (dev, ino),
             _ebpf: ebpf,
             programs,
             dirty,

@@ -273,6 +273,93 @@ fn sqlite_wal_under_concurrent_writers_replicates_and_restores_at_30_cut_points(
     );
 }
 
+/// A watched root replaced while recording (`mv data data.old; mv restored data`: a data
+/// directory restored from a backup). The probes kept reporting the moved-away directory
+/// (journaled as if it were the root) while the recorder's reads by path read the new one, and
+/// changes under the new one went unseen: silent loss (found by hand, 2026-12-01). The recorder
+/// now checks that the root path names the watched directory before it journals a batch; on a
+/// mismatch it stops at the last batch it verified and `foxing-journal record` starts again on
+/// what the path names, with a new base.
+#[test]
+fn a_replaced_root_is_detected_and_recording_follows_the_path() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = foxing_tests::workspace_bin;
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("first"), b"in the first root").unwrap();
+    let log = d.path().join("recorder.log");
+    let mut rec = foxing_tests::Proc::spawn(
+        "recorder",
+        std::process::Command::new(bin("foxing-journal"))
+            .arg("record")
+            .arg("--root")
+            .arg(&src)
+            .arg("--journal")
+            .arg(&jdir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let complete_bases = || {
+        JournalReader::open(&jdir)
+            .and_then(|r| r.bases())
+            .map(|b| b.iter().filter(|b| b.end_seq.is_some()).count())
+            .unwrap_or(0)
+    };
+    let wait_bases = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while complete_bases() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{n} bases expected: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_bases(1);
+    let old = d.path().join("old");
+    python_in(
+        d.path(),
+        r#"
+import os
+open("src/before", "w").write("written before the move")
+os.rename("src", "old")
+for i in range(50):
+    open(f"old/late{i}", "w").write("in the moved-away root")
+os.mkdir("src")
+open("src/second", "w").write("in the new root")
+"#,
+    );
+    wait_bases(2);
+    std::fs::write(src.join("after"), b"after the restart").unwrap();
+    std::fs::write(old.join("ignored"), b"in the moved-away root").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let st = rec
+        .terminate(Duration::from_secs(30))
+        .expect("the recorder stops");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(st.success(), "{log_text}");
+    assert!(
+        log_text.contains("no longer names the directory being recorded"),
+        "{log_text}"
+    );
+    // Nothing of the moved-away directory after the move reached the journal.
+    let reader = JournalReader::open(&jdir).unwrap();
+    for r in reader.records(1, u64::MAX).unwrap() {
+        let r = r.unwrap();
+        for p in r.op.paths() {
+            let p = String::from_utf8_lossy(p.as_bytes()).into_owned();
+            assert!(!p.starts_with("late") && p != "ignored", "{p} journaled");
+        }
+    }
+    drop(reader);
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// Retention while recording: `foxing-journal prune` hands its plan to the running recorder
 /// (which holds the writer lock); whole segments before the newest base go, and a new replica
 /// built from what is left is identical to the source.

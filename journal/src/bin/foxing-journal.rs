@@ -635,8 +635,8 @@ fn record(
     metrics_listen: Option<std::net::SocketAddr>,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use foxing_journal::recorder::Recorder;
-    use std::sync::atomic::AtomicBool;
+    use foxing_journal::recorder::{Recorder, RecorderStats, RootReplaced};
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let stop = Arc::new(AtomicBool::new(false));
     let base = Arc::new(AtomicBool::new(false));
@@ -645,10 +645,12 @@ fn record(
     }
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, base.clone())?;
     let (root, journal) = (opts.root.clone(), opts.journal.clone());
-    let mut rec = Recorder::start(opts)?;
-    signal_hook::flag::register(signal_hook::consts::SIGUSR2, rec.prune_requested.clone())?;
+    // Kept across restarts (below): the signal flag and what the metrics endpoint reads.
+    let prune = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, prune.clone())?;
+    let shared: Arc<std::sync::Mutex<(RecorderStats, u64)>> = Default::default();
     if let Some(addr) = metrics_listen {
-        let shared = rec.shared.clone();
+        let shared = shared.clone();
         let root_s = root.display().to_string();
         foxing_journal::metrics::serve_metrics(
             addr,
@@ -659,36 +661,35 @@ fn record(
         )
         .with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
-    std::fs::write(pid_file(&journal), std::process::id().to_string())
-        .with_context(|| format!("cannot write {}", pid_file(&journal).display()))?;
-    tracing::info!(root = %root.display(), journal = %journal.display(), "recording");
-    {
-        // The first base can take long on a big tree: a spinner with the entries walked
-        // (stderr, hidden when it is not a terminal).
-        let shared = rec.shared.clone();
-        std::thread::spawn(move || {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} base: {pos} entries ({per_sec}, {elapsed})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            loop {
-                let (st, _) = shared.lock().map(|g| g.clone()).unwrap_or_default();
-                if st.bases > 0 {
-                    break;
+    let rec = loop {
+        let mut rec = Recorder::start(opts.clone())?;
+        rec.prune_requested = prune.clone();
+        rec.shared = shared.clone();
+        std::fs::write(pid_file(&journal), std::process::id().to_string())
+            .with_context(|| format!("cannot write {}", pid_file(&journal).display()))?;
+        tracing::info!(root = %root.display(), journal = %journal.display(), "recording");
+        base_spinner(rec.shared.clone());
+        let res = rec.run(&stop, &base);
+        let _ = std::fs::remove_file(pid_file(&journal));
+        match res {
+            // The root path names another directory now (or none): record that one, from a new
+            // base, once the path names a directory again.
+            Err(e) if e.is::<RootReplaced>() && !stop.load(Ordering::Relaxed) => {
+                tracing::error!(
+                    "{e}; what was journaled before is durable; recording starts again on what {} names now, with a new base",
+                    root.display()
+                );
+                drop(rec);
+                if !wait_for_root_dir(&root, &stop) {
+                    return Ok(ExitCode::SUCCESS);
                 }
-                bar.set_position(st.base_entries);
-                bar.tick();
-                std::thread::sleep(std::time::Duration::from_millis(100));
             }
-            bar.finish_and_clear();
-        });
-    }
-    let res = rec.run(&stop, &base);
-    let _ = std::fs::remove_file(pid_file(&journal));
-    res?;
+            r => {
+                r?;
+                break rec;
+            }
+        }
+    };
     let durable = rec.durable_seq();
     if as_json {
         println!(
@@ -703,6 +704,64 @@ fn record(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first base can take long on a big tree: a spinner with the entries walked (stderr,
+/// hidden when it is not a terminal), until the recorder's first base ends.
+fn base_spinner(
+    shared: std::sync::Arc<std::sync::Mutex<(foxing_journal::recorder::RecorderStats, u64)>>,
+) {
+    std::thread::spawn(move || {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} base: {pos} entries ({per_sec}, {elapsed})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        loop {
+            let (st, _) = shared.lock().map(|g| g.clone()).unwrap_or_default();
+            if st.bases > 0 {
+                break;
+            }
+            bar.set_position(st.base_entries);
+            bar.tick();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    });
+}
+
+/// How often a recorder whose root path names no directory looks again.
+const ROOT_WAIT_POLL_MS: u64 = 1_000;
+/// How often it says it is still waiting.
+const ROOT_WAIT_LOG_S: u64 = 60;
+
+/// Waits until `root` names a directory; false when stopped first (SIGTERM/SIGINT).
+fn wait_for_root_dir(root: &Path, stop: &std::sync::atomic::AtomicBool) -> bool {
+    use std::sync::atomic::Ordering;
+    let since = std::time::Instant::now();
+    let mut logged = since;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        match std::fs::metadata(root) {
+            Ok(md) if md.is_dir() => return true,
+            r => {
+                if logged.elapsed().as_secs() >= ROOT_WAIT_LOG_S || logged == since {
+                    logged = std::time::Instant::now();
+                    tracing::warn!(
+                        root = %root.display(),
+                        waited_s = since.elapsed().as_secs(),
+                        now = %match r { Ok(_) => "not a directory".to_string(), Err(e) => e.to_string() },
+                        "waiting for the watched root to name a directory again"
+                    );
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(ROOT_WAIT_POLL_MS));
+    }
 }
 
 fn request_base(journal: &Path, timeout: &str) -> anyhow::Result<ExitCode> {
