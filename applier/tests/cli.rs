@@ -573,3 +573,21 @@ fn a_replica_inside_its_first_base_is_not_consistent() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["consistent"], true, "{v}");
 }
+
+/// A state directory inside the replica root would be replaced by the tree it replicates (a
+/// base removes what the source does not have), a journal inside it written over: refused as
+/// usage errors (exit 2).
+#[test]
+fn state_or_journal_inside_the_replica_root_is_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    let (recs, _, _) = workload(20, 5, false);
+    let j = d.path().join("j");
+    write_journal(&j, &recs);
+    let root = d.path().join("root");
+    let o = apply(&root, &root.join(".state"), &j, &[]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("overlap"));
+    let o = apply(&d.path().join("j/restored"), &d.path().join("s"), &j, &[]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("overlap"));
+}

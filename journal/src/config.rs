@@ -119,3 +119,53 @@ mod tests {
         assert!(Config::parse("").is_ok());
     }
 }
+
+/// `p` made absolute with symlinks resolved as far as it exists (the rest appended as given):
+/// for paths that may not have been created yet.
+pub fn resolved_path(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            return rest.iter().rev().fold(c, |acc, n| acc.join(n));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                cur = parent;
+            }
+            _ => return abs,
+        }
+    }
+}
+
+/// Whether one of the two directories is, or lies inside, the other (after resolving
+/// symlinks): a journal or state directory inside a watched or replica root would be recorded
+/// or replaced as part of the tree.
+pub fn nested_dirs(a: &Path, b: &Path) -> bool {
+    let (a, b) = (resolved_path(a), resolved_path(b));
+    a.starts_with(&b) || b.starts_with(&a)
+}
+
+#[cfg(test)]
+mod nesting_tests {
+    use super::*;
+
+    #[test]
+    fn nested_dirs_sees_through_symlinks_and_missing_tails() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(&root, d.path().join("alias")).unwrap();
+        assert!(nested_dirs(&root, &d.path().join("alias/j/not/yet")));
+        assert!(nested_dirs(&root.join("x"), &root));
+        assert!(nested_dirs(&root, &root));
+        assert!(!nested_dirs(&root, &d.path().join("rootx")));
+        assert!(!nested_dirs(&root, &d.path().join("journal")));
+    }
+}

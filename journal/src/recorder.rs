@@ -906,6 +906,12 @@ impl Recorder {
             opts.root.display()
         );
         anyhow::ensure!(
+            !crate::config::nested_dirs(&opts.root, &opts.journal),
+            "the journal {} and the watched root {} overlap: the journal would record itself; put the journal outside the root",
+            opts.journal.display(),
+            opts.root.display()
+        );
+        anyhow::ensure!(
             rustix::process::geteuid().is_root(),
             "foxing-journal record needs root (CAP_BPF and CAP_PERFMON) to load its eBPF probes"
         );

@@ -190,3 +190,24 @@ fn prune_keeps_the_base_and_recover_reports() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("durable up to seq 402"));
 }
+
+/// A journal inside the watched root would record itself (its segments were read by every
+/// base and shipped as part of the tree): refused before anything is created.
+#[test]
+fn record_refuses_a_journal_inside_the_watched_root() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("src");
+    std::fs::create_dir(&root).unwrap();
+    let j = root.join(".journal");
+    let o = fj(&[
+        "record",
+        "--root",
+        root.to_str().unwrap(),
+        "--journal",
+        j.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("overlap"), "{err}");
+    assert!(!j.exists(), "nothing created");
+}

@@ -151,6 +151,23 @@ fn resolve(a: Args) -> anyhow::Result<Cli> {
         at_any_record: a.at_any_record,
         json: a.json,
     };
+    // A state directory (checkpoint, archive) or journal inside the replica root would be
+    // replaced by the tree it replicates; a root inside them, written over by them.
+    let nested = foxing_journal::config::nested_dirs;
+    if nested(&cli.root, &cli.state) {
+        bail!(
+            "the state directory {} and the replica root {} overlap; put the state outside the root",
+            cli.state.display(),
+            cli.root.display()
+        );
+    }
+    if let Some(j) = cli.journal.as_ref().filter(|j| nested(&cli.root, j)) {
+        bail!(
+            "the journal {} and the replica root {} overlap; restore into a directory outside the journal",
+            j.display(),
+            cli.root.display()
+        );
+    }
     if !network && (cli.archive_only || cli.metrics_listen.is_some()) {
         bail!("--archive-only and --metrics-listen need --connect");
     }
