@@ -54,12 +54,19 @@ pub struct ApplyStats {
     pub skipped_in_gap: u64,
 }
 
+/// The xattr holding file capabilities, which the kernel removes on every write.
+const SECURITY_CAPABILITY: &[u8] = b"security.capability";
+
 /// Per-session apply state (resync times, hard-link groups, base tracking).
 #[derive(Default)]
 pub struct Applier {
     pub stats: ApplyStats,
     /// Times from the last Resync of a path, re-applied after its data (writes move mtime).
     resync_times: HashMap<RelPath, (i64, i64)>,
+    /// security.capability from the last Resync of a path, set again after each ResyncData
+    /// write of its content (the kernel removes file capabilities on every write, even a
+    /// root's) until another record names the path.
+    resync_caps: HashMap<RelPath, Vec<u8>>,
     /// Source (dev, ino) -> a replica path already holding it (hard links across a base).
     links: HashMap<(u64, u64), (RelPath, u64)>,
     base: Option<BaseTracking>,
@@ -245,6 +252,12 @@ impl Applier {
                 .map(|b| b.begin_seq),
             _ => None,
         };
+        if !self.resync_caps.is_empty() && !matches!(r.op, Op::ResyncData { .. }) {
+            // A change after the read (a write removed the capability on the source too).
+            for p in r.op.paths() {
+                self.resync_caps.remove(p);
+            }
+        }
         let res = self.apply_op(t, r);
         if let (Ok(()), Some(begin)) = (&res, healing_base_begin) {
             for w in self.gap_windows.iter_mut().filter(|w| w.0 < begin) {
@@ -466,6 +479,9 @@ impl Applier {
                 if self.regular(t, path)? {
                     t.write_at(path, *offset, data)?;
                     self.stats.bytes_written += data.len() as u64;
+                    if let Some(cap) = self.resync_caps.get(path) {
+                        t.set_xattr(path, SECURITY_CAPABILITY, cap)?;
+                    }
                     if let Some(&(a, m)) = self.resync_times.get(path) {
                         t.set_times(path, Some(a), Some(m))?;
                     }
@@ -804,6 +820,14 @@ impl Applier {
                 .insert(p.clone(), (m.atime_ns, m.mtime_ns));
         } else {
             self.resync_times.remove(p);
+        }
+        match m.xattrs.iter().find(|x| x.name == SECURITY_CAPABILITY) {
+            Some(x) if kind == NodeKind::Regular => {
+                self.resync_caps.insert(p.clone(), x.value.clone());
+            }
+            _ => {
+                self.resync_caps.remove(p);
+            }
         }
         Ok(())
     }

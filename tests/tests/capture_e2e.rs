@@ -273,6 +273,39 @@ fn sqlite_wal_under_concurrent_writers_replicates_and_restores_at_30_cut_points(
     );
 }
 
+/// File capabilities (security.capability) on files the recorder reads whole: a base, or an
+/// arrival from outside the root as here. The Resync set the xattr, then the content's
+/// ResyncData writes made the kernel remove it (it does on every write, even a root's): the
+/// replica's copy of a capability binary lost its capability (found by hand, 2026-12-01). The
+/// applier sets it again after each such write. A live write on the source removes it there
+/// too, and so on the replica.
+#[test]
+fn file_capabilities_of_files_read_whole_survive_their_content() {
+    if !require_bpf() {
+        return;
+    }
+    record_on_tmpfs_and_compare(|src| {
+        python_in(
+            src.parent().unwrap(),
+            r#"
+import os, struct
+# VFS_CAP_REVISION_2 with the effective flag, cap_net_raw (13) permitted
+cap = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+os.mkdir("outside")
+for n in ("kept", "written"):
+    open("outside/" + n, "wb").write(os.urandom(3 << 20))
+    os.setxattr("outside/" + n, "security.capability", cap)
+os.rename("outside/kept", "src/kept")
+os.rename("outside/written", "src/written")
+with open("src/written", "r+b") as f:
+    f.write(b"a write removes the capability")
+"#,
+        );
+        let caps = |n: &str| xattr_names(&src.join(n)).contains(&"security.capability".into());
+        assert!(caps("kept") && !caps("written"), "the kernel's behaviour");
+    });
+}
+
 /// A watched root replaced while recording (`mv data data.old; mv restored data`: a data
 /// directory restored from a backup). The probes kept reporting the moved-away directory
 /// (journaled as if it were the root) while the recorder's reads by path read the new one, and
@@ -945,6 +978,21 @@ fn collapse_and_insert_range_replicate_to_a_filesystem_without_them() {
 
 /// Runs a workload command (a child process: the recorder ignores its own) and asserts it
 /// succeeded.
+/// The names of `p`'s extended attributes.
+fn xattr_names(p: &Path) -> Vec<String> {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import os, sys; print(' '.join(os.listxattr(sys.argv[1])))")
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 fn run_ok(cmd: &mut std::process::Command) {
     let out = cmd.output().unwrap();
     assert!(
