@@ -476,6 +476,9 @@ pub struct Recorder {
     special_modes: crate::modes::SpecialModes,
     /// When the root path was last found to name the watched directory (`check_root`).
     last_root_check: Instant,
+    /// The root as given (`opts.root` is its canonical path): a symlink flipped to another
+    /// directory (`ln -sfn releases/v2 current`) makes it name another directory.
+    given_root: PathBuf,
     /// Gaps opened by `gap_after` (each journals the events converted before it).
     gaps_after: u64,
     /// Gap records journaled in this batch whose heal (a base) is still due.
@@ -937,8 +940,10 @@ impl Recorder {
         .context("cannot load the eBPF probes")?;
         let views = crate::views::Views::new(&root)
             .with_context(|| format!("cannot open the watched root {}", root.display()))?;
+        let given_root = opts.root.clone();
         let opts = RecorderOptions { root, ..opts };
         Ok(Recorder {
+            given_root,
             opts,
             durable_seq: journal.durable_seq(),
             journal: Some(journal),
@@ -1200,7 +1205,7 @@ impl Recorder {
     fn check_root(&mut self) -> anyhow::Result<()> {
         self.last_root_check = Instant::now();
         let (was_dev, was_ino) = self.probes.root_id();
-        let now = match std::fs::metadata(&self.opts.root) {
+        let now = match std::fs::metadata(&self.given_root) {
             Ok(md) if (foxing_probes::kernel_dev(md.dev()), md.ino()) == (was_dev, was_ino) => {
                 return Ok(())
             }
@@ -1212,7 +1217,7 @@ impl Recorder {
             Err(e) => format!("gone: {e}"),
         };
         Err(RootReplaced {
-            root: self.opts.root.display().to_string(),
+            root: self.given_root.display().to_string(),
             was_dev,
             was_ino,
             now,
