@@ -898,6 +898,21 @@ fn data_ranges(f: &File, from: u64, size: u64) -> Vec<(u64, u64)> {
     out
 }
 
+/// The xattr holding a file's access ACL, whose mask is the mode's group bits.
+const POSIX_ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+
+/// After setting or removing an access ACL, the mode to journal, from `i_mode` after the call:
+/// setting one by a caller outside the file's group without CAP_FSETID clears setgid
+/// (`posix_acl_update_mode`), which the root applier's own call would not, as `cp -a` of a
+/// directory into a setgid directory does. Journaled whenever the mode has no setgid bit then
+/// (a Chmod to the mode the ACL gave is harmless); None for other names, symlinks, or setgid
+/// still set.
+fn acl_mode_after(name: &[u8], i_mode: Option<u32>) -> Option<u32> {
+    let m = i_mode?;
+    (name == POSIX_ACL_ACCESS && m & 0o170000 != 0o120000 && m & 0o170000 != 0 && m & 0o2000 == 0)
+        .then_some(m & 0o7777)
+}
+
 impl Recorder {
     pub fn start(opts: RecorderOptions) -> anyhow::Result<Recorder> {
         use anyhow::Context;
@@ -1719,18 +1734,24 @@ impl Recorder {
             FX_OP_FSETXATTR => {
                 let (name, value) = split_nul(&ev.data);
                 out.push(mk(Op::SetXattr {
-                    path,
+                    path: path.clone(),
                     name: name.to_vec(),
                     value: value.to_vec(),
                     flags: 0,
                 }));
+                if let Some(mode) = acl_mode_after(name, Some(h.mode)) {
+                    out.push(mk(Op::Chmod { path, mode }));
+                }
             }
             FX_OP_FREMOVEXATTR => {
                 let (name, _) = split_nul(&ev.data);
                 out.push(mk(Op::RemoveXattr {
-                    path,
+                    path: path.clone(),
                     name: name.to_vec(),
                 }));
+                if let Some(mode) = acl_mode_after(name, Some(h.mode)) {
+                    out.push(mk(Op::Chmod { path, mode }));
+                }
             }
             other => tracing::warn!(op = other, "unknown event op skipped"),
         }
@@ -2004,13 +2025,20 @@ impl Recorder {
                     // file's group without CAP_FSETID, which only the source shows.
                     // The file is remembered with the mode journaled, not the one read now (a
                     // write may have dropped the bits since; its event compares with this).
+                    // (Directories too: chmod g+s of a setgid directory's child by one outside
+                    // its group, as `cp -r` does, left it setgid on the replica.)
                     if asked & 0o6000 != 0 {
-                        if let Some((key, now)) = self.source_file_mode(&p, true) {
-                            if asked & 0o2000 != 0 && now & 0o7777 == asked & !0o2000 {
+                        let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+                        if let Ok(md) = std::fs::metadata(full) {
+                            let now = md.mode() & 0o7777;
+                            if asked & 0o2000 != 0 && now == asked & !0o2000 {
                                 self.stats.implicit_mode_changes += 1;
-                                mode = now & 0o7777;
+                                mode = now;
                             }
-                            self.special_modes.journaled(key, 0o100000 | mode);
+                            if md.is_file() {
+                                let key = (foxing_probes::kernel_dev(md.dev()), md.ino());
+                                self.special_modes.journaled(key, 0o100000 | mode);
+                            }
                         }
                     }
                     out.push(mk(Op::Chmod { path: p, mode }));
@@ -2069,22 +2097,37 @@ impl Recorder {
                 let follow = h.flags & FX_F_NOFOLLOW == 0;
                 if let Some(p) = p1 {
                     let (name, value) = split_nul(&ev.data);
+                    // An access ACL sets the mode (read from the source: no inode here).
+                    let acl_mode = if name == POSIX_ACL_ACCESS {
+                        let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+                        let md = if follow {
+                            std::fs::metadata(full)
+                        } else {
+                            std::fs::symlink_metadata(full)
+                        };
+                        acl_mode_after(name, md.ok().map(|m| m.mode()))
+                    } else {
+                        None
+                    };
                     out.push(mk(match (h.op == FX_OP_PATH_SETXATTR, follow) {
                         (true, _) => Op::SetXattr {
-                            path: p,
+                            path: p.clone(),
                             name: name.to_vec(),
                             value: value.to_vec(),
                             flags: if follow { XATTR_FOLLOW } else { 0 },
                         },
                         (false, true) => Op::RemoveXattrFollow {
-                            path: p,
+                            path: p.clone(),
                             name: name.to_vec(),
                         },
                         (false, false) => Op::RemoveXattr {
-                            path: p,
+                            path: p.clone(),
                             name: name.to_vec(),
                         },
                     }));
+                    if let Some(mode) = acl_mode {
+                        out.push(mk(Op::Chmod { path: p, mode }));
+                    }
                 }
             }
             FX_OP_PATH_MKNOD => {

@@ -1056,7 +1056,7 @@ with open("keep", "a") as f: f.write("b")
         python_in(
             src,
             r#"
-import os
+import os, struct
 os.setgroups([])
 os.setresgid(1000, 65534, 1000)
 os.setresuid(1000, 65534, 1000)
@@ -1072,6 +1072,12 @@ for i in range(10):
     os.mkfifo(f"sg/p{i}.tmp"); os.rename(f"sg/p{i}.tmp", f"sg/p{i}")
     os.symlink("y", f"top{i}.tmp"); os.rename(f"top{i}.tmp", f"top{i}")
 os.symlink("x", "sg/stays"); os.mkfifo("sg/fifo")
+# `cp -r`/`cp -a` of directories into a setgid directory: chmod g+s and an access ACL, set by
+# one outside the group, leave them without setgid.
+os.mkdir("sg/cp"); os.chmod("sg/cp", 0o2775)
+acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, 0xffffffff) for t, p in ((1, 7), (4, 5), (0x20, 5)))
+os.mkdir("sg/acl"); os.setxattr("sg/acl", "system.posix_acl_access", acl)
+os.mkdir("sg/facl"); fd = os.open("sg/facl", os.O_RDONLY); os.setxattr(fd, "system.posix_acl_access", acl); os.close(fd)
 "#,
         );
         let mode = |n: &str| std::fs::metadata(src.join(n)).unwrap().mode() & 0o7777;
@@ -1090,9 +1096,13 @@ os.symlink("x", "sg/stays"); os.mkfifo("sg/fifo")
         let md = std::fs::symlink_metadata(src.join("sg/l3")).unwrap();
         assert_eq!((md.uid(), md.gid()), (65534, 1));
         assert_eq!(mode("sg/d3"), 0o2755);
+        assert_eq!(
+            [mode("sg/cp"), mode("sg/acl"), mode("sg/facl")],
+            [0o775, 0o755, 0o755]
+        );
     });
-    // f, g, h, o dropped their bits; grp's setgid was stripped.
-    assert_eq!(stats.implicit_mode_changes, 5, "{stats:?}");
+    // f, g, h, o dropped their bits; grp's and sg/cp's setgid was stripped.
+    assert_eq!(stats.implicit_mode_changes, 6, "{stats:?}");
 }
 
 /// How most programs save a file: write it under a temporary name (here in writes larger than
