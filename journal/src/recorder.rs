@@ -1215,7 +1215,6 @@ impl Recorder {
         }
     }
 
-    /// Drains the ring buffer, waiting up to `timeout` for the first event; journals them.
     /// Fails with [`RootReplaced`] when the root path no longer names the watched directory.
     fn check_root(&mut self) -> anyhow::Result<()> {
         self.last_root_check = Instant::now();
@@ -1240,6 +1239,7 @@ impl Recorder {
         .into())
     }
 
+    /// Drains the ring buffer, waiting up to `timeout` for the first event; journals them.
     pub fn pump(&mut self, timeout: Duration) -> anyhow::Result<usize> {
         let mut evs = std::mem::take(&mut self.events);
         evs.clear();
@@ -2020,13 +2020,12 @@ impl Recorder {
                 if let Some(p) = p1 {
                     let asked = h.arg as u32 & 0o7777;
                     let mut mode = asked;
-                    // Setting setuid/setgid: the file is remembered for the bits' later drop
-                    // (see `crate::modes`); and the kernel clears setgid for a caller outside the
-                    // file's group without CAP_FSETID, which only the source shows.
-                    // The file is remembered with the mode journaled, not the one read now (a
-                    // write may have dropped the bits since; its event compares with this).
-                    // (Directories too: chmod g+s of a setgid directory's child by one outside
-                    // its group, as `cp -r` does, left it setgid on the replica.)
+                    // Asking for setuid/setgid: the kernel clears setgid for a caller outside
+                    // the entry's group without CAP_FSETID (any file type: `cp -r` into a setgid
+                    // directory chmods each directory it makes), which only the source shows.
+                    // A regular file is remembered for a later drop of its bits (`crate::modes`)
+                    // with the mode journaled, not the one read now (a write may have dropped
+                    // them since; its event compares with this).
                     if asked & 0o6000 != 0 {
                         let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
                         if let Ok(md) = std::fs::metadata(full) {
