@@ -143,6 +143,9 @@ pub struct RecorderStats {
     /// or chown by a caller without CAP_FSETID, or chmod g+s by one outside the file's group),
     /// journaled as a `Chmod` after the call.
     pub implicit_mode_changes: u64,
+    /// Mount points under the root a filesystem was mounted on or unmounted from (mount,
+    /// umount, move_mount, pivot_root): each re-stated like an arrival.
+    pub mount_changes: u64,
     /// Ranges to re-read whose file was no longer at the written path when the recorder read
     /// it (renamed, replaced or removed right after the write): each inode is resynced where
     /// it is then (a gap healed without a base).
@@ -306,6 +309,14 @@ impl RecorderStats {
             "Absolute names from another mount namespace or root that could not be mapped (its processes were gone), path calls on a descriptor whose name was removed, and metadata calls through an arrived name removed before it was read; each is a gap healed by a base.",
             &l,
             self.unresolved_names,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_mount_changes_total",
+            "counter",
+            "Mount points under the root a filesystem was mounted on or unmounted from; each is re-stated from the source.",
+            &l,
+            self.mount_changes,
         );
         metric(
             &mut o,
@@ -1351,7 +1362,9 @@ impl Recorder {
                 self.note_mmap(ev);
             } else if ev.header.op == FX_OP_UNTRACKED {
                 self.untracked(ev, &mut out);
-            } else if (FX_OP_PATH_UNLINK..=FX_OP_PATH_MKNOD).contains(&ev.header.op) {
+            } else if (FX_OP_PATH_UNLINK..=FX_OP_PATH_MKNOD).contains(&ev.header.op)
+                || ev.header.op == FX_OP_PATH_MOUNT
+            {
                 let drains = self.gaps_after;
                 if let Err(e) = self.convert_path_op(ev, &mut out) {
                     self.in_resync = was_resyncing;
@@ -1826,7 +1839,7 @@ impl Recorder {
         // name and value there).
         let pair2 = matches!(
             h.op,
-            FX_OP_PATH_RENAME | FX_OP_PATH_LINK | FX_OP_PATH_SYMLINK
+            FX_OP_PATH_RENAME | FX_OP_PATH_LINK | FX_OP_PATH_SYMLINK | FX_OP_PATH_MOUNT
         );
         let p2 = if pair2 { lexical(d2, n2, true) } else { None };
         if unresolved {
@@ -2170,6 +2183,24 @@ impl Recorder {
                             gid,
                         },
                     }));
+                }
+            }
+            FX_OP_PATH_MOUNT => {
+                // A filesystem mounted on (or unmounted from, or moved to or from) a directory
+                // under the root: what the tree shows there changed wholesale, with no event
+                // for any entry. Re-stated like an arrival (removed, then read again). The
+                // root itself is `check_root`'s (its dev changes).
+                for p in [p1, p2].into_iter().flatten() {
+                    if p.as_bytes().is_empty() {
+                        continue;
+                    }
+                    self.stats.mount_changes += 1;
+                    tracing::info!(path = %p, "a mount change under the root: re-stating what the path shows now");
+                    let replaced = mk(Op::Resync {
+                        path: p.clone(),
+                        meta: None,
+                    });
+                    self.moved_in(p, replaced, out)?;
                 }
             }
             other => tracing::warn!(op = other, "unknown path event skipped"),

@@ -53,6 +53,9 @@ enum fx_op {
 	 * oversized io_submit): arg = what (io_uring opcode, or the AIO iocb limit); path set when
 	 * the file is known. The recorder journals a gap and heals it with a base. */
 	FX_OP_UNTRACKED = 30,
+	/* path-based (as 16-27): mount, umount (1 = the mount point), move_mount and pivot_root
+	 * (1 = the place left, 2 = the place reached): what the tree shows there changed */
+	FX_OP_PATH_MOUNT = 31,
 };
 
 enum fx_flags {

@@ -143,40 +143,40 @@ EXIT(mknod, FX_OP_PATH_MKNOD, false)
 ENTER(mknodat) { return save(ctx->args[0], ctx->args[1], 0, 0, ctx->args[3], ctx->args[2]); }
 EXIT(mknodat, FX_OP_PATH_MKNOD, false)
 
-/* Mount changes move paths without a rename: they only invalidate the path cache. Counted for
- * every task, the recorder's own included. */
-static __always_inline int mount_enter(void)
+/* Mount changes move paths without a rename: they invalidate the path cache (counted for every
+ * task, the recorder's own included), and one under the watched root replaces what the tree
+ * shows there (a filesystem mounted on a directory, or unmounted from it): a path event for the
+ * mount point (FX_OP_PATH_MOUNT; for move_mount the place left and the place reached), which the
+ * recorder re-states like an arrival. */
+#define FX_MOVE_MOUNT_F_EMPTY_PATH 0x4
+
+static __always_inline int mount_enter(__u64 dfd1, __u64 p1, __u64 dfd2, __u64 p2)
 {
-	struct fx_args a = { .ns_change = 1 };
+	struct fx_args a = { .fd = dfd1, .buf = p1, .count = dfd2, .pos = p2, .ns_change = 1 };
 	fx_ns_change_begin();
+	fx_names_enter(&a);
 	if (!fx_save_args(&a))
 		fx_ns_change_end();
 	return 0;
 }
 
-static __always_inline int mount_exit(void)
-{
-	struct fx_args args;
-	if (fx_take_args(&args) && args.ns_change)
-		fx_ns_change_end();
-	return 0;
-}
-
 SEC("tracepoint/syscalls/sys_enter_mount")
-int fx_enter_mount(struct trace_event_raw_sys_enter *ctx) { return mount_enter(); }
-SEC("tracepoint/syscalls/sys_exit_mount")
-int fx_exit_mount(struct trace_event_raw_sys_exit *ctx) { return mount_exit(); }
+int fx_enter_mount(struct trace_event_raw_sys_enter *ctx) { return mount_enter(FX_AT_FDCWD, ctx->args[1], 0, 0); }
+EXIT(mount, FX_OP_PATH_MOUNT, false)
 SEC("tracepoint/syscalls/sys_enter_umount")
-int fx_enter_umount(struct trace_event_raw_sys_enter *ctx) { return mount_enter(); }
-SEC("tracepoint/syscalls/sys_exit_umount")
-int fx_exit_umount(struct trace_event_raw_sys_exit *ctx) { return mount_exit(); }
+int fx_enter_umount(struct trace_event_raw_sys_enter *ctx) { return mount_enter(FX_AT_FDCWD, ctx->args[0], 0, 0); }
+EXIT(umount, FX_OP_PATH_MOUNT, false)
+/* move_mount(from_dfd, from_path, to_dfd, to_path, flags): a new mount (fsmount's detached
+ * tree, MOVE_MOUNT_F_EMPTY_PATH) left no place: no first place then. */
 SEC("tracepoint/syscalls/sys_enter_move_mount")
-int fx_enter_move_mount(struct trace_event_raw_sys_enter *ctx) { return mount_enter(); }
-SEC("tracepoint/syscalls/sys_exit_move_mount")
-int fx_exit_move_mount(struct trace_event_raw_sys_exit *ctx) { return mount_exit(); }
+int fx_enter_move_mount(struct trace_event_raw_sys_enter *ctx)
+{
+	bool detached = ctx->args[4] & FX_MOVE_MOUNT_F_EMPTY_PATH;
+	return mount_enter(detached ? FX_NO_DIR : ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+}
+EXIT(move_mount, FX_OP_PATH_MOUNT, true)
 SEC("tracepoint/syscalls/sys_enter_pivot_root")
-int fx_enter_pivot_root(struct trace_event_raw_sys_enter *ctx) { return mount_enter(); }
-SEC("tracepoint/syscalls/sys_exit_pivot_root")
-int fx_exit_pivot_root(struct trace_event_raw_sys_exit *ctx) { return mount_exit(); }
+int fx_enter_pivot_root(struct trace_event_raw_sys_enter *ctx) { return mount_enter(FX_AT_FDCWD, ctx->args[0], FX_AT_FDCWD, ctx->args[1]); }
+EXIT(pivot_root, FX_OP_PATH_MOUNT, true)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -38,6 +38,7 @@ pub const FX_OP_PATH_MKNOD: u32 = 27;
 pub const FX_OP_MSYNC: u32 = 28;
 pub const FX_OP_DIRTY_MAPPED: u32 = 29;
 pub const FX_OP_UNTRACKED: u32 = 30;
+pub const FX_OP_PATH_MOUNT: u32 = 31;
 
 pub const FX_F_INEXACT: u32 = 1;
 pub const FX_F_TRUNC: u32 = 2;

@@ -6,7 +6,7 @@ use std::process::Command;
 use foxing_probes::layout::*;
 
 /// Every op code and flag, C name and Rust value.
-const OPS: [(&str, u32); 47] = [
+const OPS: [(&str, u32); 48] = [
     ("FX_OP_WRITE", FX_OP_WRITE),
     ("FX_OP_TRUNCATE", FX_OP_TRUNCATE),
     ("FX_OP_FSYNC", FX_OP_FSYNC),
@@ -37,6 +37,7 @@ const OPS: [(&str, u32); 47] = [
     ("FX_OP_MSYNC", FX_OP_MSYNC),
     ("FX_OP_DIRTY_MAPPED", FX_OP_DIRTY_MAPPED),
     ("FX_OP_UNTRACKED", FX_OP_UNTRACKED),
+    ("FX_OP_PATH_MOUNT", FX_OP_PATH_MOUNT),
     ("FX_F_INEXACT", FX_F_INEXACT),
     ("FX_F_TRUNC", FX_F_TRUNC),
     ("FX_F_CREATED", FX_F_CREATED),

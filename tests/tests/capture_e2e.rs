@@ -306,6 +306,45 @@ with open("src/written", "r+b") as f:
     });
 }
 
+/// A filesystem mounted on a directory under the root, or unmounted from it, changes what the
+/// tree shows there with no event for any entry: the replica kept the mounted filesystem's
+/// files after the unmount (found by hand, 2026-12-01). Mount points are now re-stated like
+/// arrivals: mount(2) and umount2 (util-linux 2.38), and the new mount API's move_mount
+/// (fsopen/fsmount, util-linux 2.39+), both attaching a new mount and moving one.
+#[test]
+fn mounts_and_unmounts_under_the_root_are_restated() {
+    if !require_bpf() {
+        return;
+    }
+    let stats = record_on_tmpfs_and_compare(|src| {
+        run_ok(std::process::Command::new("sh").current_dir(src).arg("-ec").arg(
+            "mkdir sub; echo under > sub/underlying; mount -t tmpfs tmpfs sub; echo mounted > sub/m
+             umount sub; echo after > sub/after
+             mkdir -p bind/deep; mount --bind sub bind/deep; umount bind/deep",
+        ));
+        python_in(
+            src,
+            r#"
+import ctypes, os
+sc = ctypes.CDLL(None, use_errno=True).syscall
+sc.restype = ctypes.c_long
+fs = sc(430, b"tmpfs", 0)                            # fsopen
+assert fs >= 0 and sc(431, fs, 6, None, None, 0) == 0  # fsconfig(FSCONFIG_CMD_CREATE)
+m = sc(432, fs, 0, 0)                                # fsmount
+assert m >= 0
+os.mkdir("nm"); open("nm/under", "w").write("u")
+assert sc(429, m, b"", -100, b"nm", 4) == 0           # move_mount(MOVE_MOUNT_F_EMPTY_PATH)
+open("nm/inmount", "w").write("m")
+os.mkdir("nm2")
+assert sc(429, -100, b"nm", -100, b"nm2", 0) == 0     # moved: nm shows "under" again
+"#,
+        );
+        run_ok(std::process::Command::new("umount").arg(src.join("nm2")));
+    });
+    // sub (mount, umount), bind/deep (mount, umount), nm (attach, move), nm2 (move, umount).
+    assert!(stats.mount_changes >= 8, "{stats:?}");
+}
+
 /// A watched root replaced while recording (`mv data data.old; mv restored data`: a data
 /// directory restored from a backup). The probes kept reporting the moved-away directory
 /// (journaled as if it were the root) while the recorder's reads by path read the new one, and
