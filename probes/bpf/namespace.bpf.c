@@ -143,6 +143,26 @@ EXIT(mknod, FX_OP_PATH_MKNOD, false)
 ENTER(mknodat) { return save(ctx->args[0], ctx->args[1], 0, 0, ctx->args[3], ctx->args[2]); }
 EXIT(mknodat, FX_OP_PATH_MKNOD, false)
 
+/* bind(2) of an AF_UNIX socket to a path creates a socket file there, as mknod(S_IFSOCK)
+ * would (`srwx` files such as mysql.sock in a data directory): sent as that mknod, the name
+ * relative to the cwd, mode as unix_bind gives it (0777 less the umask). Abstract names
+ * (first byte 0) are no files; other families return at the first read. */
+#define FX_AF_UNIX 1
+#define FX_S_IFSOCK 0140000
+ENTER(bind)
+{
+	__u64 addr = ctx->args[1];
+	__u16 family = 0;
+	char first = 0;
+	if (ctx->args[2] < 3 || bpf_probe_read_user(&family, sizeof(family), (void *)addr) ||
+	    family != FX_AF_UNIX)
+		return 0;
+	if (bpf_probe_read_user(&first, 1, (void *)(addr + 2)) || first == 0)
+		return 0;
+	return save(FX_AT_FDCWD, addr + 2, 0, 0, 0, FX_S_IFSOCK | 0777);
+}
+EXIT(bind, FX_OP_PATH_MKNOD, false)
+
 /* Mount changes move paths without a rename: they invalidate the path cache (counted for every
  * task, the recorder's own included), and one under the watched root replaces what the tree
  * shows there (a filesystem mounted on a directory, or unmounted from it): a path event for the

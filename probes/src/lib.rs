@@ -116,6 +116,8 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("fx_exit_mknod", "sys_exit_mknod"),
     ("fx_enter_mknodat", "sys_enter_mknodat"),
     ("fx_exit_mknodat", "sys_exit_mknodat"),
+    ("fx_enter_bind", "sys_enter_bind"),
+    ("fx_exit_bind", "sys_exit_bind"),
     ("fx_enter_utimensat", "sys_enter_utimensat"),
     ("fx_exit_utimensat", "sys_exit_utimensat"),
     ("fx_enter_utime", "sys_enter_utime"),

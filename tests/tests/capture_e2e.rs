@@ -310,9 +310,11 @@ with open("src/written", "r+b") as f:
 /// tree shows there with no event for any entry: the replica kept the mounted filesystem's
 /// files after the unmount (found by hand, 2026-12-01). Mount points are now re-stated like
 /// arrivals: mount(2) and umount2 (util-linux 2.38), and the new mount API's move_mount
-/// (fsopen/fsmount, util-linux 2.39+), both attaching a new mount and moving one.
+/// (fsopen/fsmount, util-linux 2.39+), both attaching a new mount and moving one. Also made
+/// without a file syscall: a socket file, by bind(2) of an AF_UNIX socket (a server's
+/// `mysql.sock` in its data directory), which the replica never had.
 #[test]
-fn mounts_and_unmounts_under_the_root_are_restated() {
+fn mount_points_and_bound_unix_sockets_reach_the_replica() {
     if !require_bpf() {
         return;
     }
@@ -337,6 +339,12 @@ assert sc(429, m, b"", -100, b"nm", 4) == 0           # move_mount(MOVE_MOUNT_F_
 open("nm/inmount", "w").write("m")
 os.mkdir("nm2")
 assert sc(429, -100, b"nm", -100, b"nm2", 0) == 0     # moved: nm shows "under" again
+import socket
+os.mkdir("run"); os.umask(0o077)
+socks = [socket.socket(socket.AF_UNIX) for _ in range(3)]
+socks[0].bind("run/server.sock"); socks[1].bind("gone.sock"); os.unlink("gone.sock")
+socks[2].bind(b"\0abstract")                          # no file
+socket.socket(socket.AF_INET).bind(("127.0.0.1", 0))  # no file
 "#,
         );
         run_ok(std::process::Command::new("umount").arg(src.join("nm2")));
