@@ -76,12 +76,18 @@ pub const MISSED_RUNS_CHECK_MS: u64 = 100;
 /// arrives (a drain with events checks it every time, before converting them).
 pub const ROOT_CHECK_IDLE_MS: u64 = 1_000;
 
+/// The kernel's dev_t (what the probes and `RootReplaced` carry) of a file's filesystem.
+pub fn kernel_dev_of(md: &std::fs::Metadata) -> u64 {
+    foxing_probes::kernel_dev(md.dev())
+}
+
 /// The root path no longer names the directory the probes watch: it was moved, removed or
 /// replaced (`mv data data.old; mv restored data`), or a filesystem was mounted over it. The
 /// probes would keep reporting the old directory while every read by path (re-reads, heals,
 /// bases) reads the new one, and changes under the new one would go unseen. The recorder
 /// stops at the last batch it verified; `foxing-journal record` starts again on what the path
-/// names then (a new base).
+/// names then (a new base), if that is on the same filesystem (an unmounted data filesystem
+/// leaves an empty mount point, which would empty every replica: an operator decides).
 #[derive(Debug, thiserror::Error)]
 #[error(
     "the watched root {root} no longer names the directory being recorded (was dev {was_dev:#x} ino {was_ino}, now {now}): it was moved, removed, replaced or mounted over"

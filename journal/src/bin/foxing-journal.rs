@@ -675,12 +675,13 @@ fn record(
             // The root path names another directory now (or none): record that one, from a new
             // base, once the path names a directory again.
             Err(e) if e.is::<RootReplaced>() && !stop.load(Ordering::Relaxed) => {
+                let was_dev = e.downcast_ref::<RootReplaced>().map(|r| r.was_dev);
                 tracing::error!(
-                    "{e}; what was journaled before is durable; recording starts again on what {} names now, with a new base",
+                    "{e}; what was journaled before is durable; recording starts again on what {} names now, with a new base, once it is a directory on the same filesystem",
                     root.display()
                 );
                 drop(rec);
-                if !wait_for_root_dir(&root, &stop) {
+                if !wait_for_root_dir(&root, was_dev, &stop) {
                     return Ok(ExitCode::SUCCESS);
                 }
             }
@@ -737,28 +738,36 @@ const ROOT_WAIT_POLL_MS: u64 = 1_000;
 /// How often it says it is still waiting.
 const ROOT_WAIT_LOG_S: u64 = 60;
 
-/// Waits until `root` names a directory; false when stopped first (SIGTERM/SIGINT).
-fn wait_for_root_dir(root: &Path, stop: &std::sync::atomic::AtomicBool) -> bool {
+/// Waits until `root` names a directory on the filesystem the recorder watched (`dev`, a
+/// kernel dev): false when stopped first (SIGTERM/SIGINT). A directory on another filesystem
+/// means one was unmounted from the path (or mounted over it): recording the empty mount point
+/// would empty every replica, so that takes an operator's restart of the recorder.
+fn wait_for_root_dir(root: &Path, dev: Option<u64>, stop: &std::sync::atomic::AtomicBool) -> bool {
     use std::sync::atomic::Ordering;
     let since = std::time::Instant::now();
-    let mut logged = since;
+    let mut logged: Option<std::time::Instant> = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             return false;
         }
-        match std::fs::metadata(root) {
-            Ok(md) if md.is_dir() => return true,
-            r => {
-                if logged.elapsed().as_secs() >= ROOT_WAIT_LOG_S || logged == since {
-                    logged = std::time::Instant::now();
-                    tracing::warn!(
-                        root = %root.display(),
-                        waited_s = since.elapsed().as_secs(),
-                        now = %match r { Ok(_) => "not a directory".to_string(), Err(e) => e.to_string() },
-                        "waiting for the watched root to name a directory again"
-                    );
+        let why = match std::fs::metadata(root) {
+            Ok(md) if md.is_dir() => match dev {
+                Some(d) if foxing_journal::recorder::kernel_dev_of(&md) != d => {
+                    "a directory on another filesystem (one was unmounted from the path or mounted over it): restart the recorder to record it, or mount the filesystem back".to_string()
                 }
-            }
+                _ => return true,
+            },
+            Ok(_) => "not a directory".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if logged.is_none_or(|t| t.elapsed().as_secs() >= ROOT_WAIT_LOG_S) {
+            logged = Some(std::time::Instant::now());
+            tracing::warn!(
+                root = %root.display(),
+                waited_s = since.elapsed().as_secs(),
+                now = %why,
+                "waiting for the watched root to name a directory again"
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(ROOT_WAIT_POLL_MS));
     }
