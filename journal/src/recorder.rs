@@ -1953,8 +1953,9 @@ impl Recorder {
                             path: from.clone(),
                             kind: EntryKind::CharDevice { rdev: 0 },
                             mode: 0,
-                            uid: h.uid,
-                            gid: h.gid,
+                            // The creator's fsuid/fsgid, as for any new node.
+                            uid: h.owner_uid,
+                            gid: h.owner_gid,
                         })
                     })
                 };
