@@ -353,6 +353,30 @@ socket.socket(socket.AF_INET).bind(("127.0.0.1", 0))  # no file
     assert!(stats.mount_changes >= 8, "{stats:?}");
 }
 
+/// `foxing-journal record` on `src` into `jdir` as a child process (stderr to `log`).
+fn spawn_recorder(src: &Path, jdir: &Path, log: &Path, extra: &[&str]) -> foxing_tests::Proc {
+    foxing_tests::Proc::spawn(
+        "recorder",
+        std::process::Command::new(foxing_tests::workspace_bin("foxing-journal"))
+            .arg("record")
+            .arg("--root")
+            .arg(src)
+            .arg("--journal")
+            .arg(jdir)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap()),
+    )
+}
+
+/// The bases of `jdir`'s journal that have their end (0 while it cannot be opened).
+fn complete_bases(jdir: &Path) -> usize {
+    JournalReader::open(jdir)
+        .and_then(|r| r.bases())
+        .map(|b| b.iter().filter(|b| b.end_seq.is_some()).count())
+        .unwrap_or(0)
+}
+
 /// A watched root replaced while recording (`mv data data.old; mv restored data`: a data
 /// directory restored from a backup). The probes kept reporting the moved-away directory
 /// (journaled as if it were the root) while the recorder's reads by path read the new one, and
@@ -365,33 +389,16 @@ fn a_replaced_root_is_detected_and_recording_follows_the_path() {
     if !require_bpf() {
         return;
     }
-    let bin = foxing_tests::workspace_bin;
     let d = tempfile::tempdir().unwrap();
     let src = d.path().join("src");
     let jdir = d.path().join("journal");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("first"), b"in the first root").unwrap();
     let log = d.path().join("recorder.log");
-    let mut rec = foxing_tests::Proc::spawn(
-        "recorder",
-        std::process::Command::new(bin("foxing-journal"))
-            .arg("record")
-            .arg("--root")
-            .arg(&src)
-            .arg("--journal")
-            .arg(&jdir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap()),
-    );
-    let complete_bases = || {
-        JournalReader::open(&jdir)
-            .and_then(|r| r.bases())
-            .map(|b| b.iter().filter(|b| b.end_seq.is_some()).count())
-            .unwrap_or(0)
-    };
+    let mut rec = spawn_recorder(&src, &jdir, &log, &[]);
     let wait_bases = |n: usize| {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while complete_bases() < n {
+        while complete_bases(&jdir) < n {
             assert!(
                 Instant::now() < deadline,
                 "{n} bases expected: {}",
@@ -454,27 +461,11 @@ fn prune_while_recording_goes_through_the_recorder() {
     let jdir = d.path().join("journal");
     std::fs::create_dir_all(&src).unwrap();
     let mport = foxing_tests::free_udp_port();
-    let mut rec = foxing_tests::Proc::spawn(
-        "recorder",
-        std::process::Command::new(bin("foxing-journal"))
-            .arg("record")
-            .arg("--root")
-            .arg(&src)
-            .arg("--journal")
-            .arg(&jdir)
-            .arg("--metrics-listen")
-            .arg(format!("127.0.0.1:{mport}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(d.path().join("recorder.log")).unwrap()),
-    );
-    let complete_bases = || {
-        JournalReader::open(&jdir)
-            .and_then(|r| r.bases())
-            .map(|b| b.iter().filter(|b| b.end_seq.is_some()).count())
-            .unwrap_or(0)
-    };
+    let metrics = format!("127.0.0.1:{mport}");
+    let log = d.path().join("recorder.log");
+    let mut rec = spawn_recorder(&src, &jdir, &log, &["--metrics-listen", &metrics]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while complete_bases() == 0 {
+    while complete_bases(&jdir) == 0 {
         assert!(Instant::now() < deadline, "no base");
         std::thread::sleep(Duration::from_millis(20));
     }
