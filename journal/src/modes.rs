@@ -40,10 +40,11 @@ impl SpecialModes {
         i_mode: u32,
         journals_mode: bool,
     ) -> Option<u32> {
-        if i_mode & S_IFMT != S_IFREG {
+        let perm = i_mode & 0o7777;
+        // The common case first: no setuid/setgid file remembered, none shown.
+        if i_mode & S_IFMT != S_IFREG || (self.modes.is_empty() && perm & SPECIAL_BITS == 0) {
             return None;
         }
-        let perm = i_mode & 0o7777;
         let before = self.modes.get(&key).copied();
         match before {
             None if perm & SPECIAL_BITS == 0 => None,

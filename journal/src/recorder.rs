@@ -1798,18 +1798,21 @@ impl Recorder {
     /// (`follows`: after a final symlink, as truncate, chown and chmod do); None when it names
     /// no regular file.
     fn source_file_mode(&self, p: &RelPath, follows: bool) -> Option<((u64, u64), u32)> {
-        use std::os::unix::fs::MetadataExt;
+        let md = self.source_meta(p, follows).filter(|m| m.is_file())?;
+        Some(((foxing_probes::kernel_dev(md.dev()), md.ino()), md.mode()))
+    }
+
+    /// What `p` names on the source now (`follows`: after a final symlink).
+    fn source_meta(&self, p: &RelPath, follows: bool) -> Option<std::fs::Metadata> {
         let full = self
             .opts
             .root
             .join(std::ffi::OsStr::from_bytes(p.as_bytes()));
-        let md = if follows {
-            std::fs::metadata(full)
+        if follows {
+            std::fs::metadata(full).ok()
         } else {
-            std::fs::symlink_metadata(full)
-        };
-        let md = md.ok().filter(|m| m.is_file())?;
-        Some(((foxing_probes::kernel_dev(md.dev()), md.ino()), md.mode()))
+            std::fs::symlink_metadata(full).ok()
+        }
     }
 
     /// Converts a path-based event (dir + name pairs, resolved here against the root).
@@ -2047,8 +2050,7 @@ impl Recorder {
                     // with the mode journaled, not the one read now (a write may have dropped
                     // them since; its event compares with this).
                     if asked & 0o6000 != 0 {
-                        let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
-                        if let Ok(md) = std::fs::metadata(full) {
+                        if let Some(md) = self.source_meta(&p, true) {
                             let now = md.mode() & 0o7777;
                             if asked & 0o2000 != 0 && now == asked & !0o2000 {
                                 self.stats.implicit_mode_changes += 1;
@@ -2118,13 +2120,7 @@ impl Recorder {
                     let (name, value) = split_nul(&ev.data);
                     // An access ACL sets the mode (read from the source: no inode here).
                     let acl_mode = if name == POSIX_ACL_ACCESS {
-                        let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
-                        let md = if follow {
-                            std::fs::metadata(full)
-                        } else {
-                            std::fs::symlink_metadata(full)
-                        };
-                        acl_mode_after(name, md.ok().map(|m| m.mode()))
+                        acl_mode_after(name, self.source_meta(&p, follow).map(|m| m.mode()))
                     } else {
                         None
                     };

@@ -353,30 +353,6 @@ socket.socket(socket.AF_INET).bind(("127.0.0.1", 0))  # no file
     assert!(stats.mount_changes >= 8, "{stats:?}");
 }
 
-/// `foxing-journal record` on `src` into `jdir` as a child process (stderr to `log`).
-fn spawn_recorder(src: &Path, jdir: &Path, log: &Path, extra: &[&str]) -> foxing_tests::Proc {
-    foxing_tests::Proc::spawn(
-        "recorder",
-        std::process::Command::new(foxing_tests::workspace_bin("foxing-journal"))
-            .arg("record")
-            .arg("--root")
-            .arg(src)
-            .arg("--journal")
-            .arg(jdir)
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap()),
-    )
-}
-
-/// The bases of `jdir`'s journal that have their end (0 while it cannot be opened).
-fn complete_bases(jdir: &Path) -> usize {
-    JournalReader::open(jdir)
-        .and_then(|r| r.bases())
-        .map(|b| b.iter().filter(|b| b.end_seq.is_some()).count())
-        .unwrap_or(0)
-}
-
 /// A watched root replaced while recording (`mv data data.old; mv restored data`: a data
 /// directory restored from a backup). The probes kept reporting the moved-away directory
 /// (journaled as if it were the root) while the recorder's reads by path read the new one, and
@@ -395,10 +371,10 @@ fn a_replaced_root_is_detected_and_recording_follows_the_path() {
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("first"), b"in the first root").unwrap();
     let log = d.path().join("recorder.log");
-    let mut rec = spawn_recorder(&src, &jdir, &log, &[]);
+    let mut rec = foxing_tests::start_recorder(&src, &jdir, &log, &[]);
     let wait_bases = |n: usize| {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while complete_bases(&jdir) < n {
+        while foxing_tests::complete_bases(&jdir) < n {
             assert!(
                 Instant::now() < deadline,
                 "{n} bases expected: {}",
@@ -407,7 +383,6 @@ fn a_replaced_root_is_detected_and_recording_follows_the_path() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    wait_bases(1);
     let old = d.path().join("old");
     python_in(
         d.path(),
@@ -463,12 +438,8 @@ fn prune_while_recording_goes_through_the_recorder() {
     let mport = foxing_tests::free_udp_port();
     let metrics = format!("127.0.0.1:{mport}");
     let log = d.path().join("recorder.log");
-    let mut rec = spawn_recorder(&src, &jdir, &log, &["--metrics-listen", &metrics]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while complete_bases(&jdir) == 0 {
-        assert!(Instant::now() < deadline, "no base");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Returns once the first base is complete.
+    let mut rec = foxing_tests::start_recorder(&src, &jdir, &log, &["--metrics-listen", &metrics]);
     // ~150 MB of incompressible writes: more than two 64 MiB segments.
     let workload = |seed: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_workload"))
