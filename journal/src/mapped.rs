@@ -7,7 +7,10 @@
 //! the 5 s flusher period), after which a new store reports the page again; docs/capture.md
 //! states this assumption. A page is journaled the first time it is read after it turned hot
 //! (the stores may precede the report's processing, so there is no "before" to compare with),
-//! then whenever its content hash changes. On filesystems without writeback reports (tmpfs)
+//! then whenever its content differs from what the journal last gave the replica for it: the
+//! hash of each page is kept in journal order, replaced by records that set the whole page
+//! (ResyncData) and forgotten by any other record that changes its bytes ([`MappedFiles::journaled`]).
+//! On filesystems without writeback reports (tmpfs)
 //! the mapped range of a file up to [`MAPPED_POLL_MAX_BYTES`] is polled for [`MAPPED_HOT_MS`]
 //! after each change.
 //!
@@ -17,7 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use foxing_proto::RelPath;
+use foxing_proto::record::{FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE};
+use foxing_proto::{Op, RelPath};
 
 pub const PAGE_BYTES: u64 = 4096;
 /// A page is re-read for this long after its last dirty report (or content change).
@@ -42,10 +46,29 @@ struct File {
     dev_ino: (u64, u64),
 }
 
+impl File {
+    /// Forgets the hashes of the pages that bytes `from..to` touch: the replica's copy of
+    /// them is no longer what was last re-read, so the next re-read journals them whatever
+    /// it finds.
+    fn forget(&mut self, from: u64, to: u64) {
+        let first = from / PAGE_BYTES;
+        let end = to.div_ceil(PAGE_BYTES).max(first);
+        if end - first <= self.hashes.len() as u64 {
+            for p in first..end {
+                self.hashes.remove(&p);
+            }
+        } else {
+            self.hashes.retain(|&p, _| p < first || p >= end);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct MappedFiles {
     files: HashMap<RelPath, File>,
     by_inode: HashMap<(u64, u64), RelPath>,
+    /// Other names (hard links) of tracked inodes that journaled records used.
+    other_names: HashMap<RelPath, (u64, u64)>,
     hasher: std::hash::RandomState,
 }
 
@@ -199,6 +222,86 @@ impl MappedFiles {
         });
         let files = &self.files;
         self.by_inode.retain(|_, p| files.contains_key(p));
+        let by_inode = &self.by_inode;
+        self.other_names.retain(|_, k| by_inode.contains_key(k));
+    }
+
+    /// A file event of inode `dev_ino` was journaled under `path`: if the inode is tracked
+    /// under another name (a hard link), records naming `path` change its pages too.
+    pub fn note_name(&mut self, dev_ino: (u64, u64), path: &RelPath) {
+        if self.by_inode.get(&dev_ino).is_some_and(|p| p != path) {
+            self.other_names.insert(path.clone(), dev_ino);
+        }
+    }
+
+    /// A record is being journaled (in journal order). The remembered hash of a page is the
+    /// content the replica holds for it as of the last record: a record that sets a page's
+    /// bytes (ResyncData of whole pages) replaces it, any other change of the bytes forgets it.
+    /// Without this, a page stored back through the mapping to the content last re-read after
+    /// a write() had changed it was taken as unchanged, and the replica kept the write's bytes
+    /// (regression test `mapped_pages_written_in_between_are_journaled_again`).
+    pub fn journaled(&mut self, op: &Op) {
+        let (path, from, to) = match op {
+            Op::Write { path, offset, data } => {
+                (path, *offset, offset.saturating_add(data.len() as u64))
+            }
+            Op::Dirty { path, offset, len } => (path, *offset, offset.saturating_add(*len)),
+            Op::Fallocate {
+                path,
+                mode,
+                offset,
+                len,
+            } => {
+                let shifts = mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE) != 0;
+                let to = if shifts {
+                    u64::MAX
+                } else {
+                    offset.saturating_add(*len)
+                };
+                (path, *offset, to)
+            }
+            Op::Truncate { path, size } => (path, *size, u64::MAX),
+            Op::Create { path, .. } | Op::Resync { path, .. } => (path, 0, u64::MAX),
+            Op::ResyncData { path, offset, data } => {
+                let hashes: Vec<(u64, u64)> = {
+                    // Whole pages of `data`: their content is known.
+                    let first = offset.div_ceil(PAGE_BYTES) * PAGE_BYTES;
+                    let skip = (first - offset) as usize;
+                    data.get(skip..)
+                        .unwrap_or_default()
+                        .chunks_exact(PAGE_BYTES as usize)
+                        .enumerate()
+                        .map(|(i, c)| (first / PAGE_BYTES + i as u64, self.hash(c)))
+                        .collect()
+                };
+                if let Some(f) = self.file_named(path) {
+                    let end = offset.saturating_add(data.len() as u64);
+                    f.forget(*offset, end);
+                    f.hashes.extend(hashes);
+                }
+                return;
+            }
+            _ => return,
+        };
+        if let Some(f) = self.file_named(path) {
+            f.forget(from, to);
+        }
+    }
+
+    /// Records were lost (the journal failed): nothing is known of what the replica holds.
+    pub fn forget_hashes(&mut self) {
+        for f in self.files.values_mut() {
+            f.hashes.clear();
+        }
+    }
+
+    /// The tracked file `path` names, directly or as another name of its inode.
+    fn file_named(&mut self, path: &RelPath) -> Option<&mut File> {
+        let path = match self.other_names.get(path) {
+            Some(k) if !self.files.contains_key(path) => self.by_inode.get(k)?,
+            _ => path,
+        };
+        self.files.get_mut(path)
     }
 
     /// A file or directory was renamed or removed: follow the files at or below it, or forget
@@ -213,6 +316,10 @@ impl MappedFiles {
                 crate::races::renamed_path(p, from, dest, false).map(|np| (p.clone(), np))
             })
             .collect();
+        // Other names at or below it are dropped: the next file event under a name's new
+        // path registers it again (`note_name`, before its records are journaled).
+        self.other_names
+            .retain(|p, _| crate::races::renamed_path(p, from, dest, false).is_none());
         for (p, np) in moved {
             let Some(f) = self.files.remove(&p) else {
                 continue;
@@ -259,6 +366,54 @@ mod tests {
         assert!(m.due(later).is_empty());
         m.expire(later);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn pages_changed_by_other_records_are_journaled_again() {
+        let mut m = MappedFiles::default();
+        let t0 = Instant::now();
+        let (p, q) = (RelPath::new("db"), RelPath::new("link"));
+        let a = vec![b'a'; 2 * 4096];
+        m.on_mmap(p.clone(), (1, 2), 0, 2 * 4096, true, t0);
+        assert_eq!(m.changed(&p, 0, &a, t0).len(), 1);
+        // write() over page 0 by the mapped name: the page is read again whatever it holds.
+        m.journaled(&Op::Write {
+            path: p.clone(),
+            offset: 10,
+            data: vec![b'b'; 5],
+        });
+        assert_eq!(m.changed(&p, 0, &a, t0), vec![(0, a[..4096].to_vec())]);
+        // ... and by a hard link of it (page 1).
+        m.note_name((1, 2), &q);
+        m.journaled(&Op::Write {
+            path: q,
+            offset: 4096,
+            data: vec![b'b'; 4096],
+        });
+        assert_eq!(m.changed(&p, 0, &a, t0), vec![(4096, a[4096..].to_vec())]);
+        // A truncate forgets the pages from its size on.
+        m.journaled(&Op::Truncate {
+            path: p.clone(),
+            size: 4097,
+        });
+        assert_eq!(m.changed(&p, 0, &a, t0), vec![(4096, a[4096..].to_vec())]);
+        // Whole pages of re-read data are known: the same content is not journaled twice,
+        // other content is.
+        m.journaled(&Op::ResyncData {
+            path: p.clone(),
+            offset: 0,
+            data: vec![b'z'; 4096 + 100],
+        });
+        assert_eq!(m.changed(&p, 0, &a, t0).len(), 1, "page 0 now holds z");
+        m.journaled(&Op::ResyncData {
+            path: p.clone(),
+            offset: 0,
+            data: a.clone(),
+        });
+        assert!(m.changed(&p, 0, &a, t0).is_empty());
+        // A lost journal: nothing is known.
+        m.forget_hashes();
+        assert_eq!(m.changed(&p, 0, &a, t0).len(), 1);
     }
 
     #[test]

@@ -1063,6 +1063,8 @@ impl Recorder {
             });
         }
         self.stats.unjournaled_records += lost;
+        // Mapped pages' hashes stand for journaled records that may now be discarded.
+        self.mapped.forget_hashes();
         // Dropping it releases its lock and index (its final sync fails and says so).
         self.journal = None;
     }
@@ -1190,6 +1192,15 @@ impl Recorder {
     /// Appends to the journal, or counts the records as lost while it cannot be written.
     fn journal_append(&mut self, evs: Vec<Event>) {
         let n = evs.len() as u64;
+        if !self.mapped.is_empty() {
+            if self.journal.is_some() {
+                for ev in &evs {
+                    self.mapped.journaled(&ev.op);
+                }
+            } else {
+                self.mapped.forget_hashes();
+            }
+        }
         let Some(j) = self.journal.as_mut() else {
             if let Some(d) = &mut self.degraded {
                 d.lost += n;
@@ -1460,6 +1471,10 @@ impl Recorder {
                     }
                 }
             } else {
+                if !self.mapped.is_empty() {
+                    let path = RelPath::new(ev.path.clone());
+                    self.mapped.note_name((ev.header.dev, ev.header.ino), &path);
+                }
                 self.convert(ev, covered[i], &mut out);
                 // Sync points change nothing to re-read.
                 if ev.header.flags & FX_F_PATH_RACY != 0 && changes_an_open_file(ev.header.op) {
