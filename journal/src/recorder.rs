@@ -152,6 +152,9 @@ pub struct RecorderStats {
     /// Mount points under the root a filesystem was mounted on or unmounted from (mount,
     /// umount, move_mount, pivot_root): each re-stated like an arrival.
     pub mount_changes: u64,
+    /// Failed calls that may still have changed a file (fallocate: mtime, a part-way size),
+    /// journaled as the file's size as it is after the call.
+    pub failed_changes: u64,
     /// Ranges to re-read whose file was no longer at the written path when the recorder read
     /// it (renamed, replaced or removed right after the write): each inode is resynced where
     /// it is then (a gap healed without a base).
@@ -323,6 +326,14 @@ impl RecorderStats {
             "Mount points under the root a filesystem was mounted on or unmounted from; each is re-stated from the source.",
             &l,
             self.mount_changes,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_failed_changes_total",
+            "counter",
+            "Failed calls that may still have changed a file (fallocate: its mtime, a size reached part-way); each is journaled as the file's size after the call, and its times are swept.",
+            &l,
+            self.failed_changes,
         );
         metric(
             &mut o,
@@ -1717,6 +1728,17 @@ impl Recorder {
                 uid: Some(h.owner_uid),
                 gid: Some(h.owner_gid),
             })),
+            FX_OP_FALLOCATE if h.flags & FX_F_FAILED != 0 => {
+                // The call failed, yet ext4 and xfs update mtime before they validate a
+                // collapse or insert range, and ext4 keeps the size a preallocation reached
+                // before ENOSPC: the file's size as it is now, whose record also brings the
+                // file into the times sweep (found by an fsx-style mix: a replica's mtime
+                // differed after an EINVAL collapse).
+                self.stats.failed_changes += 1;
+                if let Some(size) = self.current_size(&path, (h.dev, h.ino), out) {
+                    out.push(mk(Op::Truncate { path, size }));
+                }
+            }
             FX_OP_FALLOCATE if shifts_bytes(h.arg as u32) => {
                 // COLLAPSE_RANGE / INSERT_RANGE move every byte after `offset`: journaled as the
                 // file from there as it is now, so a replica needs no such mode of its own

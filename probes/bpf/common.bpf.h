@@ -930,14 +930,17 @@ static __always_inline __u32 fx_append_range(const struct fx_args *a, struct fil
 
 /* A successful fallocate(2), or a preallocation ioctl that the kernel turns into one
  * (FS_IOC_RESVSP, _UNRESVSP, _ZERO_RANGE): arg = mode, offset, len. */
+/* A failed fallocate is sent too (FX_F_FAILED): ext4 and xfs update mtime before they validate
+ * a collapse or insert range, and ext4 keeps the size a preallocation reached before ENOSPC.
+ * EBADF and the like name no file: fx_file_event finds none. */
 static __always_inline void fx_fallocate_event(const struct fx_args *a, long ret)
 {
-	if (ret != 0)
-		return;
 	struct file *f;
 	struct fx_scratch *s = fx_file_event(a->fd, FX_OP_FALLOCATE, &f);
 	if (!s)
 		return;
+	if (ret != 0)
+		s->ev.flags |= FX_F_FAILED;
 	s->ev.arg = a->flags;
 	s->ev.offset = a->pos;
 	s->ev.len = a->count;

@@ -92,6 +92,9 @@ enum fx_flags {
 				 * a name was given by such a descriptor (linkat of an O_TMPFILE) */
 	FX_F_LINKED = 65536, /* a file with other names (i_nlink > 1, not a directory): a change
 			      * through a name the replica does not hold yet reaches them too */
+	FX_F_FAILED = 131072, /* the call failed but may have changed the file (fallocate: ext4 and
+			       * xfs update mtime before they validate a collapse or insert range;
+			       * ext4 keeps the size a preallocation reached before ENOSPC) */
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

@@ -71,6 +71,10 @@ pub const FX_F_NAME_GONE: u32 = 32768;
 /// The file has other names (i_nlink > 1, not a directory): a change through a name the
 /// replica does not hold yet reaches them too.
 pub const FX_F_LINKED: u32 = 65536;
+/// The call failed but may have changed the file (fallocate: ext4 and xfs update mtime before
+/// they validate a collapse or insert range; ext4 keeps the size a preallocation reached
+/// before ENOSPC). The recorder re-states what such a failure can change.
+pub const FX_F_FAILED: u32 = 131072;
 
 /// `struct fx_event`.
 #[repr(C)]

@@ -6,7 +6,7 @@ use std::process::Command;
 use foxing_probes::layout::*;
 
 /// Every op code and flag, C name and Rust value.
-const OPS: [(&str, u32); 48] = [
+const OPS: [(&str, u32); 49] = [
     ("FX_OP_WRITE", FX_OP_WRITE),
     ("FX_OP_TRUNCATE", FX_OP_TRUNCATE),
     ("FX_OP_FSYNC", FX_OP_FSYNC),
@@ -55,6 +55,7 @@ const OPS: [(&str, u32); 48] = [
     ("FX_F_UNLINKED", FX_F_UNLINKED),
     ("FX_F_NAME_GONE", FX_F_NAME_GONE),
     ("FX_F_LINKED", FX_F_LINKED),
+    ("FX_F_FAILED", FX_F_FAILED),
 ];
 
 #[test]

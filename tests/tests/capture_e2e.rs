@@ -624,6 +624,41 @@ time.sleep(0.6)
     }
 }
 
+/// A fallocate that fails can still change the file: ext4 and xfs update mtime before they
+/// validate a collapse or insert range (6.18), so an EINVAL collapse left the replica with an
+/// older mtime (found 2026-12-01 by an fsx-style mix on xfs; ext4 (/tmp here) does the same).
+/// The probes send failed fallocates too; the recorder journals the file's size after the
+/// call, which also brings it into the times sweep.
+#[test]
+fn a_failed_fallocate_that_moved_mtime_reaches_the_replica() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let stats = record_while(&src, &jdir, || {
+        python_in(
+            &src,
+            r#"
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o644)
+os.pwrite(fd, b"x" * 8192, 0)
+time.sleep(0.1)
+before = os.fstat(fd).st_mtime_ns
+# COLLAPSE_RANGE reaching the end of the file: EINVAL.
+assert libc.fallocate(fd, 8, ctypes.c_long(4096), ctypes.c_long(4096)) == -1
+assert os.fstat(fd).st_mtime_ns != before, "this kernel no longer moves mtime here"
+"#,
+        )
+    });
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    assert_eq!(stats.failed_changes, 1, "{stats:?}");
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// Records the workload binary run with `args` into `base`/src (journal in `base`/journal),
 /// with no loss, applies the journal under `work` and compares; returns the recorder's stats.
 fn record_apply_compare(base: &Path, work: &Path, args: &[&str]) -> RecorderStats {
