@@ -16,7 +16,7 @@
 //!
 //! Pure bookkeeping: the recorder does the reading.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,11 @@ pub const MAPPED_POLL_MAX_BYTES: u64 = 64 << 20;
 pub const MAPPED_MAX_FOLIO_PAGES: u64 = 512;
 /// Most pages tracked per file.
 pub const MAPPED_MAX_PAGES: usize = 1 << 20;
+/// A file whose pages were dirty before its mapping was known is checked for dirty pages
+/// (cachestat) in chunks of this size, and its dirty chunks are re-read.
+pub const MAPPED_SETTLE_CHUNK_BYTES: u64 = 256 << 10;
+/// Longest a file is watched that way (writeback cleans a page within ~35 s by default).
+pub const MAPPED_SETTLE_MAX_MS: u64 = 600_000;
 
 #[derive(Default)]
 struct File {
@@ -43,6 +48,11 @@ struct File {
     hot: HashMap<u64, Instant>,
     /// Until when the whole mapped range is polled.
     poll_until: Option<Instant>,
+    /// Pages that were already dirty when the mapping became known: stores to them report
+    /// nothing until writeback cleans them. While some are, the dirty chunks (and those dirty
+    /// at the previous pass: cleaned since) are re-read. The chunks dirty at the last pass and
+    /// until when to go on.
+    settle: Option<(BTreeSet<u64>, Instant)>,
     dev_ino: (u64, u64),
 }
 
@@ -62,6 +72,10 @@ impl File {
         }
     }
 }
+
+/// A settling file: its path, its mapped chunks (index, offset, len) and the chunks dirty at
+/// the last pass.
+pub type Settling = (RelPath, Vec<(u64, u64, u64)>, BTreeSet<u64>);
 
 #[derive(Default)]
 pub struct MappedFiles {
@@ -117,6 +131,58 @@ impl MappedFiles {
         *e = (*e).max(end);
         if poll && len <= MAPPED_POLL_MAX_BYTES {
             f.poll_until = Some(now + Duration::from_millis(MAPPED_HOT_MS));
+        }
+    }
+
+    /// The mapping of `path` (just noted) covers pages that were dirty already: no report
+    /// will come for stores to them until writeback cleans them (the kernel reports a page's
+    /// clean -> dirty transition only). Found by an fsx-style mix: `pwrite` then a store
+    /// through a new mapping of the same page never reached the replica.
+    /// `dirty`: the chunks (of MAPPED_SETTLE_CHUNK_BYTES) with dirty pages now.
+    pub fn settle(&mut self, path: &RelPath, dirty: BTreeSet<u64>, now: Instant) {
+        if let Some(f) = self.files.get_mut(path) {
+            let until = now + Duration::from_millis(MAPPED_SETTLE_MAX_MS);
+            match &mut f.settle {
+                Some((last, t)) => {
+                    last.extend(dirty);
+                    *t = until;
+                }
+                None => f.settle = Some((dirty, until)),
+            }
+        }
+    }
+
+    /// Files waiting for pages dirty before their mapping to be cleaned: each with its mapped
+    /// chunks (index, offset, len; MAPPED_SETTLE_CHUNK_BYTES each) and the chunks that were
+    /// dirty at the last pass. The recorder re-reads those dirty now or at the last pass.
+    pub fn settling(&self) -> Vec<Settling> {
+        let mut out = Vec::new();
+        for (path, f) in &self.files {
+            let Some((last, _)) = &f.settle else {
+                continue;
+            };
+            let mut chunks = BTreeSet::new();
+            for (&s, &e) in &f.ranges {
+                chunks.extend(s / MAPPED_SETTLE_CHUNK_BYTES..e.div_ceil(MAPPED_SETTLE_CHUNK_BYTES));
+            }
+            let chunks = chunks
+                .into_iter()
+                .map(|c| (c, c * MAPPED_SETTLE_CHUNK_BYTES, MAPPED_SETTLE_CHUNK_BYTES))
+                .collect();
+            out.push((path.clone(), chunks, last.clone()));
+        }
+        out
+    }
+
+    /// A settling pass over `path` found `dirty` chunks: with none, its pages are all clean
+    /// (and were re-read since they were dirty), so reports cover every later store.
+    pub fn settle_pass(&mut self, path: &RelPath, dirty: BTreeSet<u64>) {
+        if let Some(f) = self.files.get_mut(path) {
+            match (&mut f.settle, dirty.is_empty()) {
+                (s, true) => *s = None,
+                (Some((last, _)), false) => *last = dirty,
+                (None, false) => {}
+            }
         }
     }
 
@@ -218,7 +284,10 @@ impl MappedFiles {
             if f.poll_until.is_some_and(|t| t <= now) {
                 f.poll_until = None;
             }
-            !f.hot.is_empty() || f.poll_until.is_some()
+            if f.settle.as_ref().is_some_and(|(_, t)| *t <= now) {
+                f.settle = None;
+            }
+            !f.hot.is_empty() || f.poll_until.is_some() || f.settle.is_some()
         });
         let files = &self.files;
         self.by_inode.retain(|_, p| files.contains_key(p));
@@ -414,6 +483,35 @@ mod tests {
         // A lost journal: nothing is known.
         m.forget_hashes();
         assert_eq!(m.changed(&p, 0, &a, t0).len(), 1);
+    }
+
+    #[test]
+    fn settling_files_are_watched_until_a_pass_finds_them_clean() {
+        let mut m = MappedFiles::default();
+        let t0 = Instant::now();
+        let p = RelPath::new("db");
+        let c = MAPPED_SETTLE_CHUNK_BYTES;
+        m.on_mmap(p.clone(), (1, 2), 0, 3 * c, false, t0);
+        assert!(m.settling().is_empty());
+        m.settle(&p, BTreeSet::from([1]), t0);
+        let s = m.settling();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].1, vec![(0, 0, c), (1, c, c), (2, 2 * c, c)]);
+        assert_eq!(s[0].2, BTreeSet::from([1]));
+        // No hot pages, no polling: only settling keeps it.
+        m.expire(t0 + Duration::from_millis(MAPPED_HOT_MS + 1));
+        assert!(!m.is_empty());
+        m.settle_pass(&p, BTreeSet::from([2]));
+        assert_eq!(m.settling()[0].2, BTreeSet::from([2]));
+        m.settle_pass(&p, BTreeSet::new());
+        assert!(m.settling().is_empty());
+        m.expire(t0 + Duration::from_millis(MAPPED_HOT_MS + 1));
+        assert!(m.is_empty());
+        // And at most MAPPED_SETTLE_MAX_MS.
+        m.on_mmap(p.clone(), (1, 2), 0, c, false, t0);
+        m.settle(&p, BTreeSet::from([0]), t0);
+        m.expire(t0 + Duration::from_millis(MAPPED_SETTLE_MAX_MS + 1));
+        assert!(m.is_empty());
     }
 
     #[test]

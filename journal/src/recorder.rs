@@ -155,6 +155,9 @@ pub struct RecorderStats {
     /// Failed calls that may still have changed a file (fallocate: mtime, a part-way size),
     /// journaled as the file's size as it is after the call.
     pub failed_changes: u64,
+    /// Shared mappings noted over pages that were dirty already (stores to those report
+    /// nothing): their dirty chunks are re-read until writeback cleans them.
+    pub mapped_settling: u64,
     /// Ranges to re-read whose file was no longer at the written path when the recorder read
     /// it (renamed, replaced or removed right after the write): each inode is resynced where
     /// it is then (a gap healed without a base).
@@ -326,6 +329,14 @@ impl RecorderStats {
             "Mount points under the root a filesystem was mounted on or unmounted from; each is re-stated from the source.",
             &l,
             self.mount_changes,
+        );
+        metric(
+            &mut o,
+            "foxing_recorder_mapped_settling_total",
+            "counter",
+            "Shared mappings noted over pages that were dirty already (stores to those report nothing): their dirty chunks are re-read until writeback cleans them.",
+            &l,
+            self.mapped_settling,
         );
         metric(
             &mut o,
@@ -882,6 +893,27 @@ fn open_source_file_meta(p: &Path) -> Option<(File, std::fs::Metadata)> {
 fn regular_or_unknown(i_mode: u32) -> bool {
     let kind = i_mode & libc::S_IFMT;
     kind == libc::S_IFREG || kind == 0
+}
+
+/// Dirty pages of `f` in `offset..offset+len` (cachestat(2), Linux 6.5); None if unknown.
+fn dirty_pages(f: &File, offset: u64, len: u64) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    /// cachestat's number on every architecture (the shared syscall table).
+    const SYS_CACHESTAT: libc::c_long = 451;
+    let range: [u64; 2] = [offset, len];
+    // nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted.
+    let mut cs = [0u64; 5];
+    // SAFETY: both pointers are to live arrays of the sizes the kernel's structs have.
+    let r = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            f.as_raw_fd(),
+            range.as_ptr(),
+            cs.as_mut_ptr(),
+            0u32,
+        )
+    };
+    (r == 0).then_some(cs[1])
 }
 
 /// fallocate modes that move the bytes after the range (COLLAPSE_RANGE, INSERT_RANGE): the
@@ -3230,8 +3262,53 @@ impl Recorder {
         let poll = rustix::fs::statfs(&full).is_ok_and(|st| st.f_type as i64 == TMPFS_MAGIC);
         self.stats.mapped_files += 1;
         tracing::debug!(path = %path, offset = h.offset, len = h.len, poll, "shared writable mapping");
+        let now = Instant::now();
         self.mapped
-            .on_mmap(path, (h.dev, h.ino), h.offset, h.len, poll, Instant::now());
+            .on_mmap(path.clone(), (h.dev, h.ino), h.offset, h.len, poll, now);
+        // Pages dirty when it was mapped report nothing when stored to (tmpfs is polled).
+        if !poll && h.arg & (FX_MMAP_DIRTY_PAGES | FX_MMAP_WRITEBACK) != 0 {
+            // Written back since (the whole inode, as writeback does): which pages were dirty
+            // is unknown, so the mapped range is read once.
+            let cleaned = h.arg & FX_MMAP_WRITEBACK != 0;
+            self.settle_if_dirty(&path, (h.dev, h.ino), h.offset, h.len, cleaned, now);
+        }
+    }
+
+    /// Pages of a newly noted mapping that are dirty already report nothing when stored to
+    /// (until writeback cleans them): the chunks of the range with dirty pages now (all of
+    /// them if `all` or if none is dirty now: cleaned since the mapping) are re-read until
+    /// they are clean (`MappedFiles::settle`).
+    fn settle_if_dirty(
+        &mut self,
+        path: &RelPath,
+        key: (u64, u64),
+        offset: u64,
+        len: u64,
+        all: bool,
+        now: Instant,
+    ) {
+        use crate::mapped::MAPPED_SETTLE_CHUNK_BYTES as CHUNK;
+        if self.mapped.inode_of(path) != Some(key) {
+            return;
+        }
+        let Some(f) = self.mapped_source(path) else {
+            return;
+        };
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let chunks = offset / CHUNK..offset.saturating_add(len).min(size).div_ceil(CHUNK);
+        // Unknown (no cachestat before Linux 6.5): taken as dirty.
+        let mut dirty: std::collections::BTreeSet<u64> = chunks
+            .clone()
+            .filter(|c| all || dirty_pages(&f, c * CHUNK, CHUNK).is_none_or(|n| n > 0))
+            .collect();
+        if dirty.is_empty() {
+            dirty.extend(chunks);
+        }
+        if !dirty.is_empty() {
+            self.stats.mapped_settling += 1;
+            tracing::debug!(path = %path, chunks = dirty.len(), "mapping over pages dirty already: re-reading them until writeback cleans them");
+            self.mapped.settle(path, dirty, now);
+        }
     }
 
     /// Pages of a file under the root turned dirty outside every hooked syscall (a mapping made
@@ -3249,8 +3326,11 @@ impl Recorder {
         self.stats.mapped_files += 1;
         self.stats.unannounced_dirty_files += 1;
         tracing::info!(path = %path, "pages dirtied outside any write syscall (a mapping older than the recorder, or a kernel writer): the file is tracked like a shared mapping");
+        let now = Instant::now();
         self.mapped
-            .on_mmap(path, (h.dev, h.ino), 0, h.arg, false, Instant::now());
+            .on_mmap(path.clone(), (h.dev, h.ino), 0, h.arg, false, now);
+        // Its other pages may be dirty already too (and silent when stored to).
+        self.settle_if_dirty(&path, (h.dev, h.ino), 0, h.arg, false, now);
     }
 
     /// Re-reads the hot pages of shared-mapped files; journals the pages that changed.
@@ -3258,42 +3338,80 @@ impl Recorder {
         let now = Instant::now();
         self.last_mapped_read = now;
         for (path, ranges) in self.mapped.due(now) {
-            use std::os::unix::fs::MetadataExt;
-            let Some((f, md)) = self.source_file(&path) else {
-                continue;
-            };
-            // Renamed away (its rename not journaled yet) and maybe replaced: reading the path
-            // would journal another file's pages. Its pages stay due: they are read at its new
-            // path once the rename is journaled (`MappedFiles::renamed`).
-            let key = self.mapped.inode_of(&path);
-            let same = key.is_none_or(|k| (foxing_probes::kernel_dev(md.dev()), md.ino()) == k);
-            if !same {
-                continue;
-            }
-            let mut any = false;
-            for (off, len) in ranges {
-                let mut buf = vec![0u8; len as usize];
-                let n = match f.read_at(&mut buf, off) {
-                    Ok(n) => n,
-                    Err(_) => continue,
-                };
-                buf.truncate(n);
-                for (at, data) in self.mapped.changed(&path, off, &buf, now) {
-                    self.stats.mapped_bytes += data.len() as u64;
-                    any = true;
-                    out.push(self.own(Op::ResyncData {
-                        path: path.clone(),
-                        offset: at,
-                        data,
-                    }));
-                }
-            }
-            if any && !self.touched_all {
-                self.touched.insert(path);
-                self.first_touch.get_or_insert(now);
+            if let Some(f) = self.mapped_source(&path) {
+                self.read_mapped(&path, &f, ranges, now, out);
             }
         }
+        for (path, chunks, last) in self.mapped.settling() {
+            let Some(f) = self.mapped_source(&path) else {
+                continue;
+            };
+            let size = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+            let mut dirty = std::collections::BTreeSet::new();
+            let mut read = Vec::new();
+            for (c, off, len) in chunks {
+                if off >= size && !last.contains(&c) {
+                    continue;
+                }
+                // Checked before it is read: a chunk cleaned after this check is read again
+                // at the next pass.
+                let dirty_now = dirty_pages(&f, off, len).is_none_or(|n| n > 0);
+                if dirty_now {
+                    dirty.insert(c);
+                }
+                if dirty_now || last.contains(&c) {
+                    read.push((off, len));
+                }
+            }
+            self.read_mapped(&path, &f, read, now, out);
+            self.mapped.settle_pass(&path, dirty);
+        }
         self.mapped.expire(now);
+    }
+
+    /// The mapped file tracked at `path`, if that path still names its inode. Renamed away
+    /// (its rename not journaled yet) and maybe replaced: reading the path would journal
+    /// another file's pages. Its pages stay due: they are read at its new path once the rename
+    /// is journaled (`MappedFiles::renamed`).
+    fn mapped_source(&self, path: &RelPath) -> Option<File> {
+        let (f, md) = self.source_file(path)?;
+        let key = self.mapped.inode_of(path);
+        let same = key.is_none_or(|k| (foxing_probes::kernel_dev(md.dev()), md.ino()) == k);
+        same.then_some(f)
+    }
+
+    /// Reads `ranges` of the mapped file `path` and journals the pages that changed since
+    /// the journal last gave them.
+    fn read_mapped(
+        &mut self,
+        path: &RelPath,
+        f: &File,
+        ranges: Vec<(u64, u64)>,
+        now: Instant,
+        out: &mut Vec<Event>,
+    ) {
+        let mut any = false;
+        for (off, len) in ranges {
+            let mut buf = vec![0u8; len as usize];
+            let n = match f.read_at(&mut buf, off) {
+                Ok(n) => n,
+                Err(_) => continue,
+            };
+            buf.truncate(n);
+            for (at, data) in self.mapped.changed(path, off, &buf, now) {
+                self.stats.mapped_bytes += data.len() as u64;
+                any = true;
+                out.push(self.own(Op::ResyncData {
+                    path: path.clone(),
+                    offset: at,
+                    data,
+                }));
+            }
+        }
+        if any && !self.touched_all {
+            self.touched.insert(path.clone());
+            self.first_touch.get_or_insert(now);
+        }
     }
 
     /// Reads `len` bytes of `f` at `offset` as ResyncData chunks into `out`. Whenever this read

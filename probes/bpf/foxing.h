@@ -31,7 +31,8 @@ enum fx_op {
 	FX_OP_FUTIMES = 12,  /* offset = atime ns, len = mtime ns (FX_F_*TIME_* flags) */
 	FX_OP_FSETXATTR = 13, /* data = name '\0' value */
 	FX_OP_FREMOVEXATTR = 14, /* data = name */
-	FX_OP_MMAP_SHARED = 15, /* a shared writable mapping: offset, len of the mapped range */
+	FX_OP_MMAP_SHARED = 15, /* a shared writable mapping: offset, len of the mapped range;
+				 * arg: FX_MMAP_* bits of the inode's state then */
 	/* path-based: path = dir1 '\0' name1, data = dir2 '\0' name2 (dirN absolute, nameN as the
 	 * caller gave it); the recorder joins and normalizes them against the watched root. */
 	FX_OP_PATH_UNLINK = 16,   /* flags & FX_F_RMDIR for rmdir/AT_REMOVEDIR */
@@ -95,6 +96,13 @@ enum fx_flags {
 	FX_F_FAILED = 131072, /* the call failed but may have changed the file (fallocate: ext4 and
 			       * xfs update mtime before they validate a collapse or insert range;
 			       * ext4 keeps the size a preallocation reached before ENOSPC) */
+};
+
+/* FX_OP_MMAP_SHARED's arg: the inode had dirty pages (stores to those report nothing until
+ * writeback cleans them), or was being written back, when it was mapped. */
+enum {
+	FX_MMAP_DIRTY_PAGES = 1,
+	FX_MMAP_WRITEBACK = 2,
 };
 
 /* One event in the ring buffer: this header, then path_len bytes of path (relative to the

@@ -59,6 +59,19 @@ int fx_exit_mmap(struct trace_event_raw_sys_exit *ctx)
 	struct fx_inode_key k = { .dev = s->ev.dev, .ino = s->ev.ino };
 	__u64 one = 1;
 	bpf_map_update_elem(&mmapped, &k, &one, BPF_ANY);
+	/* After the inode is remembered, every page turning dirty is reported; pages dirty
+	 * already (written by write(2) and not yet written back) are not, nor are stores to
+	 * them: say so, for the recorder to re-read them until writeback cleans them. */
+	__u32 dirty_pages = 4, syncing = 128; /* before 6.18: I_DIRTY_PAGES, I_SYNC */
+	if (bpf_core_enum_value_exists(enum inode_state_flags_t, I_DIRTY_PAGES)) {
+		dirty_pages = bpf_core_enum_value(enum inode_state_flags_t, I_DIRTY_PAGES);
+		syncing = bpf_core_enum_value(enum inode_state_flags_t, I_SYNC);
+	}
+	__u32 state = BPF_CORE_READ(inode, i_state);
+	if (state & dirty_pages)
+		s->ev.arg |= FX_MMAP_DIRTY_PAGES;
+	if (state & syncing)
+		s->ev.arg |= FX_MMAP_WRITEBACK;
 	fx_submit(s);
 	return 0;
 }

@@ -76,6 +76,12 @@ pub const FX_F_LINKED: u32 = 65536;
 /// before ENOSPC). The recorder re-states what such a failure can change.
 pub const FX_F_FAILED: u32 = 131072;
 
+/// `FX_OP_MMAP_SHARED`'s arg: the inode had dirty pages when it was mapped (stores to those
+/// report nothing until writeback cleans them).
+pub const FX_MMAP_DIRTY_PAGES: u64 = 1;
+/// `FX_OP_MMAP_SHARED`'s arg: the inode was being written back when it was mapped.
+pub const FX_MMAP_WRITEBACK: u64 = 2;
+
 /// `struct fx_event`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::process::Command;
 use foxing_probes::layout::*;
 
 /// Every op code and flag, C name and Rust value.
-const OPS: [(&str, u32); 49] = [
+const OPS: [(&str, u32); 51] = [
     ("FX_OP_WRITE", FX_OP_WRITE),
     ("FX_OP_TRUNCATE", FX_OP_TRUNCATE),
     ("FX_OP_FSYNC", FX_OP_FSYNC),
@@ -56,6 +56,8 @@ const OPS: [(&str, u32); 49] = [
     ("FX_F_NAME_GONE", FX_F_NAME_GONE),
     ("FX_F_LINKED", FX_F_LINKED),
     ("FX_F_FAILED", FX_F_FAILED),
+    ("FX_MMAP_DIRTY_PAGES", FX_MMAP_DIRTY_PAGES as u32),
+    ("FX_MMAP_WRITEBACK", FX_MMAP_WRITEBACK as u32),
 ];
 
 #[test]

@@ -624,6 +624,46 @@ time.sleep(0.6)
     }
 }
 
+/// The kernel reports a page of a mapped file when it turns dirty, not when a store lands on
+/// a page dirty already. Pages written by write(2) and not yet written back when the file was
+/// mapped therefore took stores silently: `pwrite` then a store through a new mapping of the
+/// same page never reached the replica (found 2026-12-01 by an fsx-style mix on ext4). The
+/// probes now say whether the inode had dirty pages (or was being written back) when it was
+/// mapped, and the recorder re-reads such chunks until writeback cleans them; the second file
+/// is written back (fsync) right after the store, before the recorder sees the mapping.
+#[test]
+fn stores_through_a_new_mapping_to_pages_written_before_reach_the_replica() {
+    if !require_bpf() {
+        return;
+    }
+    // ext4 (/tmp here): tmpfs reports no dirty pages and is polled whole.
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(&src).unwrap();
+    let stats = record_while(&src, &jdir, || {
+        python_in(
+            &src,
+            r#"
+import mmap, os, time
+for name, sync in (("f", False), ("g", True)):
+    fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o644)
+    os.pwrite(fd, b"w" * 3 * 4096, 0)
+    m = mmap.mmap(fd, 3 * 4096)
+    m[100:200] = b"s" * 100
+    m[9000:9100] = b"t" * 100
+    m.close()
+    if sync:
+        os.fsync(fd)
+time.sleep(0.5)
+"#,
+        )
+    });
+    assert_eq!(stats.lost_events, 0, "{stats:?}");
+    assert_eq!(stats.mapped_settling, 2, "{stats:?}");
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// A fallocate that fails can still change the file: ext4 and xfs update mtime before they
 /// validate a collapse or insert range (6.18), so an EINVAL collapse left the replica with an
 /// older mtime (found 2026-12-01 by an fsx-style mix on xfs; ext4 (/tmp here) does the same).
