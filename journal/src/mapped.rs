@@ -30,6 +30,8 @@ pub const MAPPED_HOT_MS: u64 = 45_000;
 pub const MAPPED_POLL_MAX_BYTES: u64 = 64 << 20;
 /// Largest folio a dirty report may cover (pages; PMD-sized folios are 512 pages).
 pub const MAPPED_MAX_FOLIO_PAGES: u64 = 512;
+/// Most files tracked (the probes remember as many mapped inodes).
+pub const MAPPED_MAX_FILES: usize = 65_536;
 /// Most pages tracked per file.
 pub const MAPPED_MAX_PAGES: usize = 1 << 20;
 /// A file whose pages were dirty before its mapping was known is checked for dirty pages
@@ -277,9 +279,14 @@ impl MappedFiles {
         out
     }
 
-    /// Forgets pages no longer hot and files with nothing left to watch.
+    /// Forgets pages no longer hot (and, unless the file is polled or settling, their
+    /// hashes). Files stay while their mapping may exist: a store through it long after the
+    /// mapping was made reports a page of an inode that must still be known (regression: a
+    /// mapping idle for 200 ms was forgotten with its inode, and its next stores were lost).
+    /// Past MAPPED_MAX_FILES, idle files are forgotten (their next report goes through the
+    /// recorder's fallback for unknown mapped inodes).
     pub fn expire(&mut self, now: Instant) {
-        self.files.retain(|_, f| {
+        for f in self.files.values_mut() {
             f.hot.retain(|_, t| *t > now);
             if f.poll_until.is_some_and(|t| t <= now) {
                 f.poll_until = None;
@@ -287,12 +294,31 @@ impl MappedFiles {
             if f.settle.as_ref().is_some_and(|(_, t)| *t <= now) {
                 f.settle = None;
             }
-            !f.hot.is_empty() || f.poll_until.is_some() || f.settle.is_some()
-        });
+            if f.poll_until.is_none() && f.settle.is_none() {
+                let hot = &f.hot;
+                f.hashes.retain(|p, _| hot.contains_key(p));
+            }
+        }
+        if self.files.len() > MAPPED_MAX_FILES {
+            let mut excess = self.files.len() - MAPPED_MAX_FILES;
+            self.files.retain(|_, f| {
+                let idle = f.hot.is_empty() && f.poll_until.is_none() && f.settle.is_none();
+                let evict = idle && excess > 0;
+                excess -= usize::from(evict);
+                !evict
+            });
+        }
         let files = &self.files;
         self.by_inode.retain(|_, p| files.contains_key(p));
         let by_inode = &self.by_inode;
         self.other_names.retain(|_, k| by_inode.contains_key(k));
+    }
+
+    /// Whether any file has pages to re-read (hot, polled or settling).
+    pub fn active(&self) -> bool {
+        self.files
+            .values()
+            .any(|f| !f.hot.is_empty() || f.poll_until.is_some() || f.settle.is_some())
     }
 
     /// A file event of inode `dev_ino` was journaled under `path`: if the inode is tracked
@@ -333,12 +359,15 @@ impl MappedFiles {
             Op::Create { path, .. } | Op::Resync { path, .. } => (path, 0, u64::MAX),
             Op::ResyncData { path, offset, data } => {
                 let hashes: Vec<(u64, u64)> = {
-                    // Whole pages of `data`: their content is known.
+                    // The pages `data` starts at their beginning: their content is known, up
+                    // to the end of `data` for the last one (the end of the file, as
+                    // `changed` hashes it; forgetting it re-journaled a file's partial last
+                    // page at every pass).
                     let first = offset.div_ceil(PAGE_BYTES) * PAGE_BYTES;
                     let skip = (first - offset) as usize;
                     data.get(skip..)
                         .unwrap_or_default()
-                        .chunks_exact(PAGE_BYTES as usize)
+                        .chunks(PAGE_BYTES as usize)
                         .enumerate()
                         .map(|(i, c)| (first / PAGE_BYTES + i as u64, self.hash(c)))
                         .collect()
@@ -430,11 +459,16 @@ mod tests {
             m.changed(&p, 0, &now, t0).is_empty(),
             "unchanged since journaled"
         );
-        // Long after: nothing is due, the file is forgotten.
+        // Long after: nothing is due, but the mapped file stays known for its next report.
         let later = t0 + Duration::from_millis(MAPPED_HOT_MS + 1);
         assert!(m.due(later).is_empty());
         m.expire(later);
-        assert!(m.is_empty());
+        assert!(!m.active());
+        assert!(
+            m.on_dirty((1, 2), 0, 4096, later),
+            "regression: forgotten when idle"
+        );
+        assert!(m.active());
     }
 
     #[test]
@@ -466,7 +500,7 @@ mod tests {
             size: 4097,
         });
         assert_eq!(m.changed(&p, 0, &a, t0), vec![(4096, a[4096..].to_vec())]);
-        // Whole pages of re-read data are known: the same content is not journaled twice,
+        // Pages of re-read data are known: the same content is not journaled twice,
         // other content is.
         m.journaled(&Op::ResyncData {
             path: p.clone(),
@@ -480,6 +514,22 @@ mod tests {
             data: a.clone(),
         });
         assert!(m.changed(&p, 0, &a, t0).is_empty());
+        // A file's partial last page, journaled from a re-read, is not journaled again.
+        let short = vec![b'q'; 4096 + 1869];
+        m.journaled(&Op::Truncate {
+            path: p.clone(),
+            size: short.len() as u64,
+        });
+        let again = m.changed(&p, 0, &short, t0);
+        assert_eq!(again.len(), 1);
+        for (at, data) in again {
+            m.journaled(&Op::ResyncData {
+                path: p.clone(),
+                offset: at,
+                data,
+            });
+        }
+        assert!(m.changed(&p, 0, &short, t0).is_empty());
         // A lost journal: nothing is known.
         m.forget_hashes();
         assert_eq!(m.changed(&p, 0, &a, t0).len(), 1);
@@ -498,20 +548,19 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].1, vec![(0, 0, c), (1, c, c), (2, 2 * c, c)]);
         assert_eq!(s[0].2, BTreeSet::from([1]));
-        // No hot pages, no polling: only settling keeps it.
+        // No hot pages, no polling: only settling keeps it active.
         m.expire(t0 + Duration::from_millis(MAPPED_HOT_MS + 1));
-        assert!(!m.is_empty());
+        assert!(m.active());
         m.settle_pass(&p, BTreeSet::from([2]));
         assert_eq!(m.settling()[0].2, BTreeSet::from([2]));
         m.settle_pass(&p, BTreeSet::new());
         assert!(m.settling().is_empty());
         m.expire(t0 + Duration::from_millis(MAPPED_HOT_MS + 1));
-        assert!(m.is_empty());
+        assert!(!m.active());
         // And at most MAPPED_SETTLE_MAX_MS.
-        m.on_mmap(p.clone(), (1, 2), 0, c, false, t0);
         m.settle(&p, BTreeSet::from([0]), t0);
         m.expire(t0 + Duration::from_millis(MAPPED_SETTLE_MAX_MS + 1));
-        assert!(m.is_empty());
+        assert!(!m.active());
     }
 
     #[test]

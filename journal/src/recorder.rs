@@ -571,6 +571,9 @@ pub struct Recorder {
     /// Continuity of the kernel's event seqs.
     seqs: SeqTracker,
     last_mapped_read: Instant,
+    /// Whether mapped files have pages to re-read (`MappedFiles::active`, as of the last
+    /// re-read or since a mapping or dirty report).
+    mapped_active: bool,
 }
 
 /// The file `foxing-journal prune` writes for a running recorder: the seq to keep from.
@@ -1058,6 +1061,7 @@ impl Recorder {
             prune_requested: Default::default(),
             mapped: Default::default(),
             last_mapped_read: Instant::now(),
+            mapped_active: false,
             shared: Default::default(),
             base_walked: 0,
             seqs: SeqTracker::default(),
@@ -1416,7 +1420,10 @@ impl Recorder {
                     .mapped
                     .on_dirty((h.dev, h.ino), h.offset, h.len, Instant::now())
                 {
+                    self.mapped_active = true;
                     self.first_touch.get_or_insert_with(Instant::now);
+                } else if h.flags & FX_F_CATCHALL == 0 {
+                    self.unknown_mapped_page(ev, &mut out);
                 }
             } else if ev.header.op == FX_OP_MMAP_SHARED {
                 self.note_mmap(ev);
@@ -2966,6 +2973,17 @@ impl Recorder {
             self.inode_paths.clear();
         }
         self.inode_paths.insert(key, path.clone());
+        self.mark_inode_later(key, chunks, reason, out);
+    }
+
+    /// [`Recorder::mark_later`] of an inode whose path is unknown: the heal walks the tree.
+    fn mark_inode_later(
+        &mut self,
+        key: (u64, u64),
+        chunks: Option<std::ops::RangeInclusive<u64>>,
+        reason: GapReason,
+        out: &mut Vec<Event>,
+    ) {
         let first = self.no_gap_pending();
         match chunks {
             Some(cs) => self.chunk_marks.entry(key).or_default().extend(cs),
@@ -3265,6 +3283,7 @@ impl Recorder {
         let now = Instant::now();
         self.mapped
             .on_mmap(path.clone(), (h.dev, h.ino), h.offset, h.len, poll, now);
+        self.mapped_active = true;
         // Pages dirty when it was mapped report nothing when stored to (tmpfs is polled).
         if !poll && h.arg & (FX_MMAP_DIRTY_PAGES | FX_MMAP_WRITEBACK) != 0 {
             // Written back since (the whole inode, as writeback does): which pages were dirty
@@ -3329,8 +3348,36 @@ impl Recorder {
         let now = Instant::now();
         self.mapped
             .on_mmap(path.clone(), (h.dev, h.ino), 0, h.arg, false, now);
+        self.mapped_active = true;
         // Its other pages may be dirty already too (and silent when stored to).
         self.settle_if_dirty(&path, (h.dev, h.ino), 0, h.arg, false, now);
+    }
+
+    /// A page of an inode the probes know as mapped turned dirty, but the recorder tracks no
+    /// file of it (its name was removed while another name or the mapping kept it, or it was
+    /// evicted past MAPPED_MAX_FILES): the page is resynced where the inode is (the heal walks
+    /// the tree for it), and the probes forget the inode, so its next reports carry its path
+    /// and track it again (`note_unannounced_mapping`).
+    fn unknown_mapped_page(&mut self, ev: &RawEvent, out: &mut Vec<Event>) {
+        let h = &ev.header;
+        self.stats.unannounced_dirty_files += 1;
+        tracing::debug!(
+            ino = h.ino,
+            offset = h.offset,
+            "a mapped page of an untracked inode turned dirty: resynced by a heal"
+        );
+        if let Err(e) = self.probes.forget_mapped((h.dev, h.ino)) {
+            tracing::warn!(error = %e, "cannot update the probes' mapped inodes");
+        }
+        let chunk = foxing_probes::CHUNK_BYTES;
+        let first = h.offset / chunk;
+        let last = h.offset.saturating_add(h.len.max(1) - 1) / chunk;
+        self.mark_inode_later(
+            (h.dev, h.ino),
+            Some(first..=last),
+            GapReason::Untracked,
+            out,
+        );
     }
 
     /// Re-reads the hot pages of shared-mapped files; journals the pages that changed.
@@ -3367,6 +3414,7 @@ impl Recorder {
             self.mapped.settle_pass(&path, dirty);
         }
         self.mapped.expire(now);
+        self.mapped_active = self.mapped.active();
     }
 
     /// The mapped file tracked at `path`, if that path still names its inode. Renamed away
@@ -3518,13 +3566,13 @@ impl Recorder {
             if self.first_touch.is_some() {
                 wait = wait.min(Duration::from_millis(TIMES_SWEEP_QUIET_MS));
             }
-            if !self.mapped.is_empty() {
+            if self.mapped_active {
                 wait = wait.min(Duration::from_millis(MAPPED_REREAD_MS));
             }
             if self.pump(wait.min(Duration::from_millis(IDLE_POLL_MS)))? > 0 {
                 self.last_event = Instant::now();
             }
-            if !self.mapped.is_empty()
+            if self.mapped_active
                 && self.last_mapped_read.elapsed() >= Duration::from_millis(MAPPED_REREAD_MS)
             {
                 let mut out = Vec::new();

@@ -138,14 +138,16 @@ int BPF_PROG(fx_dirty_folio, struct folio *folio, struct address_space *mapping)
 	struct inode *inode = BPF_CORE_READ(mapping, host);
 	if (!inode)
 		return 0;
-	/* A write syscall of this task dirties its own pages: that write is journaled already. */
-	if (fx_peek_args())
-		return 0;
 	struct fx_inode_key k = {
 		.dev = BPF_CORE_READ(inode, i_sb, s_dev),
 		.ino = BPF_CORE_READ(inode, i_ino),
 	};
 	bool mapped = bpf_map_lookup_elem(&mmapped, &k) != NULL;
+	/* A write syscall of this task dirties its own pages: that write is journaled already.
+	 * Not so for a mapped file: a store through a mapping to a page a write left dirty
+	 * reports nothing, so the page must be known (re-read) from this report on. */
+	if (!mapped && fx_peek_args())
+		return 0;
 	if (!mapped) {
 		/* io_uring's workers and SQPOLL threads: journaled at completion (async.bpf.c). */
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();

@@ -258,6 +258,7 @@ pub struct Probes {
     dirty: aya::maps::HashMap<MapData, InodeKey, u64>,
     dirty_chunks: aya::maps::HashMap<MapData, ChunkKey, u64>,
     dirty_verdicts: aya::maps::HashMap<MapData, InodeKey, u64>,
+    mmapped: aya::maps::HashMap<MapData, InodeKey, u64>,
     /// drops[1] as last read: marks the dirty map could not take.
     dirty_full_seen: u64,
     /// CLOCK_REALTIME - CLOCK_BOOTTIME, to turn event times into wall-clock times.
@@ -484,6 +485,14 @@ impl Probes {
             name: "dirty_verdicts",
             source,
         })?;
+        let mmapped = aya::maps::HashMap::try_from(
+            ebpf.take_map("mmapped")
+                .ok_or(ProbeError::MissingMap("mmapped"))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            name: "mmapped",
+            source,
+        })?;
         // The recorder's own fsync calls are skipped, after the probes learn the root's
         // superblock from root_fd (bpf/sync.bpf.c). On a directory this costs at most one
         // journal commit of its filesystem, once.
@@ -503,6 +512,7 @@ impl Probes {
             dirty,
             dirty_chunks,
             dirty_verdicts,
+            mmapped,
             dirty_full_seen: 0,
             ring,
             drops,
@@ -673,6 +683,23 @@ impl Probes {
             }
         }
         Ok(())
+    }
+
+    /// Forgets that inode `key` (dev, ino) has a shared writable mapping: its pages turning
+    /// dirty are then reported with their path again (the catch-all), as for a mapping older
+    /// than the recorder.
+    pub fn forget_mapped(&mut self, key: (u64, u64)) -> Result<(), ProbeError> {
+        let k = InodeKey {
+            dev: key.0,
+            ino: key.1,
+        };
+        match self.mmapped.remove(&k) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(ProbeError::Map {
+                name: "mmapped",
+                source,
+            }),
+        }
     }
 
     /// Runs of the probes the kernel skipped, summed over programs: a tracepoint program is not
