@@ -3372,10 +3372,11 @@ impl Recorder {
         let chunk = foxing_probes::CHUNK_BYTES;
         let first = h.offset / chunk;
         let last = h.offset.saturating_add(h.len.max(1) - 1) / chunk;
+        // As for a re-read range whose name left: a targeted heal, not a base.
         self.mark_inode_later(
             (h.dev, h.ino),
             Some(first..=last),
-            GapReason::Untracked,
+            GapReason::MovedBeforeRead,
             out,
         );
     }
