@@ -75,9 +75,9 @@ impl File {
     }
 }
 
-/// A settling file: its path, its mapped chunks (index, offset, len) and the chunks dirty at
-/// the last pass.
-pub type Settling = (RelPath, Vec<(u64, u64, u64)>, BTreeSet<u64>);
+/// A settling file: its path, its mapped byte ranges (start, end) and the chunks dirty at the
+/// last pass.
+pub type Settling = (RelPath, Vec<(u64, u64)>, BTreeSet<u64>);
 
 #[derive(Default)]
 pub struct MappedFiles {
@@ -155,23 +155,17 @@ impl MappedFiles {
     }
 
     /// Files waiting for pages dirty before their mapping to be cleaned: each with its mapped
-    /// chunks (index, offset, len; MAPPED_SETTLE_CHUNK_BYTES each) and the chunks that were
-    /// dirty at the last pass. The recorder re-reads those dirty now or at the last pass.
+    /// byte ranges (start, end: a mapping may reach far beyond the file's end, so the recorder
+    /// stops at the file's size) and the chunks (MAPPED_SETTLE_CHUNK_BYTES) that were dirty at
+    /// the last pass. The recorder re-reads the chunks dirty now or at the last pass.
     pub fn settling(&self) -> Vec<Settling> {
         let mut out = Vec::new();
         for (path, f) in &self.files {
             let Some((last, _)) = &f.settle else {
                 continue;
             };
-            let mut chunks = BTreeSet::new();
-            for (&s, &e) in &f.ranges {
-                chunks.extend(s / MAPPED_SETTLE_CHUNK_BYTES..e.div_ceil(MAPPED_SETTLE_CHUNK_BYTES));
-            }
-            let chunks = chunks
-                .into_iter()
-                .map(|c| (c, c * MAPPED_SETTLE_CHUNK_BYTES, MAPPED_SETTLE_CHUNK_BYTES))
-                .collect();
-            out.push((path.clone(), chunks, last.clone()));
+            let ranges = f.ranges.iter().map(|(&s, &e)| (s, e)).collect();
+            out.push((path.clone(), ranges, last.clone()));
         }
         out
     }
@@ -546,7 +540,7 @@ mod tests {
         m.settle(&p, BTreeSet::from([1]), t0);
         let s = m.settling();
         assert_eq!(s.len(), 1);
-        assert_eq!(s[0].1, vec![(0, 0, c), (1, c, c), (2, 2 * c, c)]);
+        assert_eq!(s[0].1, vec![(0, 3 * c)]);
         assert_eq!(s[0].2, BTreeSet::from([1]));
         // No hot pages, no polling: only settling keeps it active.
         m.expire(t0 + Duration::from_millis(MAPPED_HOT_MS + 1));

@@ -3390,17 +3390,22 @@ impl Recorder {
                 self.read_mapped(&path, &f, ranges, now, out);
             }
         }
-        for (path, chunks, last) in self.mapped.settling() {
+        for (path, ranges, last) in self.mapped.settling() {
+            use crate::mapped::MAPPED_SETTLE_CHUNK_BYTES as CHUNK;
             let Some(f) = self.mapped_source(&path) else {
                 continue;
             };
-            let size = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+            // Up to the file's size (a mapping may reach far beyond it), and the chunks dirty
+            // at the last pass (the file may have shrunk since).
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut chunks = last.clone();
+            for (start, end) in ranges {
+                chunks.extend(start / CHUNK..end.min(size).div_ceil(CHUNK));
+            }
             let mut dirty = std::collections::BTreeSet::new();
             let mut read = Vec::new();
-            for (c, off, len) in chunks {
-                if off >= size && !last.contains(&c) {
-                    continue;
-                }
+            for c in chunks {
+                let (off, len) = (c.saturating_mul(CHUNK), CHUNK);
                 // Checked before it is read: a chunk cleaned after this check is read again
                 // at the next pass.
                 let dirty_now = dirty_pages(&f, off, len).is_none_or(|n| n > 0);
