@@ -289,8 +289,7 @@ impl Tree for FsTree {
 
     fn fallocate(&mut self, p: &RelPath, mode: u32, offset: u64, len: u64) -> TreeResult<()> {
         use foxing_proto::record::{
-            FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE,
-            FALLOC_FL_PUNCH_HOLE, FALLOC_FL_WRITE_ZEROES, FALLOC_FL_ZERO_RANGE,
+            FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_WRITE_ZEROES, FALLOC_FL_ZERO_RANGE,
         };
         let f = self.writable(p)?;
         let flags = rustix::fs::FallocateFlags::from_bits_retain(mode);
@@ -299,7 +298,7 @@ impl Tree for FsTree {
             // The replica's filesystem lacks the mode: write zeros / extend instead (same bytes).
             // Modes that move bytes have no such stand-in (the recorder journals their result
             // instead of the call): refuse rather than diverge.
-            Err(Errno::OPNOTSUPP) if mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE) != 0 => {
+            Err(Errno::OPNOTSUPP) if foxing_proto::record::shifts_bytes(mode) => {
                 Err(TreeError::Refused(format!(
                     "fallocate mode {mode:#x} (collapse/insert range) is not supported by the replica's filesystem"
                 )))

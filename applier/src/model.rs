@@ -213,10 +213,9 @@ impl Tree for ModelTree {
 
     fn fallocate(&mut self, p: &RelPath, mode: u32, offset: u64, len: u64) -> TreeResult<()> {
         use foxing_proto::record::{
-            FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE,
-            FALLOC_FL_PUNCH_HOLE, FALLOC_FL_WRITE_ZEROES, FALLOC_FL_ZERO_RANGE,
+            FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_WRITE_ZEROES, FALLOC_FL_ZERO_RANGE,
         };
-        if mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE) != 0 {
+        if foxing_proto::record::shifts_bytes(mode) {
             // As tmpfs: the recorder journals these modes' results, never the calls.
             return Err(TreeError::Refused(format!(
                 "fallocate mode {mode:#x} (collapse/insert range) is not supported"

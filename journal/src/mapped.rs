@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use foxing_proto::record::{FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE};
+use foxing_proto::record::shifts_bytes;
 use foxing_proto::{Op, RelPath};
 
 pub const PAGE_BYTES: u64 = 4096;
@@ -341,8 +341,7 @@ impl MappedFiles {
                 offset,
                 len,
             } => {
-                let shifts = mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE) != 0;
-                let to = if shifts {
+                let to = if shifts_bytes(*mode) {
                     u64::MAX
                 } else {
                     offset.saturating_add(*len)

@@ -919,12 +919,7 @@ fn dirty_pages(f: &File, offset: u64, len: u64) -> Option<u64> {
     (r == 0).then_some(cs[1])
 }
 
-/// fallocate modes that move the bytes after the range (COLLAPSE_RANGE, INSERT_RANGE): the
-/// recorder journals their result, not the call.
-fn shifts_bytes(mode: u32) -> bool {
-    use foxing_proto::record::{FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE};
-    mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE) != 0
-}
+use foxing_proto::record::shifts_bytes;
 
 /// A fallocate mode as the journal carries it: WRITE_ZEROES (Linux 6.17: zeroes written to the
 /// device) becomes ZERO_RANGE, the same bytes for a reader; a replica's filesystem without

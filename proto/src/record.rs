@@ -143,6 +143,12 @@ pub const FALLOC_FL_UNSHARE_RANGE: u32 = 0x40;
 /// Linux 6.17: zeroes the range by writing zeros to the device (same bytes as ZERO_RANGE).
 pub const FALLOC_FL_WRITE_ZEROES: u32 = 0x80;
 
+/// fallocate modes that move the bytes after the range (COLLAPSE_RANGE, INSERT_RANGE): the
+/// recorder journals their result, not the call, and appliers refuse them.
+pub fn shifts_bytes(mode: u32) -> bool {
+    mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE) != 0
+}
+
 /// Which call produced a sync point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncKind {
