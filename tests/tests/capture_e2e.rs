@@ -615,12 +615,7 @@ time.sleep(0.6)
         tempfile::tempdir().unwrap(),
         tempfile::tempdir_in("/dev/shm").unwrap(),
     ] {
-        let src = d.path().join("src");
-        let jdir = d.path().join("journal");
-        std::fs::create_dir_all(&src).unwrap();
-        let stats = record_while(&src, &jdir, || python_in(&src, code));
-        assert_eq!(stats.lost_events, 0, "{stats:?}");
-        apply_and_compare(&src, &jdir, d.path());
+        record_in_and_compare(&d, |src| python_in(src, code));
     }
 }
 
@@ -642,13 +637,9 @@ fn stores_through_a_new_mapping_to_pages_written_before_reach_the_replica() {
         return;
     }
     // ext4 (/tmp here): tmpfs reports no dirty pages and is polled whole.
-    let d = tempfile::tempdir().unwrap();
-    let src = d.path().join("src");
-    let jdir = d.path().join("journal");
-    std::fs::create_dir_all(&src).unwrap();
-    let stats = record_while(&src, &jdir, || {
+    let stats = record_in_and_compare(&tempfile::tempdir().unwrap(), |src| {
         python_in(
-            &src,
+            src,
             r#"
 import mmap, os, time
 for name, sync in (("f", False), ("g", True)):
@@ -675,9 +666,7 @@ time.sleep(0.5)
 "#,
         )
     });
-    assert_eq!(stats.lost_events, 0, "{stats:?}");
     assert_eq!(stats.mapped_settling, 2, "{stats:?}");
-    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// `tests/fsx.py`: fsx-style random operations on three files (writes of every kind,
@@ -732,13 +721,9 @@ fn a_failed_fallocate_that_moved_mtime_reaches_the_replica() {
     if !require_bpf() {
         return;
     }
-    let d = tempfile::tempdir().unwrap();
-    let src = d.path().join("src");
-    let jdir = d.path().join("journal");
-    std::fs::create_dir_all(&src).unwrap();
-    let stats = record_while(&src, &jdir, || {
+    let stats = record_in_and_compare(&tempfile::tempdir().unwrap(), |src| {
         python_in(
-            &src,
+            src,
             r#"
 import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -752,9 +737,7 @@ assert os.fstat(fd).st_mtime_ns != before, "this kernel no longer moves mtime he
 "#,
         )
     });
-    assert_eq!(stats.lost_events, 0, "{stats:?}");
     assert_eq!(stats.failed_changes, 1, "{stats:?}");
-    apply_and_compare(&src, &jdir, d.path());
 }
 
 /// Records the workload binary run with `args` into `base`/src (journal in `base`/journal),
@@ -1198,7 +1181,11 @@ fn python_in(dir: &Path, code: &str) {
 /// Records `work(src)` on a tmpfs root (/dev/shm), requires no ring loss, applies the journal
 /// and compares; returns the recorder's stats.
 fn record_on_tmpfs_and_compare(work: impl FnOnce(&Path)) -> RecorderStats {
-    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    record_in_and_compare(&tempfile::tempdir_in("/dev/shm").unwrap(), work)
+}
+
+/// [`record_on_tmpfs_and_compare`] in `d` (src, journal and replica below it).
+fn record_in_and_compare(d: &tempfile::TempDir, work: impl FnOnce(&Path)) -> RecorderStats {
     let src = d.path().join("src");
     let jdir = d.path().join("journal");
     std::fs::create_dir_all(&src).unwrap();
