@@ -1234,7 +1234,8 @@ impl Recorder {
     /// Appends to the journal, or counts the records as lost while it cannot be written.
     fn journal_append(&mut self, evs: Vec<Event>) {
         let n = evs.len() as u64;
-        if !self.mapped.is_empty() {
+        // Page hashes exist only while some mapped file is active (`MappedFiles::expire`).
+        if self.mapped_active {
             if self.journal.is_some() {
                 for ev in &evs {
                     self.mapped.journaled(&ev.op);
@@ -1516,9 +1517,10 @@ impl Recorder {
                     }
                 }
             } else {
-                if !self.mapped.is_empty() {
+                let key = (ev.header.dev, ev.header.ino);
+                if self.mapped_active && self.mapped.knows(key) {
                     let path = RelPath::new(ev.path.clone());
-                    self.mapped.note_name((ev.header.dev, ev.header.ino), &path);
+                    self.mapped.note_name(key, &path);
                 }
                 self.convert(ev, covered[i], &mut out);
                 // Sync points change nothing to re-read.
