@@ -276,6 +276,11 @@ impl Races {
         self.pass_renames = Some(Vec::new());
     }
 
+    /// Whether a rename was journaled since the re-statement pass began.
+    pub fn pass_renamed(&self) -> bool {
+        self.pass_renames.as_ref().is_some_and(|p| !p.is_empty())
+    }
+
     /// A re-statement pass ended. A name read while a rename moved it was re-stated before that
     /// rename's record (a `Resync` of it as gone, then the rename of what the replica still had
     /// there finds nothing). So if a rename related to the names was journaled during the pass,

@@ -472,10 +472,11 @@ impl SeqTracker {
 }
 
 /// A re-statement pass (`Recorder::restate`): its names, and the hard-linked files whose other
-/// names are not on the replica (by their dev and inode: link count, names found by the pass).
+/// names are not on the replica (by their kernel dev and inode: link count, and the names the
+/// pass gave them, the first one re-stated with its data, the others linked to it).
 struct RestatePass {
     names: Vec<RelPath>,
-    unplaced: HashMap<(u64, u64), (u64, u64)>,
+    unplaced: HashMap<(u64, u64), (u64, Vec<RelPath>)>,
 }
 
 /// The journal could not be written: recording goes on without it (see `Recorder::failed`).
@@ -847,24 +848,40 @@ fn entry_meta(path: &Path, md: &std::fs::Metadata) -> std::io::Result<EntryMeta>
     })
 }
 
-/// Opens a regular file of the source for reading without ever blocking (a fifo put in its
-/// place would block an ordinary open) or following a final symlink.
 /// Walks `root` (lstat only, symlinks not followed) for the inodes in `wanted` (kernel dev,
 /// ino), removing each found; returns their paths. Stops when all are found.
 fn find_inodes(root: &Path, wanted: &mut HashSet<(u64, u64)>) -> Vec<((u64, u64), PathBuf)> {
+    let mut counts: HashMap<(u64, u64), u64> = wanted.iter().map(|k| (*k, 1)).collect();
+    let found = find_names(root, &mut counts);
+    for (key, _) in &found {
+        wanted.remove(key);
+    }
+    found
+}
+
+/// Walks `root` (lstat only, symlinks not followed) for the names of the inodes in `wanted`
+/// (kernel dev, ino -> how many names to find); returns every name found, in walk order, and
+/// lowers the counts. Stops when every count is zero.
+fn find_names(root: &Path, wanted: &mut HashMap<(u64, u64), u64>) -> Vec<((u64, u64), PathBuf)> {
     use std::os::unix::fs::MetadataExt;
     let mut found = Vec::new();
+    let mut left: u64 = wanted.values().sum();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
+        if left == 0 {
+            break;
+        }
         let Ok(rd) = std::fs::read_dir(&dir) else {
             continue;
         };
         for e in rd.flatten() {
             let Ok(md) = e.metadata() else { continue };
             let key = (foxing_probes::kernel_dev(md.dev()), md.ino());
-            if wanted.remove(&key) {
+            if let Some(n) = wanted.get_mut(&key).filter(|n| **n > 0) {
+                *n -= 1;
+                left -= 1;
                 found.push((key, e.path()));
-                if wanted.is_empty() {
+                if left == 0 {
                     return found;
                 }
             }
@@ -876,6 +893,8 @@ fn find_inodes(root: &Path, wanted: &mut HashSet<(u64, u64)>) -> Vec<((u64, u64)
     found
 }
 
+/// Opens a regular file of the source for reading without ever blocking (a fifo put in its
+/// place would block an ordinary open) or following a final symlink.
 fn open_source_file(p: &Path) -> Option<File> {
     open_source_file_meta(p).map(|(f, _)| f)
 }
@@ -2753,6 +2772,9 @@ impl Recorder {
                 }
             }
         }
+        // Hard-linked files re-stated without all their names: the others are linked to the
+        // re-stated copy.
+        let (linked, unsure) = self.place_other_names()?;
         // Renames that ran during the pass: another pass once they settle, behind a gap. Those
         // not in flight now have their events in the ring (a rename's event precedes the end of
         // its in-flight count): drained first, so that `end_pass` sees them (regression: a
@@ -2770,18 +2792,28 @@ impl Recorder {
             }
         }
         in_flight |= !drained;
-        let redo = self.races.end_pass(names, seq_begin, in_flight);
+        let renamed = self.races.pass_renamed();
+        let redo = if linked.is_empty() {
+            self.races.end_pass(names, seq_begin, in_flight)
+        } else {
+            let mut all = names.to_vec();
+            all.extend(linked);
+            self.races.end_pass(&all, seq_begin, in_flight)
+        };
         if redo {
             self.moved_since.get_or_insert_with(Instant::now);
             self.moved_settled = false;
             self.gap_after(&mut Vec::new(), GapReason::ConcurrentWriters);
         }
-        let unknown_links = self.restating.take().map_or(0, |p| {
+        // A file with fewer names found than its link count has the others outside the root,
+        // unless a rename ran meanwhile and the walk missed one.
+        let short = self.restating.take().map_or(0, |p| {
             p.unplaced
                 .values()
-                .filter(|(nlink, seen)| seen < nlink)
+                .filter(|(nlink, seen)| (seen.len() as u64) < *nlink)
                 .count()
         });
+        let unknown_links = if renamed || in_flight { short } else { unsure };
         if !names.is_empty() {
             tracing::info!(
                 names = names.len(),
@@ -3156,9 +3188,9 @@ impl Recorder {
                     if let Some(seen) = self
                         .restating
                         .as_mut()
-                        .and_then(|p| p.unplaced.get_mut(&(md.dev(), md.ino())))
+                        .and_then(|p| p.unplaced.get_mut(&key))
                     {
-                        seen.1 += 1;
+                        seen.1.push(rp.clone());
                     }
                     continue;
                 }
@@ -3182,7 +3214,7 @@ impl Recorder {
                             // Its other names may still come in this pass.
                             tracing::debug!(path = %rp, nlink = md.nlink(), "a re-stated file's other names are not placed yet");
                             if let Some(p) = &mut self.restating {
-                                p.unplaced.insert((md.dev(), md.ino()), (md.nlink(), 1));
+                                p.unplaced.insert(key, (md.nlink(), vec![rp.clone()]));
                             }
                         }
                     }
@@ -3223,6 +3255,81 @@ impl Recorder {
     /// that the replica holds already: `seen_before`, the last name seen for its inode, if the
     /// source has the inode there now and the pass does not re-state it. None when the other
     /// names are outside the root, or unknown (never seen, or forgotten).
+    /// The names of the hard-linked files a re-statement pass re-stated (`RestatePass::unplaced`)
+    /// that the pass did not reach: found by a stat-only walk of the tree, each linked to the
+    /// copy the pass made (the replica may hold there the file's old inode, or a copy of it).
+    /// Returns those names, and how many files could not have their names linked because the
+    /// re-stated name no longer holds the file.
+    fn place_other_names(&mut self) -> anyhow::Result<(Vec<RelPath>, usize)> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(pass) = &self.restating else {
+            return Ok((Vec::new(), 0));
+        };
+        let mut wanted: HashMap<(u64, u64), u64> = pass
+            .unplaced
+            .iter()
+            .filter(|(_, (nlink, names))| (names.len() as u64) < *nlink)
+            .map(|(key, (nlink, _))| (*key, *nlink))
+            .collect();
+        if wanted.is_empty() || wanted.len() > TARGETED_HEAL_MAX_INODES {
+            return Ok((Vec::new(), wanted.len()));
+        }
+        // Live events first: the links state what the walk finds, after them.
+        self.pump_nested()?;
+        let root = self.opts.root.clone();
+        let found = find_names(&root, &mut wanted);
+        let mut linked = Vec::new();
+        let mut unsure: HashSet<(u64, u64)> = HashSet::new();
+        let now = Instant::now();
+        for (key, full) in found {
+            let Some(rp) = rel(&root, &full) else {
+                continue;
+            };
+            let Some((_, names)) = self
+                .restating
+                .as_mut()
+                .and_then(|p| p.unplaced.get_mut(&key))
+            else {
+                continue;
+            };
+            if names.contains(&rp) || unsure.contains(&key) {
+                continue;
+            }
+            // The copy the pass made: still this file on the source (else an event not
+            // journaled yet may remove it before the link on the replica).
+            let anchor = names[0].clone();
+            let at_anchor = std::fs::symlink_metadata(
+                root.join(std::ffi::OsStr::from_bytes(anchor.as_bytes())),
+            )
+            .is_ok_and(|md| (foxing_probes::kernel_dev(md.dev()), md.ino()) == key);
+            if !at_anchor {
+                unsure.insert(key);
+                continue;
+            }
+            names.push(rp.clone());
+            let ev = self.own(Op::Link {
+                existing: anchor,
+                new: rp.clone(),
+            });
+            self.append(vec![ev]);
+            // Its directory's mtime moves with the link on the replica.
+            if let Some(i) = rp.as_bytes().iter().rposition(|&c| c == b'/') {
+                if !self.touched_all {
+                    self.touched.insert(RelPath::new(&rp.as_bytes()[..i]));
+                    self.first_touch.get_or_insert(now);
+                }
+            }
+            linked.push(rp);
+        }
+        if !linked.is_empty() {
+            tracing::info!(
+                names = linked.len(),
+                "other names of re-stated hard-linked files found by walking the tree: linked"
+            );
+        }
+        Ok((linked, unsure.len()))
+    }
+
     fn other_name_outside_pass(
         &self,
         md: &std::fs::Metadata,

@@ -762,6 +762,33 @@ pub fn record_while(
     record_with(src, jdir, foxing_probes::DEFAULT_RING_SIZE_BYTES, work)
 }
 
+/// Every recorder sees the absolute names of every mount namespace on the machine, and a name
+/// from a namespace that is gone before a recorder can map it is a counted loss, healed by a
+/// whole-tree base, in every recorder running then (a test asserting one base failed in CI when
+/// a namespace test ran beside it). Tests that make such names hold this lock exclusively
+/// ([`foreign_namespaces`]); every recording of [`record_with`] holds it shared.
+static NAMESPACE_NOISE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+thread_local! {
+    /// This thread holds [`NAMESPACE_NOISE`] exclusively.
+    static MAKING_NAMESPACE_NOISE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, which makes absolute names in short-lived mount namespaces, while no other
+/// recording of this test process runs (see [`NAMESPACE_NOISE`]).
+pub fn foreign_namespaces<R>(f: impl FnOnce() -> R) -> R {
+    let _excl = NAMESPACE_NOISE.write().unwrap_or_else(|e| e.into_inner());
+    MAKING_NAMESPACE_NOISE.set(true);
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MAKING_NAMESPACE_NOISE.set(false);
+        }
+    }
+    let _reset = Reset;
+    f()
+}
+
 /// [`record_while`] with a kernel ring of `ring_size_bytes`.
 pub fn record_with(
     src: &std::path::Path,
@@ -776,6 +803,9 @@ pub fn record_with(
         payload_cap_bytes: 64 * 1024,
         ring_size_bytes,
     };
+    // Shared, unless this thread makes the noise itself.
+    let _quiet = (!MAKING_NAMESPACE_NOISE.get())
+        .then(|| NAMESPACE_NOISE.read().unwrap_or_else(|e| e.into_inner()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut rec = Recorder::start(opts).unwrap();
     let st = stop.clone();
