@@ -3251,10 +3251,6 @@ impl Recorder {
         Ok(n)
     }
 
-    /// During a re-statement pass, another name of the hard-linked file `md` (found at `rp`)
-    /// that the replica holds already: `seen_before`, the last name seen for its inode, if the
-    /// source has the inode there now and the pass does not re-state it. None when the other
-    /// names are outside the root, or unknown (never seen, or forgotten).
     /// The names of the hard-linked files a re-statement pass re-stated (`RestatePass::unplaced`)
     /// that the pass did not reach: found by a stat-only walk of the tree, each linked to the
     /// copy the pass made (the replica may hold there the file's old inode, or a copy of it).
@@ -3330,6 +3326,10 @@ impl Recorder {
         Ok((linked, unsure.len()))
     }
 
+    /// During a re-statement pass, another name of the hard-linked file `md` (found at `rp`)
+    /// that the replica holds already: `seen_before`, the last name seen for its inode, if the
+    /// source has the inode there now and the pass does not re-state it. None when the other
+    /// names are outside the root, or unknown (never seen, or forgotten).
     fn other_name_outside_pass(
         &self,
         md: &std::fs::Metadata,
