@@ -6,6 +6,8 @@
 #   sudo scripts/fsx-torture.sh FS [SEEDS] [OPS]   FS: tmpfs, ext4, xfs (fresh loop images) or dir
 #                                                 (a directory on /var/tmp); SEEDS "1 2 3"; OPS 2000
 # EXCL=op,op leaves operations out (see tests/fsx.py). Exit 1 at the first difference.
+# TOOL=fsstress runs tests/fsstress.py instead: PROCS (default 4) processes of OPS operations
+# each on one shared tree (namespace operations colliding across processes).
 # Uses the debug binaries: run `cargo build --workspace --bins` first.
 set -u
 fs=${1:-ext4}
@@ -13,7 +15,8 @@ seeds=${2:-"1 2 3"}
 ops=${3:-2000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=$here/target/debug
-fsx=$here/tests/fsx.py
+tool=${TOOL:-fsx}
+fsx=$here/tests/$tool.py
 t=$(mktemp -d /var/tmp/fsx-torture.XXXXXX)
 cleanup() { umount -q "$t/src" 2>/dev/null; rm -rf "$t"; }
 trap cleanup EXIT
@@ -30,14 +33,15 @@ for seed in $seeds; do
     "$bin/foxing-journal" record --root "$t/src" --journal "$t/j" >"$t/rec.log" 2>&1 &
     rec=$!
     for _ in $(seq 100); do grep -q recording "$t/rec.log" && break; sleep 0.1; done
-    (cd "$t/src" && python3 "$fsx" "$seed" "$ops" >/dev/null 2>"$t/fsx.err")
+    # shellcheck disable=SC2086 # PROCS: no argument when unset
+    (cd "$t/src" && python3 "$fsx" "$seed" "$ops" ${PROCS:-} >/dev/null 2>"$t/fsx.err")
     sleep 1.5
     kill -INT $rec; wait $rec
     "$bin/foxing-applier" --root "$t/dst" --state "$t/st" --journal "$t/j" >/dev/null || exit 1
     if ! "$bin/tree-diff" "$t/src" "$t/dst"; then
-        echo "fsx-torture: $fs seed $seed ops $ops DIVERGED (recorder log: $t/rec.log)" >&2
+        echo "fsx-torture: $tool $fs seed $seed ops $ops DIVERGED (recorder log: $t/rec.log)" >&2
         trap - EXIT
         exit 1
     fi
-    echo "fsx-torture: $fs seed $seed ops $ops: converged"
+    echo "fsx-torture: $tool $fs seed $seed ops $ops: converged"
 done

@@ -81,10 +81,12 @@ pub type Settling = (RelPath, Vec<(u64, u64)>, BTreeSet<u64>);
 
 #[derive(Default)]
 pub struct MappedFiles {
-    files: HashMap<RelPath, File>,
+    /// By path, ordered: a rename finds the files at or below its source in one range
+    /// (`renamed`), not by visiting every tracked file (up to MAPPED_MAX_FILES).
+    files: BTreeMap<RelPath, File>,
     by_inode: HashMap<(u64, u64), RelPath>,
     /// Other names (hard links) of tracked inodes that journaled records used.
-    other_names: HashMap<RelPath, (u64, u64)>,
+    other_names: BTreeMap<RelPath, (u64, u64)>,
     hasher: std::hash::RandomState,
 }
 
@@ -402,15 +404,22 @@ impl MappedFiles {
         let dest = to.unwrap_or(from);
         let moved: Vec<(RelPath, RelPath)> = self
             .files
-            .keys()
-            .filter_map(|p| {
+            .range(at_or_below(from))
+            .filter_map(|(p, _)| {
                 crate::races::renamed_path(p, from, dest, false).map(|np| (p.clone(), np))
             })
             .collect();
         // Other names at or below it are dropped: the next file event under a name's new
         // path registers it again (`note_name`, before its records are journaled).
-        self.other_names
-            .retain(|p, _| crate::races::renamed_path(p, from, dest, false).is_none());
+        let dropped: Vec<RelPath> = self
+            .other_names
+            .range(at_or_below(from))
+            .filter(|(p, _)| crate::races::renamed_path(p, from, dest, false).is_some())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in dropped {
+            self.other_names.remove(&p);
+        }
         for (p, np) in moved {
             let Some(f) = self.files.remove(&p) else {
                 continue;
@@ -423,6 +432,14 @@ impl MappedFiles {
             }
         }
     }
+}
+
+/// The keys from `p` up to, not including, `p` followed by the byte after '/': every path at
+/// or below `p` (`p`, `p/...`) is in it, with a few that are not (`p-x`, `p.x`).
+fn at_or_below(p: &RelPath) -> std::ops::Range<RelPath> {
+    let mut end = p.as_bytes().to_vec();
+    end.push(b'/' + 1);
+    p.clone()..RelPath::new(end)
 }
 
 #[cfg(test)]
@@ -566,5 +583,30 @@ mod tests {
         assert!(m.on_dirty((1, 2), 0, 4096, t0));
         m.renamed(&RelPath::new("b"), None);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn a_renamed_directory_moves_only_the_files_below_it() {
+        let mut m = MappedFiles::default();
+        let t0 = Instant::now();
+        let names = ["d/x", "d/e/y", "d-wal", "d.1", "d", "dd/z", "c", "e"];
+        for (i, n) in names.iter().enumerate() {
+            m.on_mmap(RelPath::new(*n), (1, i as u64), 0, 4096, true, t0);
+        }
+        m.renamed(&RelPath::new("d"), Some(&RelPath::new("n/d2")));
+        let mut now: Vec<RelPath> = m.due(t0).into_iter().map(|(p, _)| p).collect();
+        now.sort();
+        let mut want: Vec<RelPath> = [
+            "n/d2/x", "n/d2/e/y", "d-wal", "d.1", "n/d2", "dd/z", "c", "e",
+        ]
+        .iter()
+        .map(|n| RelPath::new(*n))
+        .collect();
+        want.sort();
+        assert_eq!(now, want);
+        assert_eq!(m.inode_of(&RelPath::new("n/d2/e/y")), Some((1, 1)));
+        m.renamed(&RelPath::new("n"), None);
+        assert_eq!(m.due(t0).len(), 5);
+        assert!(!m.knows((1, 0)) && m.knows((1, 2)));
     }
 }
