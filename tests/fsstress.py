@@ -4,7 +4,8 @@ usage: python3 fsstress.py SEED OPS [PROCS]   (in the directory to work in)
 EXCL=op,op leaves operations out; LOG=1 prints each operation to stderr.
 
 PROCS processes (default 4) each run OPS random operations on one shared tree of few names
-(d0..d3 nested up to three levels, f0..f5), so that they collide all the time: creates,
+(directories d0..d3, files f0..f5, nested a few levels; names are mostly picked among the
+entries that exist), so that they collide all the time: creates,
 writes (pwrite, O_APPEND, O_TRUNC), truncates, fallocate (punch, zero), mkdir, rmdir, renames
 of files and directories across levels (over existing targets, RENAME_EXCHANGE,
 RENAME_NOREPLACE, RENAME_WHITEOUT), hard links, symlinks, unlinks, chmod, xattrs, utimes,
@@ -32,13 +33,37 @@ OPS = [o for o in [
 
 
 def rand_dir(r):
-    depth = r.randrange(0, 4)
-    return "/".join("d%d" % r.randrange(4) for _ in range(depth))
+    """An existing directory most of the time: descends from the top while a coin says so."""
+    d = ""
+    for _ in range(4):
+        if r.random() < 0.4:
+            break
+        try:
+            subs = sorted(e.name for e in os.scandir(d or ".") if e.is_dir(follow_symlinks=False))
+        except OSError:
+            break
+        if not subs:
+            break
+        d = (d + "/" if d else "") + r.choice(subs)
+    if r.random() < 0.1:
+        # Sometimes a directory that may not exist.
+        d = (d + "/" if d else "") + "d%d" % r.randrange(4)
+    return d
 
 
 def rand_path(r, prefix="f"):
+    """A name in a random directory: an existing entry of the kind asked for, or a new name."""
     d = rand_dir(r)
-    name = "%s%d" % (prefix, r.randrange(6)) if prefix == "f" else "d%d" % r.randrange(4)
+    name = "%s%d" % (prefix, r.randrange(6 if prefix == "f" else 4))
+    if r.random() < 0.6:
+        try:
+            want_dir = prefix == "d"
+            names = sorted(e.name for e in os.scandir(d or ".")
+                           if e.is_dir(follow_symlinks=False) == want_dir)
+            if names:
+                name = r.choice(names)
+        except OSError:
+            pass
     return d + "/" + name if d else name
 
 
@@ -112,19 +137,23 @@ def one(r, i, me):
         os.utime(p, ns=(t * 10**9 + r.randrange(10**9), t * 10**9 + r.randrange(10**9)),
                  follow_symlinks=False)
     elif op == "mapw":
-        fd = os.open(p, os.O_RDWR)
-        try:
-            size = os.fstat(fd).st_size
-            if size > 0:
-                m = mmap.mmap(fd, size)
-                o = r.randrange(0, size)
-                k = min(ln, size - o)
-                m[o:o + k] = b * k
-                if r.random() < 0.3:
-                    m.flush()
-                m.close()
-        finally:
-            os.close(fd)
+        # In a child: a store beyond a size another process truncated to meanwhile is SIGBUS.
+        pid = os.fork()
+        if pid == 0:
+            try:
+                fd = os.open(p, os.O_RDWR)
+                size = os.fstat(fd).st_size
+                if size > 0:
+                    m = mmap.mmap(fd, size)
+                    o = r.randrange(0, size)
+                    k = min(ln, size - o)
+                    m[o:o + k] = b * k
+                    if r.random() < 0.3:
+                        m.flush()
+                    m.close()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
     elif op == "fsync":
         fd = os.open(p, os.O_RDONLY)
         os.fsync(fd)
@@ -133,11 +162,14 @@ def one(r, i, me):
 
 def worker(me):
     r = random.Random(seed * 1000 + me)
+    done = 0
     for i in range(n):
         try:
             one(r, i, me)
+            done += 1
         except (OSError, ValueError):
             pass
+    sys.stderr.write("fsstress: process %d: %d of %d operations succeeded\n" % (me, done, n))
 
 
 children = []
@@ -149,5 +181,8 @@ for me in range(procs):
         finally:
             os._exit(0)
     children.append(pid)
-for pid in children:
-    os.waitpid(pid, 0)
+for me, pid in enumerate(children):
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        # A store through a mapping beyond a size another process truncated to: SIGBUS.
+        sys.stderr.write("fsstress: process %d killed by signal %d\n" % (me, os.WTERMSIG(status)))
