@@ -2765,12 +2765,7 @@ impl Recorder {
                 n += 1;
             }
             // Its directory's mtime moves with the records that went to the wrong place.
-            if let Some(i) = prefix.as_bytes().iter().rposition(|&c| c == b'/') {
-                if !self.touched_all {
-                    self.touched.insert(RelPath::new(&prefix.as_bytes()[..i]));
-                    self.first_touch.get_or_insert(now);
-                }
-            }
+            self.touch_parent(&prefix, now);
         }
         // Hard-linked files re-stated without all their names: the others are linked to the
         // re-stated copy.
@@ -2793,13 +2788,9 @@ impl Recorder {
         }
         in_flight |= !drained;
         let renamed = self.races.pass_renamed();
-        let redo = if linked.is_empty() {
-            self.races.end_pass(names, seq_begin, in_flight)
-        } else {
-            let mut all = names.to_vec();
-            all.extend(linked);
-            self.races.end_pass(&all, seq_begin, in_flight)
-        };
+        let mut all = names.to_vec();
+        all.extend(linked);
+        let redo = self.races.end_pass(&all, seq_begin, in_flight);
         if redo {
             self.moved_since.get_or_insert_with(Instant::now);
             self.moved_settled = false;
@@ -3309,12 +3300,7 @@ impl Recorder {
             });
             self.append(vec![ev]);
             // Its directory's mtime moves with the link on the replica.
-            if let Some(i) = rp.as_bytes().iter().rposition(|&c| c == b'/') {
-                if !self.touched_all {
-                    self.touched.insert(RelPath::new(&rp.as_bytes()[..i]));
-                    self.first_touch.get_or_insert(now);
-                }
-            }
+            self.touch_parent(&rp, now);
             linked.push(rp);
         }
         if !linked.is_empty() {
@@ -3324,6 +3310,17 @@ impl Recorder {
             );
         }
         Ok((linked, unsure.len()))
+    }
+
+    /// The directory of `p` (below the root) gets its times stated again by the next sweep:
+    /// records journaled for `p` out of their place moved its mtime on the replica.
+    fn touch_parent(&mut self, p: &RelPath, now: Instant) {
+        if let Some(i) = p.as_bytes().iter().rposition(|&c| c == b'/') {
+            if !self.touched_all {
+                self.touched.insert(RelPath::new(&p.as_bytes()[..i]));
+                self.first_touch.get_or_insert(now);
+            }
+        }
     }
 
     /// During a re-statement pass, another name of the hard-linked file `md` (found at `rp`)

@@ -1181,6 +1181,21 @@ fn python_in(dir: &Path, code: &str) {
     );
 }
 
+/// Records the Python `code` run in a tmpfs root (as [`record_on_tmpfs_and_compare`]), with
+/// `os`, `ctypes` and `time` imported and `out` naming a directory outside the root on the same
+/// tmpfs (returned, for checks after); returns the recorder's stats too.
+fn record_python_with_outside(code: &str) -> (RecorderStats, tempfile::TempDir) {
+    let outside = tempfile::tempdir_in("/dev/shm").unwrap();
+    let out = outside.path().to_str().unwrap();
+    let stats = record_on_tmpfs_and_compare(|src| {
+        python_in(
+            src,
+            &format!("import os, ctypes, time\nout = '{out}'\n{code}"),
+        )
+    });
+    (stats, outside)
+}
+
 /// Records `work(src)` on a tmpfs root (/dev/shm), requires no ring loss, applies the journal
 /// and compares; returns the recorder's stats.
 fn record_on_tmpfs_and_compare(work: impl FnOnce(&Path)) -> RecorderStats {
@@ -1446,14 +1461,8 @@ fn entries_arriving_from_outside_are_restated_without_a_base() {
     if !require_bpf() {
         return;
     }
-    let outside = tempfile::tempdir_in("/dev/shm").unwrap();
-    let out = outside.path().to_str().unwrap().to_string();
-    let stats = record_on_tmpfs_and_compare(|src| {
-        python_in(
-            src,
-            &format!(
-                "import os, ctypes\n\
-                 out = '{out}'\n\
+    let (stats, outside) = record_python_with_outside(
+        "libc = ctypes.CDLL(None, use_errno=True)\n\
                  os.mkdir('keep')\n\
                  with open('keep/existing', 'wb') as f: f.write(b'existing ' * 100)\n\
                  with open('old', 'wb') as f: f.write(b'old content')\n\
@@ -1486,7 +1495,6 @@ fn entries_arriving_from_outside_are_restated_without_a_base() {
                  # O_TMPFILE, named by linkat through /proc/self/fd.\n\
                  fd = os.open('.', os.O_TMPFILE | os.O_WRONLY, 0o640)\n\
                  os.write(fd, b'anonymous until linked')\n\
-                 libc = ctypes.CDLL(None, use_errno=True)\n\
                  # linkat(AT_FDCWD, \"/proc/self/fd/N\", AT_FDCWD, name, AT_SYMLINK_FOLLOW)\n\
                  if libc.linkat(-100, b'/proc/self/fd/%d' % fd, -100, b'tmpfile', 0x400) != 0:\n\
                  \x20   raise OSError(ctypes.get_errno(), 'linkat')\n\
@@ -1494,10 +1502,8 @@ fn entries_arriving_from_outside_are_restated_without_a_base() {
                  # Exchanged with an entry outside.\n\
                  with open(out + '/y', 'wb') as f: f.write(b'outside, exchanged in')\n\
                  if libc.renameat2(-100, b'x', -100, (out + '/y').encode(), 2) != 0:\n\
-                 \x20   raise OSError(ctypes.get_errno(), 'renameat2')\n"
-            ),
-        );
-    });
+                 \x20   raise OSError(ctypes.get_errno(), 'renameat2')\n",
+    );
     eprintln!("entries that arrived from outside: {}", stats.moved_in);
     assert!(stats.moved_in >= 5, "{stats:?}");
     // The first base only (the tree was empty); every arrival was re-stated.
@@ -1520,15 +1526,8 @@ fn re_stated_hard_links_are_placed_without_a_base() {
     if !require_bpf() {
         return;
     }
-    let outside = tempfile::tempdir_in("/dev/shm").unwrap();
-    let out = outside.path().to_str().unwrap().to_string();
-    let stats = record_on_tmpfs_and_compare(|src| {
-        python_in(
-            src,
-            &format!(
-                "import os, time\n\
-                 out = '{out}'\n\
-                 os.mkdir('dir')\n\
+    let (stats, _outside) = record_python_with_outside(
+        "os.mkdir('dir')\n\
                  with open('a', 'wb') as f: f.write(b'shared ' * 1000)\n\
                  os.link('a', 'dir/b')\n\
                  os.link('a', 'c')\n\
@@ -1539,10 +1538,8 @@ fn re_stated_hard_links_are_placed_without_a_base() {
                  time.sleep(0.5)\n\
                  with open(out + '/o', 'wb') as f: f.write(b'one name out, one in')\n\
                  os.link(out + '/o', out + '/o-kept-out')\n\
-                 os.rename(out + '/o', 'o')\n"
-            ),
-        );
-    });
+                 os.rename(out + '/o', 'o')\n",
+    );
     assert!(stats.moved_in >= 2, "{stats:?}");
     assert_eq!(stats.bases, 1, "{stats:?}");
 }
