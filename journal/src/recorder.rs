@@ -66,6 +66,13 @@ pub const RACY_CHUNKS_MAX: u64 = 64;
 /// Ring batches drained at the end of a re-statement pass to find the renames that ran during
 /// it; past this the renames are treated as still in flight (the names wait for a related one).
 pub const RESTATE_DRAIN_BATCHES_MAX: usize = 64;
+/// Rename targets waiting to be walked again by a base (renames journaled while it walked), at
+/// most; past it, another base follows.
+pub const BASE_REWALK_MAX: usize = 4096;
+/// Rounds a base's end waits for the renames that ran during its walk (each: walk their
+/// targets again, drain the ring, or wait 1 ms for renames in flight); past it, another base
+/// follows.
+pub const BASE_SETTLE_ROUNDS_MAX: usize = 2000;
 /// Most inodes a ring loss is healed by resyncing one by one; beyond, a whole-tree base.
 pub const TARGETED_HEAL_MAX_INODES: usize = 4096;
 /// Most inode -> path entries remembered for targeted heals (then the map starts over).
@@ -553,6 +560,8 @@ pub struct Recorder {
     /// Rename targets seen during a base: the walk may already have passed their new place
     /// (and not yet their old one), so they are walked again.
     walk_extra: Vec<PathBuf>,
+    /// More renames ran through the base than it could walk again: another base follows.
+    walk_extra_overflowed: bool,
     /// Paths whose mtime changed since the last times sweep (see [`Recorder::sweep_times`]).
     touched: std::collections::BTreeSet<RelPath>,
     /// More than TIMES_SWEEP_MAX_PATHS were touched: sweep the whole tree.
@@ -1068,6 +1077,7 @@ impl Recorder {
             inode_paths: HashMap::new(),
             base_active: false,
             walk_extra: Vec::new(),
+            walk_extra_overflowed: false,
             touched: Default::default(),
             touched_all: false,
             first_touch: None,
@@ -1458,6 +1468,23 @@ impl Recorder {
                 } else {
                     out.get(first_new..).unwrap_or(&[])
                 };
+                // A base walking meanwhile may have passed a rename's target already and not
+                // yet its source: the subtree moved would be in no Resync of the base, and its
+                // end would remove it from the replica. The target is walked again.
+                // (A hard link made there needs nothing: the applier groups the names of one
+                // source inode itself.)
+                if self.base_active {
+                    let root = self.opts.root.clone();
+                    let at = |p: &RelPath| root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
+                    for e in made {
+                        if let Op::Rename { from, to, flags } = &e.op {
+                            self.walk_again(at(to));
+                            if flags & RENAME_EXCHANGE != 0 {
+                                self.walk_again(at(from));
+                            }
+                        }
+                    }
+                }
                 // Shared mappings are re-read at their files' paths: those follow the op here,
                 // from `made` (a gap opened below, for a raced op, journals `out` first).
                 if !self.mapped.is_empty() {
@@ -3101,14 +3128,40 @@ impl Recorder {
         entries.sort();
         self.base_active = true;
         self.walk_extra.clear();
+        self.walk_extra_overflowed = false;
         let walked = (|| -> anyhow::Result<u64> {
             let mut n = 0;
             for p in entries {
                 n += self.resync_entry(&p, &mut links)?;
             }
-            while let Some(p) = self.walk_extra.pop() {
-                n += self.resync_entry(&p, &mut links)?;
+            // Renames that ran during the walk have their targets walked again
+            // (`walk_again`): those still in the ring, or still in flight (their events come
+            // after their effect), are waited for, so that none arrives after the BaseEnd.
+            // A rename's event is in the ring before its in-flight count drops: with none in
+            // flight, emptying the ring sees every rename that ran. Other events drained
+            // meanwhile do not hold the base's end (regression: under steady writes the ring
+            // is never empty for long).
+            for _ in 0..BASE_SETTLE_ROUNDS_MAX {
+                while let Some(p) = self.walk_extra.pop() {
+                    n += self.resync_entry(&p, &mut links)?;
+                }
+                let quiet = self.probes.ns_changes_in_flight()? == 0;
+                let mut emptied = false;
+                for _ in 0..RESTATE_DRAIN_BATCHES_MAX {
+                    if self.pump_nested_count()? == 0 {
+                        emptied = true;
+                        break;
+                    }
+                }
+                if !self.walk_extra.is_empty() {
+                    continue;
+                }
+                if quiet && emptied {
+                    return Ok(n);
+                }
+                std::thread::sleep(Duration::from_millis(1));
             }
+            self.walk_extra_overflowed = true;
             Ok(n)
         })();
         self.base_active = false;
@@ -3122,12 +3175,36 @@ impl Recorder {
         }
         let end = self.own(Op::BaseEnd { base_id });
         self.append(vec![end]);
+        if std::mem::take(&mut self.walk_extra_overflowed) {
+            // Renames kept coming: the base may lack what they moved. Another base heals it.
+            tracing::warn!(
+                base_id,
+                "renames kept running through the base: a gap and another base follow"
+            );
+            self.walk_extra.clear();
+            self.full_heal = true;
+            self.gap_after(&mut Vec::new(), GapReason::ConcurrentWriters);
+        }
         self.stats.bases += 1;
         self.stats.base_entries += n;
         self.base_walked = 0;
         self.publish_stats();
         tracing::info!(base_id, entries = n, "base complete");
         Ok(base_id)
+    }
+
+    /// During a base: `p`, the target of a rename journaled while the base walks, is walked
+    /// again (see `walk_extra`); at most BASE_REWALK_MAX wait at once (past it, the base is
+    /// followed by another).
+    fn walk_again(&mut self, p: PathBuf) {
+        if self.walk_extra.contains(&p) {
+            return;
+        }
+        if self.walk_extra.len() >= BASE_REWALK_MAX {
+            self.walk_extra_overflowed = true;
+            return;
+        }
+        self.walk_extra.push(p);
     }
 
     /// Journals `p` (Resync + content) and, for a directory, everything below it; drains live

@@ -789,6 +789,13 @@ pub fn foreign_namespaces<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Held by a recording that must see no foreign namespace's names (see [`NAMESPACE_NOISE`]):
+/// shared, unless this thread makes the noise itself (then `None`).
+pub fn no_foreign_namespaces() -> Option<std::sync::RwLockReadGuard<'static, ()>> {
+    (!MAKING_NAMESPACE_NOISE.get())
+        .then(|| NAMESPACE_NOISE.read().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// [`record_while`] with a kernel ring of `ring_size_bytes`.
 pub fn record_with(
     src: &std::path::Path,
@@ -803,9 +810,7 @@ pub fn record_with(
         payload_cap_bytes: 64 * 1024,
         ring_size_bytes,
     };
-    // Shared, unless this thread makes the noise itself.
-    let _quiet = (!MAKING_NAMESPACE_NOISE.get())
-        .then(|| NAMESPACE_NOISE.read().unwrap_or_else(|e| e.into_inner()));
+    let _quiet = no_foreign_namespaces();
     let stop = Arc::new(AtomicBool::new(false));
     let mut rec = Recorder::start(opts).unwrap();
     let st = stop.clone();

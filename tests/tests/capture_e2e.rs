@@ -1514,6 +1514,84 @@ fn entries_arriving_from_outside_are_restated_without_a_base() {
     );
 }
 
+/// A base walks the tree while a subtree is renamed from a part it has not reached (`z/`) into
+/// one it has passed (`a/`): the walk never sees the subtree, and the rename, journaled live,
+/// moved the replica's copy to where the base's end then removed it as unlisted. Found with
+/// tests/fsstress.py (2026-12-01: a replica missing whole subtrees after a base requested by a
+/// heal during concurrent directory renames). The targets of renames journaled during a base
+/// are now walked again before it ends. A hard link made the same way keeps its group.
+#[test]
+fn a_subtree_renamed_into_the_walked_part_of_a_base_is_in_the_base() {
+    if !require_bpf() {
+        return;
+    }
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let src = d.path().join("src");
+    let jdir = d.path().join("journal");
+    std::fs::create_dir_all(src.join("a")).unwrap();
+    std::fs::create_dir_all(src.join("m")).unwrap();
+    std::fs::create_dir_all(src.join("z/tree/sub")).unwrap();
+    for i in 0..6000 {
+        std::fs::write(src.join(format!("m/{i:05}")), b"filler").unwrap();
+    }
+    for f in ["z/tree/x", "z/tree/sub/y", "z/linked"] {
+        std::fs::write(src.join(f), f.as_bytes()).unwrap();
+    }
+    let opts = RecorderOptions {
+        root: src.clone(),
+        journal: jdir.clone(),
+        journal_opts: JournalOptions::default(),
+        payload_cap_bytes: 64 * 1024,
+        ring_size_bytes: foxing_probes::DEFAULT_RING_SIZE_BYTES,
+    };
+    let _quiet = foxing_tests::no_foreign_namespaces();
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = Arc::new(AtomicBool::new(false));
+    let mut rec = Recorder::start(opts).unwrap();
+    let shared = rec.shared.clone();
+    let (st, b) = (stop.clone(), base.clone());
+    let handle = std::thread::spawn(move || {
+        rec.run(&st, &b).unwrap();
+        rec.stats.clone()
+    });
+    let stats = || shared.lock().unwrap().0.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats().bases < 1 {
+        assert!(Instant::now() < deadline, "no first base");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The second base: once it is inside m/ (a/ is walked, z/ is not), the subtree moves.
+    let before = stats().base_entries;
+    base.store(true, Ordering::Relaxed);
+    while stats().base_entries < before + 512 {
+        assert!(Instant::now() < deadline, "the base did not start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let moved_in_walk = stats().bases == 1;
+    // From another process: the recorder ignores its own.
+    let mv = std::process::Command::new("mv")
+        .arg(src.join("z/tree"))
+        .arg(src.join("a/tree"))
+        .status()
+        .unwrap();
+    assert!(mv.success());
+    let ln = std::process::Command::new("ln")
+        .arg(src.join("z/linked"))
+        .arg(src.join("a/linked"))
+        .status()
+        .unwrap();
+    assert!(ln.success());
+    while stats().bases < 2 {
+        assert!(Instant::now() < deadline, "the base did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let end = handle.join().unwrap();
+    assert!(moved_in_walk, "the rename came after the base: {end:?}");
+    apply_and_compare(&src, &jdir, d.path());
+}
+
 /// A re-stated hard-linked file whose other names the recorder had no record of: `dir/b`,
 /// linked to `a`, leaves the root with `dir` and comes back as `dir2/b` after `a` was renamed
 /// (the last name seen for the inode, `dir/b`, is gone, and `a2` was never seen for it); and a
