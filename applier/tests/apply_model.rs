@@ -59,14 +59,8 @@ proptest! {
     #[test]
     fn a_base_heals_a_diverged_replica(junk in proptest::collection::vec(act(), 1..30), acts in proptest::collection::vec(act(), 0..30)) {
         let (mut junk_tree, _) = record(&junk);
-        let mut all = acts.clone();
-        all.insert(0, Act::Base);
-        // The base must describe the source as it is when the base runs: build the source from
-        // `acts` preceded by a base of the (empty) source, then rebase at the end.
-        all.push(Act::Base);
-        let (mut src, recs) = record(&all);
-        apply_all(&mut junk_tree, &recs);
-        let d = same(&mut src, &mut junk_tree);
+        let (mut src, _) = record(&acts);
+        let d = same(&mut src, base_over(&mut junk_tree, &acts));
         prop_assert!(d.is_empty(), "{:#?}", d);
     }
 }
@@ -83,6 +77,56 @@ proptest! {
         let d = same(&mut src, &mut fs);
         prop_assert!(d.is_empty(), "{:#?}\nrecords: {:#?}", d, recs);
     }
+}
+
+/// Applies to `replica` (left as it is: diverged) only a base of the source `acts` build;
+/// returns the replica.
+fn base_over<'a>(replica: &'a mut ModelTree, acts: &[Act]) -> &'a mut ModelTree {
+    let mut all = acts.to_vec();
+    all.push(Act::Base);
+    let (_, recs) = record(&all);
+    let begin = recs
+        .iter()
+        .rposition(|r| matches!(r.op, foxing_proto::Op::BaseBegin { .. }))
+        .expect("the base just recorded");
+    apply_all(replica, &recs[begin..]);
+    replica
+}
+
+/// A replica holding as one hard-linked object names that the source holds apart (a symlink
+/// replaced under one of its names; a file group likewise): a base kept the replica's object at
+/// each name because it was of the right kind, so the names stayed linked, and a regular file's
+/// content rewritten in place under one name changed the others. Found by tests/fsstress.py
+/// (2026-12-01, a symlink name left in another symlink's hard-link group). A Resync now detaches
+/// a name from a shared object unless the source's inode has other names too and no other source
+/// inode's Resync in the base took the object.
+#[test]
+fn a_base_detaches_names_the_replica_shares_but_the_source_holds_apart() {
+    let junk = [
+        Act::Create(0, 0o644),
+        Act::Write(0, 0, b"junk".to_vec()),
+        Act::Link(0, 1),
+        Act::Link(0, 2),
+        Act::Symlink(6, 0),
+        Act::Link(6, 3),
+        Act::Link(6, 4),
+    ];
+    let acts = [
+        // a alone; b and c one group apart from it.
+        Act::Create(0, 0o644),
+        Act::Write(0, 0, b"zero".to_vec()),
+        Act::Create(1, 0o644),
+        Act::Write(1, 0, b"one".to_vec()),
+        Act::Link(1, 2),
+        // e, d/a and d/b: symlinks with one target, d/a and d/b one group.
+        Act::Symlink(6, 0),
+        Act::Symlink(3, 0),
+        Act::Link(3, 4),
+    ];
+    let (mut junk_tree, _) = record(&junk);
+    let (mut src, _) = record(&acts);
+    let d = same(&mut src, base_over(&mut junk_tree, &acts));
+    assert!(d.is_empty(), "{d:#?}");
 }
 
 /// setxattr/removexattr/chown through a symlink the kernel followed: the recorder resolved the link
@@ -151,5 +195,77 @@ fn xattr_calls_through_a_symlink_removed_since_reach_its_target() {
         );
         assert_eq!(t.get_xattr(&path("target"), b"user.a").unwrap(), None);
         assert_eq!(t.stat(&path("target")).unwrap().unwrap().uid, 4321);
+    }
+}
+
+/// The name a hard-linked source inode was last resynced under, remembered to link its other
+/// names to: a directory on its way became a symlink on the replica, so looking it up failed,
+/// and that error failed the Resync of the next name, which a heal's gap window then skipped
+/// (found by tests/fsstress.py, 2026-12-01: both names of a file missing from the replica after
+/// the heal). An unreachable remembered name now counts as gone.
+#[test]
+fn a_remembered_link_name_behind_a_symlink_does_not_fail_the_next_resync() {
+    use foxing_proto::{EntryKind, EntryMeta, Op, RelPath, Writer};
+    let path = |s: &str| RelPath::new(s.as_bytes().to_vec());
+    let file = |p: &str| Op::Resync {
+        path: path(p),
+        meta: Some(EntryMeta {
+            kind: EntryKind::Regular,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 3,
+            atime_ns: 0,
+            mtime_ns: 0,
+            dev: 1,
+            ino: 9,
+            nlink: 2,
+            xattrs: Vec::new(),
+        }),
+    };
+    let data = |p: &str| Op::ResyncData {
+        path: path(p),
+        offset: 0,
+        data: b"abc".to_vec(),
+    };
+    let ops = vec![
+        Op::Mkdir {
+            path: path("d"),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+        file("d/a"),
+        data("d/a"),
+        Op::Rename {
+            from: path("d"),
+            to: path("e"),
+            flags: 0,
+        },
+        Op::Symlink {
+            path: path("d"),
+            target: b"e".to_vec(),
+            uid: 0,
+            gid: 0,
+        },
+        file("f"),
+        data("f"),
+    ];
+    let recs: Vec<Record> = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| Record {
+            seq: i as u64 + 1,
+            time_ns: 0,
+            writer: Writer::default(),
+            op,
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut fs = FsTree::open(dir.path()).unwrap();
+    let mut model = ModelTree::default();
+    for t in [&mut fs as &mut dyn Tree, &mut model] {
+        apply_all(t, &recs);
+        assert_eq!(t.read_file(&path("f")).unwrap(), b"abc");
     }
 }

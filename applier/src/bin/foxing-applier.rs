@@ -485,6 +485,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stats.replaced,
             stats.inexact_ranges
         );
+        if stats.heal_failed > 0 {
+            println!(
+                "warning: {} records of a heal did not apply (see the log): the replica may differ until the next base (foxing-journal base)",
+                stats.heal_failed
+            );
+        }
         if let Some(p) = &plan {
             println!(
                 "restored to seq {} at {} ({}), from base {}",
