@@ -662,8 +662,12 @@ impl Applier {
                     if b.id == *base_id {
                         self.remove_unlisted(t, None, &b)?;
                         // Deepest first does not matter: setting times moves no parent's mtime.
+                        // A directory no longer reachable (one above it replaced by a symlink
+                        // after its Resync) has no time to set (regression: the error failed
+                        // the whole BaseEnd, so the heal's gap windows never closed).
                         for (p, a, m) in &b.dir_times {
-                            if t.stat(p)?.is_some_and(|s| s.kind == NodeKind::Directory) {
+                            let st = t.stat(p).ok().flatten();
+                            if st.is_some_and(|s| s.kind == NodeKind::Directory) {
                                 t.set_times(p, Some(*a), Some(*m))?;
                             }
                         }

@@ -269,3 +269,63 @@ fn a_remembered_link_name_behind_a_symlink_does_not_fail_the_next_resync() {
         assert_eq!(t.read_file(&path("f")).unwrap(), b"abc");
     }
 }
+
+/// A directory a base stated, then moved and replaced by a symlink by live changes before the
+/// base ended: setting its time at the end looked it up through the symlink, and that error
+/// failed the whole BaseEnd, so the gap windows the base healed stayed open (found by
+/// tests/fsstress.py, 2026-12-01).
+#[test]
+fn a_base_end_skips_directories_no_longer_reachable() {
+    use foxing_proto::{EntryKind, EntryMeta, Op, RelPath, Writer};
+    let path = |s: &str| RelPath::new(s.as_bytes().to_vec());
+    let dir = |p: &str, ino: u64| Op::Resync {
+        path: path(p),
+        meta: Some(EntryMeta {
+            kind: EntryKind::Directory,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            atime_ns: 7,
+            mtime_ns: 7,
+            dev: 1,
+            ino,
+            nlink: 2,
+            xattrs: Vec::new(),
+        }),
+    };
+    let ops = vec![
+        Op::BaseBegin { base_id: 1 },
+        dir("d", 2),
+        dir("d/e", 3),
+        Op::Rename {
+            from: path("d"),
+            to: path("x"),
+            flags: 0,
+        },
+        Op::Symlink {
+            path: path("d"),
+            target: b"x".to_vec(),
+            uid: 0,
+            gid: 0,
+        },
+        Op::BaseEnd { base_id: 1 },
+    ];
+    let recs: Vec<Record> = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| Record {
+            seq: i as u64 + 1,
+            time_ns: 0,
+            writer: Writer::default(),
+            op,
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut fs = FsTree::open(dir.path()).unwrap();
+    let mut model = ModelTree::default();
+    for t in [&mut fs as &mut dyn Tree, &mut model] {
+        apply_all(t, &recs);
+        assert!(t.stat(&path("x/e")).unwrap().is_some());
+    }
+}

@@ -780,6 +780,30 @@ fn physical(p: &Path) -> Option<PathBuf> {
     }
 }
 
+/// `p`'s directory opened (O_PATH) without following a symlink anywhere on the way, and a path
+/// naming `p` through it (`/proc/self/fd/N/name`), valid while the descriptor lives: calls on it
+/// act on that directory's entry even if a directory on the way has been replaced by a symlink
+/// since. None if `p` is no longer reachable that way. A base walking while a directory was
+/// swapped for a symlink read entries through the symlink, possibly from outside the root, and
+/// journaled paths the applier refuses (found by tests/fsstress.py, 2026-12-01).
+fn beneath(p: &Path) -> Option<(rustix::fd::OwnedFd, PathBuf)> {
+    use rustix::fd::AsRawFd;
+    use rustix::fs::{Mode, OFlags, ResolveFlags, CWD};
+    let (parent, name) = (p.parent()?, p.file_name()?);
+    let fd = rustix::fs::openat2(
+        CWD,
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    )
+    .ok()?;
+    let at = Path::new("/proc/self/fd")
+        .join(fd.as_raw_fd().to_string())
+        .join(name);
+    Some((fd, at))
+}
+
 /// The (atime, mtime) a utimensat event sets: None for UTIME_OMIT, the event time for UTIME_NOW.
 fn times(h: &FxEvent, now_ns: u64) -> (Option<i64>, Option<i64>) {
     let pick = |omit: u32, now: u32, v: u64| {
@@ -3224,10 +3248,15 @@ impl Recorder {
             self.pump_nested()?;
             stack.append(&mut self.walk_extra);
             let Some(rp) = rel(&root, &p) else { continue };
-            let Ok(md) = std::fs::symlink_metadata(&p) else {
+            // Reached through its directory, opened without following a symlink: `at` cannot
+            // lead elsewhere (one on the way now a symlink: not an entry, skipped).
+            let Some((_dir, at)) = beneath(&p) else {
+                continue;
+            };
+            let Ok(md) = std::fs::symlink_metadata(&at) else {
                 continue;
             }; // gone: its removal is journaled live
-            let Ok(meta) = entry_meta(&p, &md) else {
+            let Ok(meta) = entry_meta(&at, &md) else {
                 continue;
             };
             n += 1;
@@ -3294,7 +3323,7 @@ impl Recorder {
                 meta: Some(meta),
             })];
             if md.is_file() {
-                if let Some(f) = open_source_file(&p) {
+                if let Some(f) = open_source_file(&at) {
                     for (off, len) in data_ranges(&f, 0, md.size()) {
                         self.reread_into(&f, &rp, off, len, now_ns(), &mut evs);
                     }
@@ -3307,9 +3336,11 @@ impl Recorder {
                     self.touched.insert(rp.clone());
                     self.first_touch.get_or_insert_with(Instant::now);
                 }
-                if let Ok(rd) = std::fs::read_dir(&p) {
-                    let mut kids: Vec<PathBuf> =
-                        rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+                if let Ok(rd) = std::fs::read_dir(&at) {
+                    let mut kids: Vec<PathBuf> = rd
+                        .filter_map(|e| e.ok())
+                        .map(|e| p.join(e.file_name()))
+                        .collect();
                     kids.sort();
                     stack.extend(kids.into_iter().rev());
                 }
@@ -3989,6 +4020,29 @@ fn covered_rereads(evs: &[RawEvent]) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::resolve_under;
+
+    /// A base's walk reaches entries only through directories, never through a symlink that
+    /// replaced one (see `beneath`).
+    #[test]
+    fn entries_are_not_reached_through_a_symlink_on_the_way() {
+        use super::beneath;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("d/sub")).unwrap();
+        std::fs::write(root.join("d/sub/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("d", root.join("l")).unwrap();
+        std::os::unix::fs::symlink("f", root.join("d/sub/s")).unwrap();
+        // Through directories: the entry itself, a symlink not followed.
+        let (_dir, at) = beneath(&root.join("d/sub/f")).unwrap();
+        assert!(std::fs::symlink_metadata(&at).unwrap().is_file());
+        let (_dir, at) = beneath(&root.join("d/sub/s")).unwrap();
+        assert!(std::fs::symlink_metadata(&at).unwrap().is_symlink());
+        let (_dir, at) = beneath(&root.join("l")).unwrap();
+        assert!(std::fs::symlink_metadata(&at).unwrap().is_symlink());
+        // Through the symlink `l`: not an entry.
+        assert!(beneath(&root.join("l/sub/f")).is_none());
+        assert!(beneath(&root.join("l/sub")).is_none());
+    }
 
     #[test]
     fn an_open_of_an_existing_fifo_or_device_is_no_create() {
